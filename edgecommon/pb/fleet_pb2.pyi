@@ -1,0 +1,126 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CreateJoinTokenRequest(_message.Message):
+    __slots__ = ("node_id", "group", "operator", "ttl_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    group: str
+    operator: str
+    ttl_s: float
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., operator: _Optional[str] = ..., ttl_s: _Optional[float] = ...) -> None: ...
+
+class CreateJoinTokenResponse(_message.Message):
+    __slots__ = ("token", "token_id", "expires_unix", "kind", "subject_id", "group")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    token_id: str
+    expires_unix: float
+    kind: str
+    subject_id: str
+    group: str
+    def __init__(self, token: _Optional[str] = ..., token_id: _Optional[str] = ..., expires_unix: _Optional[float] = ..., kind: _Optional[str] = ..., subject_id: _Optional[str] = ..., group: _Optional[str] = ...) -> None: ...
+
+class FleetStatusRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    def __init__(self, group: _Optional[str] = ...) -> None: ...
+
+class FleetStatusResponse(_message.Message):
+    __slots__ = ("nodes", "online", "offline", "hub_time_unix")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    OFFLINE_FIELD_NUMBER: _ClassVar[int]
+    HUB_TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    online: int
+    offline: int
+    hub_time_unix: float
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., online: _Optional[int] = ..., offline: _Optional[int] = ..., hub_time_unix: _Optional[float] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("node_id", "group", "labels", "agent_version", "cert_serial", "cert_expires_unix", "first_seen_unix", "last_seen_unix", "state", "state_since_unix", "state_reason", "hostname", "metrics")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CERT_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    CERT_EXPIRES_UNIX_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    STATE_SINCE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    group: str
+    labels: _containers.ScalarMap[str, str]
+    agent_version: str
+    cert_serial: str
+    cert_expires_unix: float
+    first_seen_unix: float
+    last_seen_unix: float
+    state: str
+    state_since_unix: float
+    state_reason: str
+    hostname: str
+    metrics: NodeMetrics
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., cert_serial: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., first_seen_unix: _Optional[float] = ..., last_seen_unix: _Optional[float] = ..., state: _Optional[str] = ..., state_since_unix: _Optional[float] = ..., state_reason: _Optional[str] = ..., hostname: _Optional[str] = ..., metrics: _Optional[_Union[NodeMetrics, _Mapping]] = ...) -> None: ...
+
+class NodeMetrics(_message.Message):
+    __slots__ = ("uptime_s", "cpu_percent", "memory_percent", "disk_percent", "rss_bytes", "heartbeat_seq")
+    UPTIME_S_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    DISK_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    uptime_s: float
+    cpu_percent: float
+    memory_percent: float
+    disk_percent: float
+    rss_bytes: int
+    heartbeat_seq: int
+    def __init__(self, uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., heartbeat_seq: _Optional[int] = ...) -> None: ...
+
+class WhoAmIRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class WhoAmIResponse(_message.Message):
+    __slots__ = ("operator", "hub_version", "trust_domain")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    HUB_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRUST_DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    operator: str
+    hub_version: str
+    trust_domain: str
+    def __init__(self, operator: _Optional[str] = ..., hub_version: _Optional[str] = ..., trust_domain: _Optional[str] = ...) -> None: ...
