@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edgecommon.errors import CredentialError, EdgeError
+from edgecommon.errors import CredentialError, CsrRejected
 from edgecommon.identity import Identity, Kind, parse_uri
 
 PrivateKey = ec.EllipticCurvePrivateKey
@@ -45,10 +45,6 @@ _LEAF_USAGE = x509.KeyUsage(
     encipher_only=False,
     decipher_only=False,
 )
-
-
-class CsrRejected(EdgeError):
-    """A CSR the hub will not sign; the message says why."""
 
 
 def generate_key() -> PrivateKey:

@@ -1,0 +1,72 @@
+"""The agent's configuration (agent.toml), typed and validated before anything starts."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecommon.config import at_least, host_port, one_of, positive, setting
+
+
+def _optional_host_port(value: str) -> str | None:
+    return None if not value else host_port(value)
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    state_dir: Path = setting(
+        Path("/var/lib/edge-agent"), "Directory for the node's key, certificates and state."
+    )
+    hub: str = setting("127.0.0.1:7443", "The hub's mutual-TLS address.", host_port)
+    enroll_address: str = setting(
+        "",
+        "The hub's enrollment (TLS) address; empty means the hub's host with port 7444.",
+        _optional_host_port,
+    )
+    join_token: str = setting(
+        "", "Join token for first enrollment (prefer join_token_file).", env=True
+    )
+    join_token_file: str = setting("", "File holding the join token for first enrollment.")
+    socket: Path = setting(
+        Path("/run/edge-agent/agent.sock"), "Unix socket of the local API (edgectl, workloads)."
+    )
+    socket_mode: int = setting(0o660, "Permissions of the local API socket.", at_least(0))
+    labels: dict[str, str] = setting({}, "Labels reported to the hub (e.g. site, rack).")
+    log_level: str = setting(
+        "info", "debug, info, warning or error.", one_of("debug", "info", "warning", "error")
+    )
+
+
+@dataclass(frozen=True)
+class LinkSection:
+    heartbeat_interval_s: float = setting(
+        1.0, "Heartbeat period until the hub names its own on registration.", positive
+    )
+    reconnect_initial_s: float = setting(0.5, "First reconnect backoff ceiling.", positive)
+    reconnect_max_s: float = setting(30.0, "Cap on the reconnect backoff ceiling.", positive)
+    connect_timeout_s: float = setting(
+        10.0, "Deadline for opening the stream and registering.", positive
+    )
+    rpc_timeout_s: float = setting(10.0, "Deadline for unary calls to the hub.", positive)
+    stream_max_age_s: float = setting(
+        7200.0, "Deadline of one Connect stream; the agent then reconnects.", positive
+    )
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent: AgentSection = field(default_factory=AgentSection)
+    link: LinkSection = field(default_factory=LinkSection)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.link.reconnect_initial_s > self.link.reconnect_max_s:
+            found.append("[link].reconnect_initial_s must not exceed [link].reconnect_max_s")
+        if len(str(self.agent.socket)) > 100:
+            found.append(f"[agent].socket path is too long for a Unix socket: {self.agent.socket}")
+        return found
+
+    @property
+    def enroll_target(self) -> str:
+        if self.agent.enroll_address:
+            return self.agent.enroll_address
+        host, _, _ = self.agent.hub.rpartition(":")
+        return f"{host}:7444"

@@ -1,0 +1,149 @@
+"""edge-agent: the daemon on every node."""
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+from agent import credentials
+from agent.config import AgentConfig
+from agent.enroll import enroll_until_done
+from agent.link import HubLink
+from agent.local_api import NodeFacts, start_local_server
+from agent.status import LinkStatus
+from agent.telemetry import Telemetry
+from edgecommon import config as config_loader
+from edgecommon import tokens
+from edgecommon.clock import Clock, SystemClock
+from edgecommon.daemon import (
+    ShutdownRequested,
+    announce_ready,
+    announce_stopping,
+    install_signal_handlers,
+    raise_when_set,
+    setup_logging,
+)
+from edgecommon.errors import ConfigError, EdgeError
+from edgecommon.version import PRODUCT_VERSION
+
+log = logging.getLogger("edge-agent")
+GRACE_S = 2.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__)
+    parser.add_argument("--config", type=Path, help="agent.toml (defaults apply without one)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration and the node's credentials, then exit",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-agent {PRODUCT_VERSION}")
+    return parser.parse_args(argv)
+
+
+def join_token(config: AgentConfig) -> str:
+    """The configured join token, or a ConfigError saying how to provide one."""
+    if config.agent.join_token:
+        return config.agent.join_token
+    if config.agent.join_token_file:
+        path = Path(config.agent.join_token_file)
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                [f"[agent].join_token_file {path} cannot be read: {exc.strerror}"]
+            ) from None
+    raise ConfigError(
+        [
+            "this node is not enrolled and has no join token: create one with "
+            "'edgectl token create --node ID --group G' and set [agent].join_token_file "
+            "(or AUTONOMY_AGENT_JOIN_TOKEN)"
+        ]
+    )
+
+
+def check(config: AgentConfig) -> str:
+    """What --check-config reports; raises EdgeError for anything that would stop the agent."""
+    paths = credentials.CredentialPaths.under(config.agent.state_dir)
+    if paths.enrolled():
+        creds = credentials.load(paths)
+        return f"enrolled as {creds.identity}"
+    join = tokens.parse_token(join_token(config))
+    return f"not enrolled yet; will enroll as {join.subject} with token {join.token_id}"
+
+
+async def serve(config: AgentConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
+    state_dir = config.agent.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    status = LinkStatus(clock, config.agent.hub)
+    facts = NodeFacts(status, state_dir, clock.wall())
+    paths = credentials.CredentialPaths.under(state_dir)
+    token = ""
+    if paths.enrolled():
+        facts.credentials = credentials.load(paths)
+    else:
+        token = join_token(config)
+        tokens.parse_token(token)
+    server = await start_local_server(config.agent.socket, config.agent.socket_mode, facts)
+    log.info("local API on %s", config.agent.socket)
+
+    async def connect_to_hub() -> None:
+        if facts.credentials is None:
+            facts.credentials = await enroll_until_done(config, token, paths, status, rng)
+        telemetry = Telemetry.start(state_dir)
+        await HubLink(config, facts.credentials, status, telemetry, rng).run()
+
+    try:
+        async with asyncio.TaskGroup() as tg:
+            link_task = tg.create_task(connect_to_hub(), name="hub-link")
+            announce_ready("serving the local API", tg, lambda: not link_task.done())
+            tg.create_task(raise_when_set(stop), name="shutdown")
+    except* ShutdownRequested:
+        announce_stopping()
+    finally:
+        await server.stop(GRACE_S)
+        config.agent.socket.unlink(missing_ok=True)
+        log.info("agent stopped")
+
+
+async def run(config: AgentConfig) -> None:
+    stop = asyncio.Event()
+    install_signal_handlers(stop, "edge-agent")
+    await serve(config, SystemClock(), random.Random(), stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = config_loader.load(AgentConfig, args.config, os.environ)
+        if args.check_config:
+            print(f"edge-agent: configuration OK ({args.config or 'defaults'}); {check(config)}")
+            return 0
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"edge-agent: config error: {problem}", file=sys.stderr)
+        return 2
+    except EdgeError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return 1
+    setup_logging(config.agent.log_level)
+    code = 0
+    try:
+        asyncio.run(run(config))
+    except* ConfigError as group:
+        for exc in group.exceptions:
+            log.error("%s", exc)
+        code = 2
+    except* (EdgeError, OSError) as group:
+        for exc in group.exceptions:
+            log.error("cannot run: %s", exc)
+        code = code or 1
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

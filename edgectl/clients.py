@@ -1,0 +1,73 @@
+"""Channels from edgectl: to the hub with the operator credential, to the local agent."""
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from edgecommon import grpcopts, pki
+from edgecommon.errors import CredentialError, Unreachable
+from edgecommon.pb import agent_pb2_grpc, fleet_pb2_grpc
+from edgecommon.rpc import raise_from_rpc
+from edgectl.context import Context
+
+
+def operator_credentials(context: Context) -> grpc.ChannelCredentials:
+    paths = (context.key_path, context.cert_path, context.ca_path)
+    if not all(p.exists() for p in paths):
+        raise CredentialError(
+            f"no operator credential in {context.directory}: run 'edgectl login --token T "
+            "--hub HOST:PORT' (or 'edgectl operator bootstrap' on the hub host)"
+        )
+    pki.load_private_key(context.key_path)
+    pki.load_certificate(context.cert_path)
+    pki.load_certificates(context.ca_path, "trust bundle")
+    return grpc.ssl_channel_credentials(
+        root_certificates=context.ca_path.read_bytes(),
+        private_key=context.key_path.read_bytes(),
+        certificate_chain=context.cert_path.read_bytes(),
+    )
+
+
+@dataclass
+class Call:
+    """Run unary calls with a deadline and map failures to EdgeErrors."""
+
+    target: str
+    timeout_s: float
+
+    async def __call__(self, method: Any, request: Any) -> Any:
+        try:
+            return await method(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as err:
+            raise_from_rpc(err, self.target)
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[fleet_pb2_grpc.FleetStub, Call]]:
+    creds = operator_credentials(context)
+    async with grpc.aio.secure_channel(
+        address, creds, options=grpcopts.client_options(private_connection=False)
+    ) as channel:
+        yield fleet_pb2_grpc.FleetStub(channel), Call(f"hub {address}", timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def local_agent(
+    socket: Path, label: str, timeout_s: float
+) -> AsyncIterator[tuple[agent_pb2_grpc.AgentLocalStub, Call]]:
+    if not socket.exists():
+        raise Unreachable(
+            f"agent socket {socket} does not exist: is edge-agent running on this node? "
+            "(choose another with --node or --socket)"
+        )
+    async with grpc.aio.insecure_channel(
+        f"unix:{socket}",
+        options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
+    ) as channel:
+        yield agent_pb2_grpc.AgentLocalStub(channel), Call(f"agent {label}", timeout_s)

@@ -1,0 +1,75 @@
+"""edgectl status: the local agent's identity, link to the hub, certificate and versions."""
+
+import argparse
+import time
+
+from edgecommon.pb import agent_pb2
+from edgectl import exitcodes
+from edgectl.app import App
+from edgectl.clients import local_agent
+from edgectl.context import agent_socket
+from edgectl.output import ago, iso
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="show this node's agent: identity, hub link, certificate")
+    p.set_defaults(func=status)
+
+
+def status_data(s: agent_pb2.AgentStatus, now: float) -> dict[str, object]:
+    return {
+        "node_id": s.node_id or None,
+        "group": s.group or None,
+        "pid": s.pid,
+        "started": iso(s.started_unix),
+        "state_dir": s.state_dir,
+        "hub": {
+            "address": s.hub_address,
+            "state": s.hub_state,
+            "since": iso(s.hub_state_since_unix),
+            "last_error": s.last_error or None,
+            "next_attempt": iso(s.next_attempt_unix),
+            "heartbeats_sent": s.heartbeats_sent,
+        },
+        "certificate": {
+            "serial": s.cert_serial or None,
+            "expires": iso(s.cert_expires_unix),
+            "expires_in_s": round(s.cert_expires_unix - now) if s.cert_expires_unix else None,
+        },
+        "versions": {"agent": s.agent_version, "python": s.python_version, "grpc": s.grpc_version},
+    }
+
+
+async def status(app: App) -> int:
+    socket, label = agent_socket(app.args.socket, app.args.node, app.environ, app.context)
+    async with local_agent(socket, label, app.timeout_s) as (stub, call):
+        s = await call(stub.Status, agent_pb2.StatusRequest())
+    now = time.time()
+    data = status_data(s, now)
+    since = (
+        f"{s.hub_state} for {ago(now - s.hub_state_since_unix)}"
+        if s.hub_state_since_unix
+        else s.hub_state
+    )
+    lines: list[tuple[str, object]] = [
+        ("Node", f"{s.node_id} (group {s.group})" if s.node_id else "not enrolled yet"),
+        ("Agent", f"pid {s.pid}, up {ago(now - s.started_unix)}"),
+        ("Hub", f"{s.hub_address}: {since}"),
+    ]
+    if s.last_error:
+        lines.append(("Last error", s.last_error))
+    if s.next_attempt_unix > now:
+        lines.append(("Next attempt", f"in {ago(s.next_attempt_unix - now)}"))
+    if s.cert_expires_unix:
+        lines.append(
+            (
+                "Certificate",
+                f"serial {s.cert_serial}, expires {iso(s.cert_expires_unix)} "
+                f"(in {ago(s.cert_expires_unix - now)})",
+            )
+        )
+    lines.append(
+        ("Versions", f"agent {s.agent_version}, python {s.python_version}, grpc {s.grpc_version}")
+    )
+    app.out.record(data, lines)
+    return exitcodes.OK

@@ -1,0 +1,128 @@
+"""Where edgectl finds the hub, its operator credential and the node's agent.
+
+A context is a directory holding context.json and the operator credential
+(operator.key 0600, operator.crt, ca.crt). edgectl uses the first of:
+
+  1. --context DIR, or AUTONOMY_CONTEXT
+  2. .edge-dev/ in the current directory or a parent (written by `edgectl dev up`)
+  3. $XDG_CONFIG_HOME/edgectl/ (default ~/.config/edgectl/, written by `edgectl login`
+     and `edgectl operator bootstrap`)
+
+The hub address is --hub, else AUTONOMY_ORCHESTRATOR_URL, else the context's.
+"""
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from edgecommon import pki
+from edgecommon.errors import CredentialError, InvalidArgument
+
+DEV_DIR_NAME = ".edge-dev"
+DEFAULT_AGENT_SOCKET = Path("/run/edge-agent/agent.sock")
+
+
+@dataclass
+class Context:
+    directory: Path
+    hub: str = ""
+    enroll_address: str = ""
+    operator: str = ""
+    agents: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / "operator.key"
+
+    @property
+    def cert_path(self) -> Path:
+        return self.directory / "operator.crt"
+
+    @property
+    def ca_path(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def file(self) -> Path:
+        return self.directory / "context.json"
+
+    def save(self) -> None:
+        data = asdict(self)
+        data.pop("directory")
+        pki.atomic_write(
+            self.file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> "Context":
+        try:
+            data = json.loads((directory / "context.json").read_text())
+            return cls(
+                directory=directory,
+                hub=str(data.get("hub", "")),
+                enroll_address=str(data.get("enroll_address", "")),
+                operator=str(data.get("operator", "")),
+                agents=dict(data.get("agents", {})),
+            )
+        except FileNotFoundError:
+            return cls(directory=directory)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise CredentialError(
+                f"context file {directory / 'context.json'} is unreadable ({exc}); fix or remove it"
+            ) from None
+
+
+def user_context_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or str(
+        Path(environ.get("HOME", "~")).expanduser() / ".config"
+    )
+    return Path(base) / "edgectl"
+
+
+def find_dev_dir(start: Path) -> Path | None:
+    for directory in (start, *start.parents):
+        if (directory / DEV_DIR_NAME / "context.json").exists():
+            return directory / DEV_DIR_NAME
+    return None
+
+
+def resolve(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Context:
+    chosen = explicit or environ.get("AUTONOMY_CONTEXT")
+    if chosen:
+        return Context.load(Path(chosen))
+    dev = find_dev_dir(cwd)
+    if dev is not None:
+        return Context.load(dev)
+    return Context.load(user_context_dir(environ))
+
+
+def hub_address(flag: str | None, environ: Mapping[str, str], context: Context) -> str:
+    raw = flag or environ.get("AUTONOMY_ORCHESTRATOR_URL") or context.hub
+    if not raw:
+        raise InvalidArgument(
+            "no hub address: pass --hub HOST:PORT, set AUTONOMY_ORCHESTRATOR_URL, or run "
+            "'edgectl login' / 'edgectl dev up'"
+        )
+    for scheme in ("grpcs://", "https://", "dns:///"):
+        raw = raw.removeprefix(scheme)
+    return raw.rstrip("/")
+
+
+def agent_socket(
+    socket_flag: str | None, node: str | None, environ: Mapping[str, str], context: Context
+) -> tuple[Path, str]:
+    """The local agent's socket and a label for messages ('node-1', or the path)."""
+    if socket_flag:
+        return Path(socket_flag), socket_flag
+    if node:
+        if node not in context.agents:
+            known = ", ".join(sorted(context.agents)) or "none in this context"
+            raise InvalidArgument(f"no local agent for node {node!r} (known: {known})")
+        return Path(context.agents[node]), node
+    if environ.get("AUTONOMY_AGENT_SOCKET"):
+        return Path(environ["AUTONOMY_AGENT_SOCKET"]), environ["AUTONOMY_AGENT_SOCKET"]
+    if context.agents:
+        first = sorted(context.agents)[0]
+        return Path(context.agents[first]), first
+    return DEFAULT_AGENT_SOCKET, str(DEFAULT_AGENT_SOCKET)

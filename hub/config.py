@@ -1,0 +1,95 @@
+"""The hub's configuration (hub.toml), typed and validated before anything starts."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edgecommon.config import at_least, host_port, one_of, positive, setting
+from edgecommon.identity import NAME_RE
+
+
+def _trust_domain(value: str) -> str | None:
+    return None if NAME_RE.fullmatch(value) else "a trust domain of a-z, 0-9, '.', '_' or '-'"
+
+
+@dataclass(frozen=True)
+class HubSection:
+    state_dir: Path = setting(Path("/var/lib/edge-hub"), "Directory for the CA, keys and database.")
+    listen: str = setting(
+        "127.0.0.1:7443", "Mutual-TLS address for agents and operators.", host_port
+    )
+    enroll_listen: str = setting(
+        "127.0.0.1:7444",
+        "TLS address (no client certificate) where agents and operators enroll with a token.",
+        host_port,
+    )
+    server_names: list[str] = setting(
+        ["localhost", "127.0.0.1", "::1"],
+        "DNS names and IP addresses put in the hub's server certificate.",
+    )
+    trust_domain: str = setting("edge", "Trust domain in every identity URI.", _trust_domain)
+    log_level: str = setting(
+        "info", "debug, info, warning or error.", one_of("debug", "info", "warning", "error")
+    )
+
+
+@dataclass(frozen=True)
+class LinkSection:
+    heartbeat_interval_s: float = setting(1.0, "How often agents send a heartbeat.", positive)
+    offline_after_s: float = setting(
+        5.0, "A node with no heartbeat for this long is marked offline.", positive
+    )
+    register_timeout_s: float = setting(
+        10.0, "A new stream must register within this time or is closed.", positive
+    )
+    max_registrations_per_s: float = setting(
+        2000.0, "Sustained rate of new agent streams; excess agents are told to back off.", positive
+    )
+    registration_burst: float = setting(
+        2000.0, "Registrations admitted at once before the rate applies.", at_least(1)
+    )
+    flush_interval_s: float = setting(
+        2.0, "How often live node state (last seen, metrics) is written to the store.", positive
+    )
+
+
+@dataclass(frozen=True)
+class CertsSection:
+    ca_lifetime_days: float = setting(3650.0, "Lifetime of a newly created CA.", positive)
+    node_lifetime_h: float = setting(72.0, "Lifetime of node certificates.", positive)
+    operator_lifetime_h: float = setting(720.0, "Lifetime of operator certificates.", positive)
+    hub_lifetime_days: float = setting(365.0, "Lifetime of the hub's server certificate.", positive)
+    token_ttl_default_s: float = setting(
+        3600.0, "Join token lifetime when none is given.", positive
+    )
+    token_ttl_max_s: float = setting(7 * 86400.0, "Longest join token lifetime allowed.", positive)
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    backend: str = setting("sqlite", "Hub store backend.", one_of("sqlite"))
+    path: str = setting("", "SQLite database file; empty means <state_dir>/hub.db.")
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    hub: HubSection = field(default_factory=HubSection)
+    link: LinkSection = field(default_factory=LinkSection)
+    certs: CertsSection = field(default_factory=CertsSection)
+    store: StoreSection = field(default_factory=StoreSection)
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.link.offline_after_s <= self.link.heartbeat_interval_s:
+            found.append(
+                "[link].offline_after_s must be greater than [link].heartbeat_interval_s "
+                f"({self.link.offline_after_s} <= {self.link.heartbeat_interval_s})"
+            )
+        if self.certs.token_ttl_default_s > self.certs.token_ttl_max_s:
+            found.append("[certs].token_ttl_default_s must not exceed [certs].token_ttl_max_s")
+        if self.hub.listen == self.hub.enroll_listen:
+            found.append("[hub].listen and [hub].enroll_listen must differ")
+        return found
+
+    @property
+    def db_path(self) -> Path:
+        return Path(self.store.path) if self.store.path else self.hub.state_dir / "hub.db"

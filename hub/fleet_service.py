@@ -1,0 +1,109 @@
+"""The Fleet service: what operators ask of the hub. Every call needs an operator credential."""
+
+import grpc
+
+from edgecommon.clock import Clock
+from edgecommon.errors import NotFound
+from edgecommon.identity import Kind
+from edgecommon.pb import fleet_pb2, fleet_pb2_grpc
+from edgecommon.rpc import handle_errors
+from edgecommon.version import PRODUCT_VERSION
+from hub.auth import PeerVerifier
+from hub.enrollment import Enrollment, token_subject
+from hub.registry import NodeView, Registry
+
+
+def node_message(view: NodeView) -> fleet_pb2.Node:
+    r = view.record
+    node = fleet_pb2.Node(
+        node_id=r.node_id,
+        group=r.group,
+        labels=r.labels,
+        agent_version=r.agent_version,
+        cert_serial=r.cert_serial,
+        cert_expires_unix=r.cert_expires_unix,
+        first_seen_unix=r.first_seen_unix,
+        last_seen_unix=r.last_seen_unix,
+        state=r.state,
+        state_since_unix=r.state_since_unix,
+        state_reason=r.state_reason,
+        hostname=r.hostname,
+    )
+    if view.heartbeat is not None and view.connected:
+        hb = view.heartbeat
+        node.metrics.CopyFrom(
+            fleet_pb2.NodeMetrics(
+                uptime_s=hb.uptime_s,
+                cpu_percent=hb.cpu_percent,
+                memory_percent=hb.memory_percent,
+                disk_percent=hb.disk_percent,
+                rss_bytes=hb.rss_bytes,
+                heartbeat_seq=hb.seq,
+            )
+        )
+    return node
+
+
+class FleetService(fleet_pb2_grpc.FleetServicer):
+    def __init__(
+        self, enrollment: Enrollment, registry: Registry, verifier: PeerVerifier, clock: Clock
+    ) -> None:
+        self.enrollment = enrollment
+        self.registry = registry
+        self.verifier = verifier
+        self.clock = clock
+
+    @handle_errors
+    async def CreateJoinToken(
+        self, request: fleet_pb2.CreateJoinTokenRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.CreateJoinTokenResponse:
+        _, operator = self.verifier.require(context, Kind.OPERATOR)
+        subject = token_subject(request.node_id, request.group, request.operator)
+        issued = await self.enrollment.create_token(subject, request.ttl_s, operator.name)
+        return fleet_pb2.CreateJoinTokenResponse(
+            token=issued.token,
+            token_id=issued.record.token_id,
+            expires_unix=issued.record.expires_unix,
+            kind=issued.record.kind,
+            subject_id=issued.record.subject_id,
+            group=issued.record.group,
+        )
+
+    @handle_errors
+    async def FleetStatus(
+        self, request: fleet_pb2.FleetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.FleetStatusResponse:
+        self.verifier.require(context, Kind.OPERATOR)
+        views = self.registry.views(request.group)
+        if request.group and not views:
+            raise NotFound(f"group {request.group} has no enrolled nodes")
+        online = sum(1 for v in views if v.record.state == "online")
+        return fleet_pb2.FleetStatusResponse(
+            nodes=[node_message(v) for v in views],
+            online=online,
+            offline=len(views) - online,
+            hub_time_unix=self.clock.wall(),
+        )
+
+    @handle_errors
+    async def GetNode(
+        self, request: fleet_pb2.GetNodeRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.Node:
+        self.verifier.require(context, Kind.OPERATOR)
+        view = self.registry.view(request.node_id)
+        if view is None:
+            raise NotFound(
+                f"node {request.node_id!r} is not enrolled; 'edgectl fleet status' lists nodes"
+            )
+        return node_message(view)
+
+    @handle_errors
+    async def WhoAmI(
+        self, request: fleet_pb2.WhoAmIRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.WhoAmIResponse:
+        _, operator = self.verifier.require(context, Kind.OPERATOR)
+        return fleet_pb2.WhoAmIResponse(
+            operator=operator.name,
+            hub_version=PRODUCT_VERSION,
+            trust_domain=self.verifier.trust_domain,
+        )

@@ -1,0 +1,124 @@
+"""The Link service: enrollment and the agents' long-lived streams."""
+
+import asyncio
+import logging
+import random
+
+import grpc
+
+from edgecommon import pki
+from edgecommon.clock import Clock
+from edgecommon.errors import EdgeError, InvalidArgument
+from edgecommon.identity import Kind
+from edgecommon.pb import link_pb2, link_pb2_grpc
+from edgecommon.rpc import handle_errors, status_of
+from hub.admission import TokenBucket
+from hub.auth import PeerVerifier
+from hub.config import LinkSection
+from hub.enrollment import Enrollment
+from hub.registry import Registry, Session
+
+log = logging.getLogger(__name__)
+
+
+class LinkService(link_pb2_grpc.LinkServicer):
+    def __init__(
+        self,
+        enrollment: Enrollment,
+        registry: Registry,
+        verifier: PeerVerifier,
+        config: LinkSection,
+        clock: Clock,
+        rng: random.Random,
+    ) -> None:
+        self.enrollment = enrollment
+        self.registry = registry
+        self.verifier = verifier
+        self.config = config
+        self.clock = clock
+        self.rng = rng
+        self.bucket = TokenBucket.full(
+            config.max_registrations_per_s, config.registration_burst, clock.monotonic()
+        )
+        self.backoffs_sent = 0
+
+    @handle_errors
+    async def Enroll(
+        self, request: link_pb2.EnrollRequest, context: grpc.aio.ServicerContext
+    ) -> link_pb2.EnrollResponse:
+        if not request.token:
+            raise InvalidArgument("enroll needs a join token")
+        enrolled = await self.enrollment.enroll(
+            request.token, request.csr_pem, request.agent_version
+        )
+        if enrolled.identity.kind is Kind.NODE:
+            node = await self.enrollment.store.get_node(enrolled.identity.name)
+            if node is not None:
+                self.registry.enrolled(node)
+        return link_pb2.EnrollResponse(
+            certificate_pem=pki.pem(enrolled.certificate),
+            ca_bundle_pem=self.enrollment.credentials.ca_bundle_pem,
+            subject_id=enrolled.identity.name,
+            group=enrolled.identity.group,
+            kind=enrolled.identity.kind.value,
+        )
+
+    async def Connect(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+        try:
+            cert, identity = self.verifier.require(context, Kind.NODE)
+            first = await self._first_message(context)
+        except EdgeError as exc:
+            await context.abort(status_of(exc), str(exc))
+            return
+        admission = self.bucket.take(self.clock.monotonic(), self.rng)
+        if not admission.admitted:
+            self.backoffs_sent += 1
+            await context.write(
+                link_pb2.HubMessage(
+                    backoff=link_pb2.Backoff(
+                        retry_after_s=admission.retry_after_s,
+                        reason="hub is admitting registrations at its configured rate",
+                    )
+                )
+            )
+            return
+        session = self.registry.attach(identity, cert, first.register)
+        reader = asyncio.create_task(self._read(context, session))
+        try:
+            await context.write(
+                link_pb2.HubMessage(
+                    registered=link_pb2.Registered(
+                        node_id=identity.name,
+                        group=identity.group,
+                        heartbeat_interval_s=self.config.heartbeat_interval_s,
+                        hub_time_unix=self.clock.wall(),
+                    )
+                )
+            )
+            while (message := await session.outbox.get()) is not None:
+                await context.write(message)
+        finally:
+            reader.cancel()
+            self.registry.detach(session, "stream closed")
+
+    async def _first_message(self, context: grpc.aio.ServicerContext) -> link_pb2.AgentMessage:
+        try:
+            first = await asyncio.wait_for(context.read(), self.config.register_timeout_s)
+        except TimeoutError:
+            raise InvalidArgument(
+                f"no register message within {self.config.register_timeout_s:g}s"
+            ) from None
+        if first is grpc.aio.EOF or first.WhichOneof("body") != "register":
+            raise InvalidArgument("the first message on a Connect stream must be register")
+        return first
+
+    async def _read(self, context: grpc.aio.ServicerContext, session: Session) -> None:
+        try:
+            while (message := await context.read()) is not grpc.aio.EOF:
+                if message.WhichOneof("body") == "heartbeat":
+                    self.registry.heartbeat(session, message.heartbeat)
+            session.close("agent closed the stream")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a broken stream ends the session, whatever broke it
+            session.close(f"stream failed: {exc.__class__.__name__}")

@@ -1,0 +1,66 @@
+"""edge-hub: the fleet's central service."""
+
+import argparse
+import asyncio
+import logging
+import os
+import random
+import sys
+from pathlib import Path
+
+from edgecommon import config as config_loader
+from edgecommon.clock import SystemClock
+from edgecommon.daemon import install_signal_handlers, setup_logging
+from edgecommon.errors import ConfigError, EdgeError
+from edgecommon.version import PRODUCT_VERSION
+from hub.config import HubConfig
+from hub.server import serve
+
+log = logging.getLogger("edge-hub")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="edge-hub", description=__doc__)
+    parser.add_argument("--config", type=Path, help="hub.toml (defaults apply without one)")
+    parser.add_argument(
+        "--check-config", action="store_true", help="validate the configuration and exit"
+    )
+    parser.add_argument("--version", action="version", version=f"edge-hub {PRODUCT_VERSION}")
+    return parser.parse_args(argv)
+
+
+def load_config(path: Path | None) -> HubConfig:
+    return config_loader.load(HubConfig, path, os.environ)
+
+
+async def run(config: HubConfig) -> None:
+    stop = asyncio.Event()
+    install_signal_handlers(stop, "edge-hub")
+    await serve(config, SystemClock(), random.Random(), stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"edge-hub: config error: {problem}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        print(f"edge-hub: configuration OK ({args.config or 'defaults'})")
+        return 0
+    setup_logging(config.hub.log_level)
+    try:
+        asyncio.run(run(config))
+    except EdgeError as exc:
+        log.error("%s", exc)
+        return 1
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The node registry: who is connected, what they last reported, and when they went away.
+
+Live state (sessions, last heartbeat, metrics) is kept in memory and written to the
+store in batches (every [link].flush_interval_s, at once on connect and disconnect), so
+a thousand heartbeats a second cost one transaction every few seconds. The offline
+decision is the pure function `overdue`.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+
+from cryptography import x509
+
+from edgecommon import pki
+from edgecommon.cadence import wait_for_event
+from edgecommon.clock import Clock
+from edgecommon.identity import Identity
+from edgecommon.pb import link_pb2
+from hub.config import LinkSection
+from hub.store.base import HubStore, NodeRecord
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Session:
+    """One open Connect stream. The outbox carries messages to the agent; None ends it."""
+
+    session_id: int
+    node_id: str
+    group: str
+    connected_mono: float
+    last_heartbeat_mono: float
+    outbox: asyncio.Queue[link_pb2.HubMessage | None] = field(default_factory=asyncio.Queue)
+    close_reason: str = ""
+
+    def close(self, reason: str) -> None:
+        if not self.close_reason:
+            self.close_reason = reason
+            self.outbox.put_nowait(None)
+
+
+@dataclass(frozen=True)
+class NodeView:
+    record: NodeRecord
+    heartbeat: link_pb2.Heartbeat | None
+    connected: bool
+
+
+def overdue(last_heartbeat: dict[str, float], now: float, window_s: float) -> list[str]:
+    """Nodes whose last heartbeat is more than `window_s` old at `now` (monotonic)."""
+    return sorted(node for node, seen in last_heartbeat.items() if now - seen > window_s)
+
+
+class Registry:
+    def __init__(self, store: HubStore, clock: Clock, config: LinkSection) -> None:
+        self.store = store
+        self.clock = clock
+        self.config = config
+        self._records: dict[str, NodeRecord] = {}
+        self._sessions: dict[str, Session] = {}
+        self._heartbeats: dict[str, link_pb2.Heartbeat] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._next_session = 0
+
+    async def load(self) -> None:
+        now = self.clock.wall()
+        for record in await self.store.list_nodes():
+            if record.state == "online":
+                record = replace(
+                    record, state="offline", state_since_unix=now, state_reason="hub restarted"
+                )
+                self._dirty.add(record.node_id)
+            self._records[record.node_id] = record
+        await self.flush()
+
+    def statistics(self) -> dict[str, int]:
+        online = sum(1 for r in self._records.values() if r.state == "online")
+        return {"nodes": len(self._records), "online": online, "sessions": len(self._sessions)}
+
+    def attach(
+        self, identity: Identity, cert: x509.Certificate, register: link_pb2.Register
+    ) -> Session:
+        now, mono = self.clock.wall(), self.clock.monotonic()
+        previous = self._sessions.get(identity.name)
+        if previous is not None:
+            previous.close("replaced by a newer connection from the same node")
+        self._next_session += 1
+        session = Session(self._next_session, identity.name, identity.group, mono, mono)
+        self._sessions[identity.name] = session
+        old = self._records.get(identity.name)
+        self._records[identity.name] = NodeRecord(
+            node_id=identity.name,
+            group=identity.group,
+            labels=dict(register.labels),
+            agent_version=register.agent_version,
+            hostname=register.hostname,
+            cert_serial=pki.serial_hex(cert),
+            cert_expires_unix=cert.not_valid_after_utc.timestamp(),
+            first_seen_unix=old.first_seen_unix if old and old.first_seen_unix else now,
+            last_seen_unix=now,
+            state="online",
+            state_since_unix=now,
+            state_reason="connected",
+        )
+        self._heartbeats.pop(identity.name, None)
+        self._mark(identity.name, urgent=True)
+        if old is None or old.state != "online":
+            log.info("%s is online (agent %s)", identity, register.agent_version)
+        return session
+
+    def heartbeat(self, session: Session, beat: link_pb2.Heartbeat) -> None:
+        if self._sessions.get(session.node_id) is not session:
+            return
+        session.last_heartbeat_mono = self.clock.monotonic()
+        self._heartbeats[session.node_id] = beat
+        record = self._records[session.node_id]
+        self._records[session.node_id] = replace(
+            record,
+            last_seen_unix=self.clock.wall(),
+            agent_version=beat.agent_version or record.agent_version,
+        )
+        self._mark(session.node_id, urgent=False)
+
+    def detach(self, session: Session, reason: str) -> None:
+        if self._sessions.get(session.node_id) is not session:
+            return
+        del self._sessions[session.node_id]
+        self._go_offline(session.node_id, session.close_reason or reason)
+
+    def _go_offline(self, node_id: str, reason: str) -> None:
+        record = self._records[node_id]
+        if record.state == "offline":
+            return
+        self._records[node_id] = replace(
+            record, state="offline", state_since_unix=self.clock.wall(), state_reason=reason
+        )
+        self._mark(node_id, urgent=True)
+        log.info("node %s (group %s) is offline: %s", node_id, record.group, reason)
+
+    def _mark(self, node_id: str, *, urgent: bool) -> None:
+        self._dirty.add(node_id)
+        if urgent:
+            self._wake.set()
+
+    def sweep(self) -> None:
+        window = self.config.offline_after_s
+        seen = {n: s.last_heartbeat_mono for n, s in self._sessions.items()}
+        for node_id in overdue(seen, self.clock.monotonic(), window):
+            session = self._sessions.pop(node_id)
+            session.close(f"no heartbeat for more than {window:g}s")
+            self._go_offline(node_id, session.close_reason)
+
+    async def flush(self) -> None:
+        if not self._dirty:
+            return
+        batch, self._dirty = self._dirty, set()
+        try:
+            await self.store.save_nodes([self._records[n] for n in sorted(batch)])
+        except BaseException:
+            self._dirty |= batch
+            raise
+
+    async def run(self) -> None:
+        """Sweep for silent nodes and flush live state, on a cadence, early when woken."""
+        cadence = min(self.config.flush_interval_s, self.config.heartbeat_interval_s)
+        flush_every = self.config.flush_interval_s
+        last_flush = self.clock.monotonic()
+        while True:
+            urgent = await wait_for_event(self._wake, cadence)
+            self._wake.clear()
+            self.sweep()
+            if urgent or self.clock.monotonic() - last_flush >= flush_every:
+                await self.flush()
+                last_flush = self.clock.monotonic()
+
+    def views(self, group: str = "") -> list[NodeView]:
+        return [
+            self._view(record)
+            for record in sorted(self._records.values(), key=lambda r: (r.group, r.node_id))
+            if not group or record.group == group
+        ]
+
+    def view(self, node_id: str) -> NodeView | None:
+        record = self._records.get(node_id)
+        return self._view(record) if record else None
+
+    def _view(self, record: NodeRecord) -> NodeView:
+        return NodeView(
+            record, self._heartbeats.get(record.node_id), record.node_id in self._sessions
+        )
+
+    def close_all(self, reason: str, sessions: Iterable[Session] | None = None) -> None:
+        for session in list(sessions or self._sessions.values()):
+            session.close(reason)
+
+    def enrolled(self, record: NodeRecord) -> None:
+        """A node (re-)enrolled: take the record the enrollment stored."""
+        current = self._records.get(record.node_id)
+        if current is None or current.state != "online":
+            self._records[record.node_id] = record

@@ -1,0 +1,84 @@
+"""The hub store's contract: one narrow async interface, one implementation per backend.
+
+Records are plain frozen dataclasses; times are unix seconds (wall clock, for display
+and audit; deadlines inside the hub use the monotonic clock).
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token_id: str
+    secret_hash: str
+    kind: str  # "node" | "operator"
+    subject_id: str
+    group: str
+    created_by: str
+    created_unix: float
+    expires_unix: float
+    used_unix: float | None = None
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    node_id: str
+    group: str
+    labels: dict[str, str] = field(default_factory=dict)
+    agent_version: str = ""
+    hostname: str = ""
+    cert_serial: str = ""
+    cert_expires_unix: float = 0.0
+    first_seen_unix: float = 0.0
+    last_seen_unix: float = 0.0
+    state: str = "enrolled"  # "enrolled" | "online" | "offline"
+    state_since_unix: float = 0.0
+    state_reason: str = ""
+
+
+@dataclass(frozen=True)
+class CertificateRecord:
+    serial: str
+    kind: str
+    subject_id: str
+    group: str
+    not_after_unix: float
+    issued_unix: float
+    fingerprint: str
+
+
+class HubStore(Protocol):
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+
+    async def close(self) -> None: ...
+
+    async def schema_version(self) -> int: ...
+
+    async def add_token(self, token: TokenRecord) -> None: ...
+
+    async def get_token(self, token_id: str) -> TokenRecord | None: ...
+
+    async def redeem_token(
+        self,
+        token_id: str,
+        now_unix: float,
+        certificate: CertificateRecord,
+        node: NodeRecord | None,
+    ) -> bool:
+        """In one transaction: mark the token used if it is unused and unexpired, record the
+        certificate and upsert the node. False, with nothing changed, if the token was not
+        redeemable (used or expired in the meantime)."""
+
+    async def save_nodes(self, nodes: Sequence[NodeRecord]) -> None: ...
+
+    async def get_node(self, node_id: str) -> NodeRecord | None: ...
+
+    async def list_nodes(self, group: str = "") -> list[NodeRecord]: ...
+
+    async def record_certificate(self, certificate: CertificateRecord) -> None:
+        """Record a certificate signed outside enrollment (operator bootstrap)."""
+
+    async def list_certificates(self) -> list[CertificateRecord]: ...

@@ -1,0 +1,234 @@
+"""The hub store on SQLite (aiosqlite, WAL, synchronous=FULL: what is acknowledged stays)."""
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import astuple
+from pathlib import Path
+
+import aiosqlite
+
+from hub.store.base import CertificateRecord, NodeRecord, TokenRecord
+from hub.store.migrations import all_migrations
+
+_NODE_COLUMNS = (
+    "node_id, group_name, labels_json, agent_version, hostname, cert_serial, cert_expires_unix, "
+    "first_seen_unix, last_seen_unix, state, state_since_unix, state_reason"
+)
+_UPSERT_NODE = (
+    f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (node_id) DO UPDATE SET group_name = excluded.group_name, "
+    "labels_json = excluded.labels_json, agent_version = excluded.agent_version, "
+    "hostname = excluded.hostname, cert_serial = excluded.cert_serial, "
+    "cert_expires_unix = excluded.cert_expires_unix, last_seen_unix = excluded.last_seen_unix, "
+    "state = excluded.state, state_since_unix = excluded.state_since_unix, "
+    "state_reason = excluded.state_reason"
+)
+
+
+def _node_row(node: NodeRecord) -> tuple[object, ...]:
+    return (
+        node.node_id,
+        node.group,
+        json.dumps(node.labels, sort_keys=True),
+        node.agent_version,
+        node.hostname,
+        node.cert_serial,
+        node.cert_expires_unix,
+        node.first_seen_unix,
+        node.last_seen_unix,
+        node.state,
+        node.state_since_unix,
+        node.state_reason,
+    )
+
+
+def _node_of(row: Sequence[object]) -> NodeRecord:
+    (
+        node_id,
+        group,
+        labels,
+        version,
+        hostname,
+        serial,
+        expires,
+        first,
+        last,
+        state,
+        since,
+        reason,
+    ) = row
+    return NodeRecord(
+        str(node_id),
+        str(group),
+        json.loads(str(labels)),
+        str(version),
+        str(hostname),
+        str(serial),
+        float(expires),
+        float(first),
+        float(last),
+        str(state),
+        float(since),  # type: ignore[arg-type]
+        str(reason),
+    )
+
+
+class SqliteStore:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: aiosqlite.Connection | None = None
+        # One connection serves every coroutine: statements of concurrent callers must
+        # not interleave inside each other's transactions.
+        self._lock = asyncio.Lock()
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            "busy_timeout=5000",
+        ):
+            await self.db.execute(f"PRAGMA {pragma}")
+        await self._migrate()
+        self.path.chmod(0o600)
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._lock:
+            yield self.db
+
+    async def _migrate(self) -> None:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_unix DOUBLE PRECISION)"
+        )
+        current = await self.schema_version()
+        for migration in all_migrations():
+            if migration.version <= current:
+                continue
+            async with self._transaction() as db:
+                for statement in migration.statements():
+                    await db.execute(statement)
+                await db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, strftime('%s','now'))",
+                    (migration.version, migration.name),
+                )
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def schema_version(self) -> int:
+        async with (
+            self._read() as db,
+            db.execute("SELECT MAX(version) FROM schema_migrations") as cur,
+        ):
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    async def add_token(self, token: TokenRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO join_tokens (token_id, secret_hash, kind, subject_id, group_name, "
+                "created_by, created_unix, expires_unix, used_unix) VALUES (?,?,?,?,?,?,?,?,?)",
+                astuple(token),
+            )
+
+    async def get_token(self, token_id: str) -> TokenRecord | None:
+        async with (
+            self._read() as db,
+            db.execute(
+                "SELECT token_id, secret_hash, kind, subject_id, group_name, created_by, "
+                "created_unix, expires_unix, used_unix FROM join_tokens WHERE token_id = ?",
+                (token_id,),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        return TokenRecord(*row) if row else None
+
+    async def redeem_token(
+        self,
+        token_id: str,
+        now_unix: float,
+        certificate: CertificateRecord,
+        node: NodeRecord | None,
+    ) -> bool:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "UPDATE join_tokens SET used_unix = ? "
+                "WHERE token_id = ? AND used_unix IS NULL AND expires_unix > ?",
+                (now_unix, token_id, now_unix),
+            )
+            if cur.rowcount != 1:
+                return False
+            await db.execute(
+                "INSERT INTO certificates VALUES (?,?,?,?,?,?,?)", astuple(certificate)
+            )
+            if node is not None:
+                await db.execute(_UPSERT_NODE, _node_row(node))
+            return True
+
+    async def save_nodes(self, nodes: Sequence[NodeRecord]) -> None:
+        if not nodes:
+            return
+        async with self._transaction() as db:
+            await db.executemany(_UPSERT_NODE, [_node_row(n) for n in nodes])
+
+    async def get_node(self, node_id: str) -> NodeRecord | None:
+        async with (
+            self._read() as db,
+            db.execute(f"SELECT {_NODE_COLUMNS} FROM nodes WHERE node_id = ?", (node_id,)) as cur,
+        ):
+            row = await cur.fetchone()
+        return _node_of(row) if row else None
+
+    async def list_nodes(self, group: str = "") -> list[NodeRecord]:
+        query = f"SELECT {_NODE_COLUMNS} FROM nodes"
+        args: tuple[str, ...] = ()
+        if group:
+            query, args = query + " WHERE group_name = ?", (group,)
+        async with (
+            self._read() as db,
+            db.execute(query + " ORDER BY group_name, node_id", args) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [_node_of(r) for r in rows]
+
+    async def record_certificate(self, certificate: CertificateRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO certificates VALUES (?,?,?,?,?,?,?)", astuple(certificate)
+            )
+
+    async def list_certificates(self) -> list[CertificateRecord]:
+        async with (
+            self._read() as db,
+            db.execute(
+                "SELECT serial, kind, subject_id, group_name, not_after_unix, issued_unix, "
+                "fingerprint FROM certificates ORDER BY issued_unix"
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return [CertificateRecord(*r) for r in rows]
