@@ -1,0 +1,163 @@
+"""The fleet link end to end: real hub and agent processes, real mTLS on loopback, edgectl."""
+
+import signal
+import stat
+
+from tests.procs import Fleet, wait_until
+
+
+def test_agents_enroll_connect_and_show_in_fleet_status(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    for node in ("node-a", "node-b"):
+        fleet.start_agent(node, fleet.token(node))
+    status = fleet.wait_connected("node-a")
+    assert status["node_id"] == "node-a"
+    assert status["group"] == "site-a"
+    assert status["certificate"]["expires_in_s"] > 71 * 3600
+    fleet.wait_connected("node-b")
+
+    def both_reporting() -> dict | None:
+        nodes = {n["node_id"]: n for n in fleet.fleet_status()["nodes"]}
+        ok = len(nodes) == 2 and all(
+            n["state"] == "online" and n["metrics"] for n in nodes.values()
+        )
+        return nodes if ok else None
+
+    nodes = wait_until("heartbeats with metrics", both_reporting)
+    node_a = nodes["node-a"]
+    assert node_a["group"] == "site-a"
+    assert node_a["agent_version"]
+    assert node_a["labels"] == {"rack": "r1"}
+    assert node_a["cert_serial"] == status["certificate"]["serial"]
+    assert 0 <= node_a["metrics"]["cpu_percent"] <= 100
+    assert node_a["metrics"]["rss_bytes"] > 0
+
+    shown = fleet.node("node-b")
+    assert shown["state"] == "online"
+    assert shown["group"] == "site-a"
+
+
+def test_restarted_agent_keeps_its_identity_and_does_not_re_enroll(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    fleet.start_agent("node-a", fleet.token("node-a"))
+    before = fleet.wait_connected("node-a")
+    assert fleet.agents["node-a"].stop() == 0
+    (fleet.agent_dir("node-a") / "token").unlink()  # the token is spent; a restart needs none
+    fleet.start_agent("node-a", token=None)
+    after = fleet.wait_connected("node-a")
+    assert after["certificate"]["serial"] == before["certificate"]["serial"]
+    assert after["pid"] != before["pid"]
+    assert "enrolled as" not in fleet.agents["node-a"].output()
+
+
+def test_hub_marks_a_silent_node_offline_and_back_online(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    fleet.hub.stop()
+    fleet.start_hub("[link]\noffline_after_s = 2.0\n")
+    agent = fleet.start_agent("node-a", fleet.token("node-a"))
+    fleet.wait_connected("node-a")
+    agent.signal(signal.SIGSTOP)
+    try:
+        offline = wait_until(
+            "node-a offline", lambda: (n := fleet.node("node-a"))["state"] == "offline" and n
+        )
+        assert "no heartbeat" in offline["state_reason"]
+    finally:
+        agent.signal(signal.SIGCONT)
+    wait_until("node-a back online", lambda: fleet.node("node-a")["state"] == "online")
+
+
+def test_agents_reconnect_after_a_hub_restart(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    fleet.start_agent("node-a", fleet.token("node-a"))
+    fleet.wait_connected("node-a")
+    fleet.hub.stop()
+    wait_until("agent notices", lambda: fleet.agent_status("node-a")["hub"]["state"] != "connected")
+    status = fleet.agent_status("node-a")
+    assert status["hub"]["last_error"]
+    fleet.start_hub()
+    fleet.wait_connected("node-a")
+    wait_until("registry online again", lambda: fleet.node("node-a")["state"] == "online")
+
+
+def test_stopped_agent_is_offline_with_reason(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    fleet.start_agent("node-a", fleet.token("node-a"))
+    fleet.wait_connected("node-a")
+    fleet.agents["node-a"].stop()
+    node = wait_until("offline", lambda: (n := fleet.node("node-a"))["state"] == "offline" and n)
+    assert node["state_reason"]
+    assert node["metrics"] is None
+
+
+def test_key_files_are_private_and_never_printed(running_fleet: Fleet) -> None:
+    """INV-PKI-01: keys are 0600 where they were generated and appear in no log or output."""
+    fleet = running_fleet
+    fleet.start_agent("node-a", fleet.token("node-a"))
+    fleet.wait_connected("node-a")
+    keys = [
+        fleet.hub_state / "pki" / "ca.key",
+        fleet.hub_state / "pki" / "hub.key",
+        fleet.agent_dir("node-a") / "state" / "pki" / "node.key",
+        fleet.context / "operator.key",
+    ]
+    for key in keys:
+        assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    outputs = [
+        fleet.hub.output(),
+        fleet.agents["node-a"].output(),
+        fleet.edgectl("--output", "json", "status", "--socket", str(fleet.socket("node-a"))).stdout,
+        fleet.edgectl("--output", "json", "node", "show", "node-a").stdout,
+        fleet.edgectl("--output", "json", "fleet", "status").stdout,
+    ]
+    key_bodies = [line for k in keys for line in k.read_text().splitlines() if "-----" not in line]
+    for text in outputs:
+        assert "PRIVATE KEY" not in text
+        for body in key_bodies:
+            assert body not in text
+
+
+def test_health_service_reports_serving_on_both_ports(running_fleet: Fleet) -> None:
+    import asyncio
+
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    ca = (running_fleet.hub_state / "pki" / "ca.crt").read_bytes()
+
+    async def check() -> list[int]:
+        results = []
+        ctx = running_fleet.context
+        mtls = grpc.ssl_channel_credentials(
+            ca, (ctx / "operator.key").read_bytes(), (ctx / "operator.crt").read_bytes()
+        )
+        tls = grpc.ssl_channel_credentials(ca)
+        for address, creds in ((running_fleet.listen, mtls), (running_fleet.enroll, tls)):
+            async with grpc.aio.secure_channel(address, creds) as channel:
+                answer = await health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service="autonomyops.edge.v1.Link"), timeout=5
+                )
+                results.append(answer.status)
+        return results
+
+    assert asyncio.run(check()) == [health_pb2.HealthCheckResponse.SERVING] * 2
+
+
+def test_hub_unreachable_during_enrollment_is_retried_and_reported(fleet: Fleet) -> None:
+    fleet.write_hub_config()
+    fleet.start_hub()
+    fleet.bootstrap_operator()
+    token = fleet.token("node-a")
+    fleet.hub.stop()
+    fleet.start_agent("node-a", token)
+
+    def reported() -> dict | None:
+        status = fleet.agent_status("node-a")
+        return status if status and "unreachable" in (status["hub"]["last_error"] or "") else None
+
+    status = wait_until("unreachable reported", reported)
+    assert status["node_id"] is None
+    assert status["hub"]["state"] in ("backoff", "enrolling")
+    assert "hub unreachable" in fleet.agents["node-a"].output()
+    fleet.start_hub()
+    assert fleet.wait_connected("node-a")["node_id"] == "node-a"
