@@ -28,7 +28,9 @@ class AgentSection:
     socket: Path = setting(
         Path("/run/edge-agent/agent.sock"), "Unix socket of the local API (edgectl, workloads)."
     )
-    socket_mode: int = setting(0o660, "Permissions of the local API socket.", at_least(0))
+    socket_mode: int = setting(
+        0o660, "Permissions of the local API socket (432 is 0o660: owner and group).", at_least(0)
+    )
     labels: dict[str, str] = setting({}, "Labels reported to the hub (e.g. site, rack).")
     log_level: str = setting(
         "info", "debug, info, warning or error.", one_of("debug", "info", "warning", "error")

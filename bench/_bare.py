@@ -1,0 +1,269 @@
+"""The bare-gRPC floor for bench/link.py: a minimal server and minimal clients, no product code.
+
+    python bench/_bare.py server SPEC.json    one grpc.aio server, one bidi method
+    python bench/_bare.py clients SPEC.json   many clients, each with its own channel
+
+Both speak raw bytes on `/bench.Link/Connect` (no protobuf): the client sends a register
+message, waits for the answer, then sends a heartbeat of about the product's size every
+second while reading; the server answers the register, counts messages and keeps
+one reader task per stream (the product hub's shape). mTLS uses the same CA and
+certificates as the product run; the keepalive options come in the spec (the driver
+copies the product's), so the two runs differ only in the code on top of grpc.
+
+Status goes to stdout as one JSON line every STATUS_EVERY_S; the driver reads it. The
+clients exit when their stdin closes; the server ends every stream and stops on SIGTERM.
+"""
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+METHOD = "/bench.Link/Connect"
+STATUS_EVERY_S = 0.2
+REGISTER_TIMEOUT_S = 10.0
+STREAM_DEADLINE_S = 7200.0
+STOP_GRACE_S = 5.0
+HEARTBEAT_S = 1.0
+BACKOFF_INITIAL_S = 0.5
+BACKOFF_CAP_S = 30.0
+# About the size of the product's serialized Heartbeat (seq, version, 4 floats, rss).
+HEARTBEAT_BODY = b"H" + bytes(47)
+
+
+def raise_nofile() -> None:
+    """Soft file-descriptor limit up to the hard one: one socket per agent."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def emit(line: dict) -> None:
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+
+
+def options(spec: dict, key: str) -> list[tuple[str, int | str]]:
+    return [(name, value) for name, value in spec[key]]
+
+
+# --- server ------------------------------------------------------------------------------
+
+
+@dataclass
+class ServerState:
+    """What the floor server knows: open registered streams and messages received."""
+
+    registered: int = 0
+    messages: int = 0
+    last_register_wall: float = 0.0
+    sessions: set[asyncio.Future] = field(default_factory=set)
+
+    async def connect(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
+        try:
+            first = await asyncio.wait_for(context.read(), REGISTER_TIMEOUT_S)
+        except TimeoutError:
+            return
+        if first is grpc.aio.EOF or not first.startswith(b"R"):
+            return
+        self.messages += 1
+        done = asyncio.get_running_loop().create_future()
+        self.sessions.add(done)
+        self.registered += 1
+        self.last_register_wall = time.time()
+        reader = asyncio.create_task(self._read(context, done))
+        try:
+            await context.write(b"OK")
+            await done
+        finally:
+            reader.cancel()
+            self.sessions.discard(done)
+            self.registered -= 1
+
+    async def _read(self, context: grpc.aio.ServicerContext, done: asyncio.Future) -> None:
+        try:
+            while await context.read() is not grpc.aio.EOF:
+                self.messages += 1
+        except Exception:  # a broken stream ends the session, whatever broke it
+            pass
+        if not done.done():
+            done.set_result(None)
+
+    def close_all(self) -> None:
+        for done in list(self.sessions):
+            if not done.done():
+                done.set_result(None)
+
+    def status(self) -> dict:
+        return {
+            "t": time.time(),
+            "reg": self.registered,
+            "msgs": self.messages,
+            "last": self.last_register_wall,
+        }
+
+
+async def report(status: object) -> None:
+    while True:
+        emit(status())  # type: ignore[operator]
+        await asyncio.sleep(STATUS_EVERY_S)
+
+
+async def serve(spec: dict) -> None:
+    state = ServerState()
+    server = grpc.aio.server(options=options(spec, "server_options"))
+    handler = grpc.stream_stream_rpc_method_handler(state.connect)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Link", {"Connect": handler}),)
+    )
+    creds = grpc.ssl_server_credentials(
+        [(Path(spec["key"]).read_bytes(), Path(spec["cert"]).read_bytes())],
+        root_certificates=Path(spec["ca"]).read_bytes(),
+        require_client_auth=True,
+    )
+    if server.add_secure_port(spec["listen"], creds) == 0:
+        raise OSError(f"cannot listen on {spec['listen']}")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await server.start()
+    reporter = asyncio.create_task(report(state.status))
+    await stop.wait()
+    state.close_all()
+    await server.stop(STOP_GRACE_S)
+    reporter.cancel()
+
+
+# --- clients -----------------------------------------------------------------------------
+
+
+@dataclass
+class Client:
+    """One simulated bare agent: its files, its state, its counters."""
+
+    name: str
+    key: bytes
+    cert: bytes
+    connected: bool = False
+    since_wall: float = 0.0
+    connects: int = 0
+    heartbeats: int = 0
+
+
+class StreamEnded(Exception):
+    pass
+
+
+async def heartbeats(call: grpc.aio.StreamStreamCall, client: Client) -> None:
+    while True:
+        await call.write(HEARTBEAT_BODY)
+        client.heartbeats += 1
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def receive(call: grpc.aio.StreamStreamCall) -> None:
+    while await call.read() is not grpc.aio.EOF:
+        pass
+    raise StreamEnded
+
+
+async def attempt(spec: dict, ca: bytes, client: Client) -> None:
+    creds = grpc.ssl_channel_credentials(ca, client.key, client.cert)
+    async with grpc.aio.secure_channel(
+        spec["target"], creds, options=options(spec, "client_options")
+    ) as channel:
+        call = channel.stream_stream(METHOD)(timeout=STREAM_DEADLINE_S)
+        try:
+            await call.write(b"R" + client.name.encode())
+            first = await asyncio.wait_for(call.read(), REGISTER_TIMEOUT_S)
+            if first is grpc.aio.EOF:
+                raise StreamEnded
+            client.connected, client.since_wall = True, time.time()
+            client.connects += 1
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(heartbeats(call, client))
+                tg.create_task(receive(call))
+        finally:
+            client.connected = False
+            call.cancel()
+
+
+async def run_client(spec: dict, ca: bytes, client: Client, rng: random.Random) -> None:
+    """Connect forever with the product's backoff shape: uniform(0, min(cap, 0.5 * 2**n))."""
+    n = 0
+    while True:
+        before = client.connects
+        # Any failure means: back off and retry, as the agent does.
+        with contextlib.suppress(Exception):
+            await attempt(spec, ca, client)
+        if client.connects > before:
+            n = 0
+        await asyncio.sleep(rng.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_INITIAL_S * 2**n)))
+        n += 1
+
+
+def client_status(clients: list[Client]) -> dict:
+    up = [c.since_wall for c in clients if c.connected]
+    return {
+        "t": time.time(),
+        "c": len(up),
+        "last": max(up, default=0.0),
+        "n": sum(c.connects for c in clients),
+        "hb": sum(c.heartbeats for c in clients),
+    }
+
+
+async def stdin_reader() -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    loop = asyncio.get_running_loop()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
+async def clients_main(spec: dict) -> None:
+    certs = Path(spec["certs"])
+    ca = (certs / "ca.crt").read_bytes()
+    clients = [
+        Client(n, (certs / f"{n}.key").read_bytes(), (certs / f"{n}.crt").read_bytes())
+        for n in spec["names"]
+    ]
+    commands = await stdin_reader()
+    emit({"ready": True})
+    if (await commands.readline()).strip() != b"go":
+        return
+    tasks = [
+        asyncio.create_task(run_client(spec, ca, c, random.Random(spec["seed"] + i)))
+        for i, c in enumerate(clients)
+    ]
+    reporter = asyncio.create_task(report(lambda: client_status(clients)))
+    await commands.readline()  # "stop" or EOF: the driver is done with us
+    # Thousands of live channels make an orderly shutdown slow: just leave.
+    del tasks, reporter
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def main() -> None:
+    role, spec_path = sys.argv[1], sys.argv[2]
+    spec = json.loads(Path(spec_path).read_text())
+    raise_nofile()
+    if role == "server":
+        asyncio.run(serve(spec))
+    elif role == "clients":
+        asyncio.run(clients_main(spec))
+    else:
+        raise SystemExit(f"unknown role {role!r}")
+
+
+if __name__ == "__main__":
+    main()
