@@ -161,3 +161,16 @@ def test_hub_unreachable_during_enrollment_is_retried_and_reported(fleet: Fleet)
     assert "hub unreachable" in fleet.agents["node-a"].output()
     fleet.start_hub()
     assert fleet.wait_connected("node-a")["node_id"] == "node-a"
+
+
+def test_overloaded_hub_tells_agents_to_back_off_and_all_get_in(fleet: Fleet) -> None:
+    fleet.start_hub("[link]\nmax_registrations_per_s = 1.0\nregistration_burst = 1\n")
+    fleet.bootstrap_operator()
+    nodes = ["node-a", "node-b", "node-c"]
+    for node in nodes:
+        fleet.start_agent(node, fleet.token(node))
+    for node in nodes:
+        fleet.wait_connected(node)
+    logs = "".join(fleet.agents[n].output() for n in nodes)
+    assert "hub asked to back off" in logs
+    assert fleet.fleet_status()["online"] == 3

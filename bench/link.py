@@ -1,0 +1,915 @@
+"""Benchmark the agent link at fleet scale against a real hub, next to the bare-gRPC floor.
+
+    .venv/bin/python bench/link.py --agents 100 [1000 ...] [--procs P] [--repeat K] [--json]
+
+For each N it runs, K times each:
+
+ours   a real hub process (`python -m hub.main`) and N simulated agents spread over P
+       worker processes, each agent a real `agent.link.HubLink` with its own channel,
+       its own mTLS connection and its own node certificate signed by the hub's CA;
+       plus one real `python -m agent.main`, enrolled with a join token, measured idle.
+floor  bench/_bare.py: a minimal grpc.aio bidi server and minimal clients with the same
+       certificates, keepalive options, heartbeat period and reconnect backoff shape,
+       and no product code.
+
+and prints, for both and as a ratio: time until all N registered (the hub's view from
+Fleet.FleetStatus, and the agents' own view), time until all N are back after the
+server is restarted (SIGTERM, start again on the same port and state), server RSS per
+connected agent, server CPU per 1000 heartbeats, and the idle agent's RSS and CPU.
+
+Times are taken from the timestamps the two sides record (the hub's state_since of
+each node, the agents' since), so the poll period only delays detection. Every
+wait is bounded (--timeout per phase); every child process is stopped and the
+temporary directory removed at the end, also on Ctrl-C. Loopback only. The figures
+come from a shared machine: the hub, the workers and the agent share its cores.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import random
+import resource
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import psutil
+from _bare import emit, raise_nofile, report, stdin_reader
+from cryptography.hazmat.primitives import serialization
+
+from agent import credentials
+from agent.config import AgentConfig, AgentSection
+from agent.link import HubLink
+from agent.status import HubState, LinkStatus
+from agent.telemetry import Telemetry
+from edgecommon import config as config_loader
+from edgecommon import grpcopts, pki
+from edgecommon.clock import SystemClock
+from edgecommon.daemon import LOG_FORMAT
+from edgecommon.identity import Identity, Kind
+from edgecommon.pb import fleet_pb2, fleet_pb2_grpc
+from edgectl.cmd_operator import issue_bootstrap_credential
+from edgectl.devfleet import free_port
+from hub.config import HubConfig
+from hub.credentials import CredentialPaths, load_ca
+
+BENCH_DIR = Path(__file__).resolve().parent
+PROJECT_DIR = BENCH_DIR.parent
+GROUP_SIZE = 500  # nodes per group: FleetStatus answers are capped at 256 KiB
+IDLE_GROUP = "idle"
+POLL_S = 0.5
+SETTLE_S = 1.0
+STEADY_SETTLE_S = 3.0
+STEADY_WINDOW_S = 10.0
+IDLE_SETTLE_S = 5.0
+IDLE_WINDOW_S = 10.0
+STOP_TIMEOUT_S = 30.0
+RPC_TIMEOUT_S = 10.0
+T = TypeVar("T")
+log = logging.getLogger("bench.link")
+
+
+class BenchTimeout(Exception):
+    """A phase did not finish within its bound; the message says how far it got."""
+
+
+# --- child processes ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Proc:
+    """A child process; with `piped`, its JSON status lines are followed into `latest`."""
+
+    name: str
+    process: asyncio.subprocess.Process
+    ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    latest: dict[str, Any] = dataclasses.field(default_factory=dict)
+    follower: asyncio.Task[None] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def follow(self) -> None:
+        if self.process.stdout is None:
+            return
+        async for line in self.process.stdout:
+            message = json.loads(line)
+            if message.get("ready"):
+                self.ready.set()
+            else:
+                self.latest = message
+
+    def send(self, line: str) -> None:
+        if self.process.stdin is not None and self.alive():
+            self.process.stdin.write(line.encode() + b"\n")
+
+    def cpu_s(self) -> float:
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
+    def rss(self) -> int:
+        return psutil.Process(self.pid).memory_info().rss
+
+
+class Children:
+    """Every process the bench started, so that all of them are stopped whatever happens."""
+
+    def __init__(self) -> None:
+        self.procs: list[Proc] = []
+
+    async def spawn(self, name: str, argv: list[str], log_file: Path, piped: bool = False) -> Proc:
+        with log_file.open("ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE if piped else out,
+                stderr=out,
+                cwd=PROJECT_DIR,
+                start_new_session=True,  # Ctrl-C reaches the bench only; it stops them
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        proc = Proc(name, process)
+        if piped:
+            proc.follower = asyncio.create_task(proc.follow(), name=f"follow-{name}")
+        self.procs.append(proc)
+        return proc
+
+    async def stop(self, proc: Proc, timeout_s: float = STOP_TIMEOUT_S) -> float:
+        """SIGTERM (and close stdin), SIGKILL after `timeout_s`; seconds until it exited."""
+        started = time.monotonic()
+        if proc.alive():
+            if proc.process.stdin is not None:
+                proc.process.stdin.close()
+            with contextlib.suppress(ProcessLookupError):
+                proc.process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.process.wait(), timeout_s)
+            except TimeoutError:
+                log.warning("%s did not stop in %.0fs: killing it", proc.name, timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    proc.process.kill()
+                await proc.process.wait()
+        if proc.follower is not None:
+            proc.follower.cancel()
+        if proc in self.procs:
+            self.procs.remove(proc)
+        return time.monotonic() - started
+
+    async def stop_all(self) -> None:
+        await asyncio.gather(*(self.stop(p, 5.0) for p in list(self.procs)))
+
+    def kill_leftovers(self) -> None:
+        """Last resort outside the event loop: SIGKILL whatever is still running."""
+        for proc in self.procs:
+            if proc.alive():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.pid, signal.SIGKILL)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[tuple[T | None, str]]], timeout_s: float, what: str
+) -> T:
+    """Call `check` every POLL_S until it returns a value; BenchTimeout with its last word."""
+    deadline = time.monotonic() + timeout_s
+    progress = "no answer yet"
+    while time.monotonic() < deadline:
+        value, progress = await check()
+        if value is not None:
+            return value
+        await asyncio.sleep(POLL_S)
+    raise BenchTimeout(f"{what}: not done after {timeout_s:g}s ({progress})")
+
+
+# --- certificates ------------------------------------------------------------------------
+
+
+def node_name(i: int) -> str:
+    return f"n{i:05d}"
+
+
+def node_group(i: int) -> str:
+    return f"g{i // GROUP_SIZE:02d}"
+
+
+def groups_for(n: int) -> list[str]:
+    return sorted({node_group(i) for i in range(n)})
+
+
+def write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def key_pem(key: pki.PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def make_node_certs(hub_state: Path, certs: Path, n: int, trust_domain: str) -> float:
+    """Sign N node certificates with the hub's CA (instead of N enrollments); seconds taken."""
+    started = time.monotonic()
+    ca_key, ca_cert = load_ca(CredentialPaths.under(hub_state))
+    certs.mkdir(parents=True, exist_ok=True)
+    (certs / "ca.crt").write_bytes(pki.pem(ca_cert))
+    now = dt.datetime.now(dt.UTC)
+    for i in range(n):
+        name = node_name(i)
+        if (certs / f"{name}.crt").exists():
+            continue
+        key = pki.generate_key()
+        identity = Identity(Kind.NODE, name, node_group(i))
+        cert = pki.issue_for_key(
+            ca_key, ca_cert, key, identity, trust_domain, now, dt.timedelta(hours=72)
+        )
+        write_private(certs / f"{name}.key", key_pem(key))
+        (certs / f"{name}.crt").write_bytes(pki.pem(cert))
+    return time.monotonic() - started
+
+
+# --- the hub, as an operator sees it -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetView:
+    """What Fleet.FleetStatus says about some groups at `hub_time` (wall clock)."""
+
+    online: int
+    last_online: float  # latest state_since of an online node
+    heartbeat_seq: int  # sum of the last heartbeat's seq over connected nodes
+    hub_time: float
+    nodes: dict[str, str]  # node id -> state
+
+
+class Operator:
+    """The bench's operator credential and the Fleet calls it makes."""
+
+    def __init__(self, target: str, key: bytes, cert: bytes, ca: bytes) -> None:
+        self.target = target
+        self.creds = grpc.ssl_channel_credentials(ca, key, cert)
+
+    @classmethod
+    async def bootstrap(cls, config: HubConfig) -> "Operator":
+        key, cert_pem, ca_pem = await issue_bootstrap_credential(config, "bench")
+        return cls(config.hub.listen, key_pem(key), cert_pem, ca_pem)
+
+    @contextlib.asynccontextmanager
+    async def fleet(self) -> Any:
+        # A fresh channel per use: a hub restart must not leave us waiting on grpc's backoff.
+        options = grpcopts.client_options(private_connection=True)
+        async with grpc.aio.secure_channel(self.target, self.creds, options=options) as channel:
+            yield fleet_pb2_grpc.FleetStub(channel)
+
+    async def view(self, groups: list[str]) -> FleetView:
+        online, last, seq, hub_time, nodes = 0, 0.0, 0, 0.0, {}
+        async with self.fleet() as stub:
+            for group in groups:
+                try:
+                    answer = await stub.FleetStatus(
+                        fleet_pb2.FleetStatusRequest(group=group), timeout=RPC_TIMEOUT_S
+                    )
+                except grpc.aio.AioRpcError as err:
+                    if err.code() is grpc.StatusCode.NOT_FOUND:  # no node of it seen yet
+                        continue
+                    raise
+                online += answer.online
+                hub_time = max(hub_time, answer.hub_time_unix)
+                for node in answer.nodes:
+                    nodes[node.node_id] = node.state
+                    if node.state == "online":
+                        last = max(last, node.state_since_unix)
+                        seq += node.metrics.heartbeat_seq
+        return FleetView(online, last, seq, hub_time, nodes)
+
+    async def whole_fleet_problem(self) -> str:
+        """'' if FleetStatus for the whole fleet (what `edgectl fleet status` asks) works."""
+        try:
+            async with self.fleet() as stub:
+                await stub.FleetStatus(fleet_pb2.FleetStatusRequest(), timeout=RPC_TIMEOUT_S)
+        except grpc.aio.AioRpcError as err:
+            return f"FleetStatus for the whole fleet failed: {err.code().name}: {err.details()}"
+        return ""
+
+    async def join_token(self, node: str, group: str) -> str:
+        async with self.fleet() as stub:
+            answer = await stub.CreateJoinToken(
+                fleet_pb2.CreateJoinTokenRequest(node_id=node, group=group, ttl_s=600),
+                timeout=RPC_TIMEOUT_S,
+            )
+        return answer.token
+
+
+async def hub_registered(
+    operator: Operator, groups: list[str], n: int, since: float, timeout_s: float, what: str
+) -> float:
+    """Seconds from `since` until the hub saw all `n` nodes of `groups` online."""
+
+    async def check() -> tuple[float | None, str]:
+        try:
+            view = await operator.view(groups)
+        except grpc.aio.AioRpcError as err:
+            return None, f"hub answers {err.code().name}"
+        if view.online >= n and view.last_online >= since:
+            return view.last_online - since, "done"
+        return None, f"{view.online}/{n} online"
+
+    return await wait_until(check, timeout_s, what)
+
+
+# --- the workers: N simulated agents in P processes -------------------------------------
+
+
+class Pool:
+    """P worker processes of one kind ('agents' = product HubLinks, 'clients' = bare)."""
+
+    def __init__(self, children: Children, procs: list[Proc], n: int) -> None:
+        self.children = children
+        self.procs = procs
+        self.n = n
+
+    @classmethod
+    async def start(cls, bench: "Bench", kind: str, target: str, n: int) -> "Pool":
+        names = [node_name(i) for i in range(n)]
+        chunks = [names[w :: bench.args.procs] for w in range(bench.args.procs)]
+        procs = []
+        for w, chunk in enumerate(chunks):
+            spec = {
+                "target": target,
+                "certs": str(bench.certs),
+                "names": chunk,
+                "seed": w * 1_000_003 + n,
+                "state_dir": str(bench.root),
+                "log": str(bench.root / f"{kind}-{w}.log"),
+                "client_options": grpcopts.client_options(private_connection=True),
+            }
+            spec_file = bench.root / f"{kind}-{w}.json"
+            spec_file.write_text(json.dumps(spec))
+            argv = worker_argv(kind, spec_file)
+            log_file = bench.root / f"{kind}-{w}.stderr"
+            procs.append(await bench.children.spawn(f"{kind}-{w}", argv, log_file, piped=True))
+        pool = cls(bench.children, procs, n)
+        ready = asyncio.gather(*(p.ready.wait() for p in procs))
+        try:
+            await asyncio.wait_for(ready, bench.args.timeout)
+        except TimeoutError:
+            raise BenchTimeout(f"{kind} workers not ready after {bench.args.timeout:g}s") from None
+        return pool
+
+    def go(self) -> None:
+        for proc in self.procs:
+            proc.send("go")
+
+    def total(self, key: str) -> float:
+        return sum(p.latest.get(key, 0) for p in self.procs)
+
+    def sample(self, key: str) -> tuple[float, float]:
+        """(time, sum of `key`) over the workers' latest status lines."""
+        return max(p.latest.get("t", 0.0) for p in self.procs), self.total(key)
+
+    def cpu_s(self) -> float:
+        return sum(p.cpu_s() for p in self.procs)
+
+    async def all_connected(self, since: float, timeout_s: float, what: str) -> float:
+        """Seconds from `since` until every agent said it was connected (the agents' view)."""
+
+        async def check() -> tuple[float | None, str]:
+            dead = [p.name for p in self.procs if not p.alive()]
+            if dead:
+                raise BenchTimeout(f"{what}: worker {', '.join(dead)} exited")
+            last = max(p.latest.get("last", 0.0) for p in self.procs)
+            connected = int(self.total("c"))
+            if connected >= self.n and last >= since:
+                return last - since, "done"
+            return None, f"{connected}/{self.n} connected"
+
+        return await wait_until(check, timeout_s, what)
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(self.children.stop(p, 10.0) for p in self.procs))
+
+
+def worker_argv(kind: str, spec_file: Path) -> list[str]:
+    if kind == "agents":
+        return [sys.executable, str(BENCH_DIR / "link.py"), "_agents", str(spec_file)]
+    return [sys.executable, str(BENCH_DIR / "_bare.py"), "clients", str(spec_file)]
+
+
+def agents_status(statuses: list[LinkStatus]) -> dict[str, float]:
+    up = [s.since_unix for s in statuses if s.state is HubState.CONNECTED]
+    return {
+        "t": time.time(),
+        "c": len(up),
+        "last": max(up, default=0.0),
+        "n": sum(s.connects for s in statuses),
+        "hb": sum(s.heartbeats_sent for s in statuses),
+    }
+
+
+async def agents_main(spec: dict[str, Any]) -> None:
+    """A worker process: one real HubLink per name, each with its own channel and certificate."""
+    state_dir = Path(spec["state_dir"])
+    config = AgentConfig(agent=AgentSection(state_dir=state_dir, hub=spec["target"]))
+    certs = Path(spec["certs"])
+    creds = [
+        credentials.load(
+            credentials.CredentialPaths(
+                certs / f"{name}.key", certs / f"{name}.crt", certs / "ca.crt"
+            )
+        )
+        for name in spec["names"]
+    ]
+    commands = await stdin_reader()
+    emit({"ready": True})
+    if (await commands.readline()).strip() != b"go":
+        return
+    statuses, tasks = [], []
+    for i, node_creds in enumerate(creds):
+        status = LinkStatus(SystemClock(), spec["target"])
+        link = HubLink(
+            config, node_creds, status, Telemetry.start(state_dir), random.Random(spec["seed"] + i)
+        )
+        statuses.append(status)
+        tasks.append(asyncio.create_task(link.run()))
+    reporter = asyncio.create_task(report(lambda: agents_status(statuses)))
+    await commands.readline()  # "stop" or EOF
+    del tasks, reporter
+    sys.stdout.flush()
+    os._exit(0)  # thousands of live channels make an orderly exit slow
+
+
+def run_worker(spec_file: str) -> None:
+    spec = json.loads(Path(spec_file).read_text())
+    raise_nofile()
+    logging.basicConfig(filename=spec["log"], level=logging.WARNING, format=LOG_FORMAT)
+    asyncio.run(agents_main(spec))
+
+
+# --- one run -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Bench:
+    """Everything shared by the runs of one invocation."""
+
+    args: argparse.Namespace
+    root: Path
+    children: Children
+    hub_config_file: Path
+    hub_config: HubConfig
+    certs: Path
+    bare_port: int
+    operator_: Operator | None = None
+    idle_agents: int = 0
+
+    @property
+    def operator(self) -> Operator:
+        if self.operator_ is None:
+            raise RuntimeError("no operator credential before the first hub start")
+        return self.operator_
+
+    @property
+    def hub_state(self) -> Path:
+        return self.hub_config.hub.state_dir
+
+    async def start_hub(self) -> Proc:
+        argv = [sys.executable, "-m", "hub.main", "--config", str(self.hub_config_file)]
+        return await self.children.spawn("hub", argv, self.root / "hub.log")
+
+    async def start_bare_server(self) -> Proc:
+        pki_dir = self.hub_state / "pki"
+        spec = {
+            "listen": f"127.0.0.1:{self.bare_port}",
+            "key": str(pki_dir / "hub.key"),
+            "cert": str(pki_dir / "hub.crt"),
+            "ca": str(pki_dir / "ca.crt"),
+            "server_options": grpcopts.server_options(),
+        }
+        spec_file = self.root / "bare-server.json"
+        spec_file.write_text(json.dumps(spec))
+        argv = [sys.executable, str(BENCH_DIR / "_bare.py"), "server", str(spec_file)]
+        return await self.children.spawn("bare-server", argv, self.root / "bare.log", piped=True)
+
+    def wipe_hub_store(self) -> None:
+        for path in self.hub_state.glob("hub.db*"):
+            path.unlink()
+
+
+async def hub_ready(bench: Bench, hub: Proc) -> None:
+    operator = bench.operator
+
+    async def check() -> tuple[bool | None, str]:
+        if not hub.alive():
+            raise BenchTimeout(f"hub exited; see {bench.root / 'hub.log'}")
+        try:
+            await operator.view([IDLE_GROUP])
+        except grpc.aio.AioRpcError as err:
+            return None, err.code().name
+        return True, "ready"
+
+    await wait_until(check, bench.args.timeout, "hub start")
+
+
+async def steady_window(
+    server: Proc, pool: Pool, messages: Callable[[], Awaitable[tuple[float, float]]]
+) -> dict[str, float]:
+    """Server CPU per 1000 heartbeats while every agent heartbeats once a second."""
+    await asyncio.sleep(STEADY_SETTLE_S)
+    t_a, m_a = await messages()
+    server_cpu0, workers_cpu0, w0 = server.cpu_s(), pool.cpu_s(), time.monotonic()
+    hb0 = pool.sample("hb")
+    await asyncio.sleep(STEADY_WINDOW_S)
+    server_cpu1, workers_cpu1, w1 = server.cpu_s(), pool.cpu_s(), time.monotonic()
+    hb1 = pool.sample("hb")
+    t_b, m_b = await messages()
+    window = w1 - w0
+    received = (m_b - m_a) / (t_b - t_a) * window
+    sent = (hb1[1] - hb0[1]) / max(hb1[0] - hb0[0], 1e-9) * window
+    return {
+        "hb_per_s": received / window,
+        "cpu_per_1k_ms": (server_cpu1 - server_cpu0) / received * 1e6,
+        "server_cpu_pct": (server_cpu1 - server_cpu0) / window * 100,
+        "worker_cpu_per_1k_ms": (workers_cpu1 - workers_cpu0) / sent * 1e6,
+    }
+
+
+def write_agent_toml(bench: Bench, directory: Path, token: str) -> Path:
+    directory.mkdir(parents=True)
+    token_file = directory / "join-token"
+    write_private(token_file, token.encode() + b"\n")
+    hub = bench.hub_config.hub
+    config = directory / "agent.toml"
+    config.write_text(
+        "[agent]\n"
+        f'state_dir = "{directory / "state"}"\n'
+        f'hub = "{hub.listen}"\nenroll_address = "{hub.enroll_listen}"\n'
+        f'join_token_file = "{token_file}"\n'
+        f'socket = "{directory / "a.sock"}"\n'
+    )
+    return config
+
+
+async def idle_agent(bench: Bench) -> dict[str, float]:
+    """One real edge-agent, enrolled with a join token: RSS and CPU% once it settled."""
+    bench.idle_agents += 1
+    node = f"idle-{bench.idle_agents}"
+    token = await bench.operator.join_token(node, IDLE_GROUP)
+    directory = bench.root / node
+    config = write_agent_toml(bench, directory, token)
+    argv = [sys.executable, "-m", "agent.main", "--config", str(config)]
+    agent = await bench.children.spawn(node, argv, directory / "agent.log")
+    try:
+
+        async def check() -> tuple[bool | None, str]:
+            if not agent.alive():
+                raise BenchTimeout(f"{node} exited; see {directory / 'agent.log'}")
+            view = await bench.operator.view([IDLE_GROUP])
+            state = view.nodes.get(node, "not seen")
+            return (True if state == "online" else None), state
+
+        await wait_until(check, bench.args.timeout, f"{node} online")
+        await asyncio.sleep(IDLE_SETTLE_S)
+        cpu0, w0 = agent.cpu_s(), time.monotonic()
+        await asyncio.sleep(IDLE_WINDOW_S)
+        cpu1, w1 = agent.cpu_s(), time.monotonic()
+        return {
+            "agent_rss_mib": agent.rss() / 2**20,
+            "agent_cpu_pct": (cpu1 - cpu0) / (w1 - w0) * 100,
+        }
+    finally:
+        await bench.children.stop(agent)
+
+
+async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
+    """The product: hub process, N HubLinks in P workers, an idle agent, a hub restart."""
+    operator, timeout, groups = bench.operator, bench.args.timeout, groups_for(n)
+    figures: dict[str, float] = {}
+    notes: list[str] = []
+    bench.wipe_hub_store()
+    hub = await bench.start_hub()
+    pool: Pool | None = None
+    try:
+        await hub_ready(bench, hub)
+        await asyncio.sleep(SETTLE_S)
+        rss0 = hub.rss()
+        pool = await Pool.start(bench, "agents", bench.hub_config.hub.listen, n)
+        progress("ours: agents ready; go")
+        t0 = time.time()
+        pool.go()
+        figures["register_s"] = await hub_registered(
+            operator, groups, n, t0, timeout, "ours: registration (hub view)"
+        )
+        figures["register_agent_s"] = await pool.all_connected(
+            t0, timeout, "ours: registration (agent view)"
+        )
+        progress(f"ours: {n} registered in {figures['register_s']:.2f}s")
+        if problem := await operator.whole_fleet_problem():
+            notes.append(f"N={n}: {problem}")
+
+        async def heartbeats() -> tuple[float, float]:
+            view = await operator.view(groups)
+            return view.hub_time, view.heartbeat_seq
+
+        figures |= await steady_window(hub, pool, heartbeats)
+        figures["rss_per_agent_kib"] = (hub.rss() - rss0) / n / 1024
+        progress("ours: steady window done; idle agent")
+        figures |= await idle_agent(bench)
+        progress("ours: restarting the hub")
+        figures["down_s"] = await bench.children.stop(hub)
+        t_start = time.time()
+        hub = await bench.start_hub()
+        figures["restart_s"] = await hub_registered(
+            operator, groups, n, t_start, timeout, "ours: back after restart (hub view)"
+        )
+        figures["restart_agent_s"] = await pool.all_connected(
+            t_start, timeout, "ours: back after restart (agent view)"
+        )
+        progress(f"ours: all back in {figures['restart_s']:.2f}s")
+    except BenchTimeout as exc:
+        notes.append(f"N={n} ours: {exc}")
+        progress(f"ours: {exc}")
+    finally:
+        if pool is not None:
+            await pool.stop()
+        await bench.children.stop(hub)
+    return figures, notes
+
+
+async def bare_registered(server: Proc, n: int, since: float, timeout_s: float, what: str) -> float:
+    """Seconds from `since` until the bare server counted `n` registered streams."""
+
+    async def check() -> tuple[float | None, str]:
+        if not server.alive():
+            raise BenchTimeout(f"{what}: bare server exited")
+        status = server.latest
+        if status.get("reg", 0) >= n and status.get("last", 0.0) >= since:
+            return status["last"] - since, "done"
+        return None, f"{status.get('reg', 0)}/{n} registered"
+
+    return await wait_until(check, timeout_s, what)
+
+
+async def run_floor(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
+    """The floor: bare server and N bare clients in P workers, then a server restart."""
+    timeout = bench.args.timeout
+    figures: dict[str, float] = {}
+    notes: list[str] = []
+    server = await bench.start_bare_server()
+    pool: Pool | None = None
+    try:
+        await asyncio.wait_for(wait_status(server), timeout)
+        await asyncio.sleep(SETTLE_S)
+        rss0 = server.rss()
+        target = f"127.0.0.1:{bench.bare_port}"
+        pool = await Pool.start(bench, "clients", target, n)
+        progress("floor: clients ready; go")
+        t0 = time.time()
+        pool.go()
+        figures["register_s"] = await bare_registered(
+            server, n, t0, timeout, "floor: registration (server view)"
+        )
+        figures["register_agent_s"] = await pool.all_connected(
+            t0, timeout, "floor: registration (client view)"
+        )
+
+        async def messages() -> tuple[float, float]:
+            return server.latest["t"], server.latest["msgs"]
+
+        figures |= await steady_window(server, pool, messages)
+        figures["rss_per_agent_kib"] = (server.rss() - rss0) / n / 1024
+        figures["down_s"] = await bench.children.stop(server)
+        t_start = time.time()
+        server = await bench.start_bare_server()
+        figures["restart_s"] = await bare_registered(
+            server, n, t_start, timeout, "floor: back after restart (server view)"
+        )
+        figures["restart_agent_s"] = await pool.all_connected(
+            t_start, timeout, "floor: back after restart (client view)"
+        )
+        progress(f"floor: all back in {figures['restart_s']:.2f}s")
+    except (BenchTimeout, TimeoutError) as exc:
+        notes.append(f"N={n} floor: {exc or 'bare server did not report in time'}")
+        progress(f"floor: {exc}")
+    finally:
+        if pool is not None:
+            await pool.stop()
+        await bench.children.stop(server)
+    return figures, notes
+
+
+async def wait_status(proc: Proc) -> None:
+    while not proc.latest:
+        if not proc.alive():
+            raise BenchTimeout(f"{proc.name} exited")
+        await asyncio.sleep(0.05)
+
+
+# --- report ------------------------------------------------------------------------------
+
+FIGURES = [
+    ("register_s", "all N registered, from start: hub view (s)"),
+    ("register_agent_s", "all N registered, from start: agent view (s)"),
+    ("restart_s", "all N back after restart: hub view (s)"),
+    ("restart_agent_s", "all N back after restart: agent view (s)"),
+    ("down_s", "server stop time, SIGTERM to exit (s)"),
+    ("rss_per_agent_kib", "server RSS per connected agent (KiB)"),
+    ("cpu_per_1k_ms", "server CPU per 1000 heartbeats (ms)"),
+    ("server_cpu_pct", "server CPU in the steady window (% of a core)"),
+    ("hb_per_s", "heartbeats received per second"),
+    ("worker_cpu_per_1k_ms", "agent-side CPU per 1000 heartbeats (ms)"),
+    ("agent_rss_mib", "idle edge-agent RSS (MiB)"),
+    ("agent_cpu_pct", "idle edge-agent CPU (% of a core)"),
+]
+PER_RUN = ("register_s", "restart_s")
+
+
+def nearest_rank(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def summarize(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {
+        "median": statistics.median(values),
+        "p99": nearest_rank(values, 0.99),
+        "max": max(values),
+    }
+
+
+def summary_of(runs: list[dict[str, Any]], side: str) -> dict[str, Any]:
+    return {key: summarize([r[side][key] for r in runs if key in r[side]]) for key, _ in FIGURES}
+
+
+def cell(stats: dict[str, float] | None, repeat: int) -> str:
+    if stats is None:
+        return "-"
+    if repeat == 1:
+        return f"{stats['median']:.3g}"
+    return f"{stats['median']:.3g} / {stats['p99']:.3g} / {stats['max']:.3g}"
+
+
+def ratio(ours: dict[str, float] | None, floor: dict[str, float] | None) -> str:
+    if ours is None or floor is None or floor["median"] == 0:
+        return "-"
+    return f"{ours['median'] / floor['median']:.2f}x"
+
+
+def table(result: dict[str, Any], repeat: int) -> str:
+    what = "median / p99 / max" if repeat > 1 else "one run"
+    head = f"N={result['n']} agents, {result['procs']} worker processes, {repeat} run(s): {what}"
+    rows = [("figure", "ours", "floor", "ours/floor")]
+    for key, label in FIGURES:
+        ours, floor = result["summary"]["ours"][key], result["summary"]["floor"][key]
+        rows.append((label, cell(ours, repeat), cell(floor, repeat), ratio(ours, floor)))
+    widths = [max(len(r[c]) for r in rows) for c in range(4)]
+    lines = [head, ""]
+    for i, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                v.ljust(w) if c == 0 else v.rjust(w)
+                for c, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    if repeat > 1:
+        for key in PER_RUN:
+            for side in ("ours", "floor"):
+                values = ", ".join(f"{r[side].get(key, float('nan')):.2f}" for r in result["runs"])
+                lines.append(f"per run {key} {side}: {values}")
+    lines.extend(f"note: {note}" for note in result["notes"])
+    return "\n".join(lines)
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def write_hub_toml(root: Path) -> Path:
+    listen, enroll = free_port(), free_port()
+    while enroll == listen:
+        enroll = free_port()
+    path = root / "hub.toml"
+    path.write_text(
+        f'[hub]\nstate_dir = "{root / "hub-state"}"\n'
+        f'listen = "127.0.0.1:{listen}"\nenroll_listen = "127.0.0.1:{enroll}"\n'
+    )
+    return path
+
+
+async def prepare(bench: Bench, max_n: int) -> None:
+    """First hub start creates the CA; sign the node certificates; stop it again."""
+    hub = await bench.start_hub()
+    try:
+        ca = CredentialPaths.under(bench.hub_state)
+
+        async def created() -> tuple[bool | None, str]:
+            if not hub.alive():
+                raise BenchTimeout(f"hub exited; see {bench.root / 'hub.log'}")
+            return (True if ca.server_cert.exists() else None), "no CA yet"
+
+        await wait_until(created, bench.args.timeout, "hub CA")
+        bench.operator_ = await Operator.bootstrap(bench.hub_config)
+        await hub_ready(bench, hub)
+        took = make_node_certs(
+            bench.hub_state, bench.certs, max_n, bench.hub_config.hub.trust_domain
+        )
+        progress(f"signed {max_n} node certificates in {took:.1f}s")
+    finally:
+        await bench.children.stop(hub)
+
+
+async def bench_main(args: argparse.Namespace, root: Path, children: Children) -> list[dict]:
+    config_file = write_hub_toml(root)
+    config = config_loader.load(HubConfig, config_file, {})
+    bench = Bench(args, root, children, config_file, config, root / "certs", free_port())
+    try:
+        await prepare(bench, max(args.agents))
+        results = []
+        for n in args.agents:
+            runs, notes = [], []
+            for k in range(args.repeat):
+                progress(f"N={n} run {k + 1}/{args.repeat}: ours")
+                ours, ours_notes = await run_ours(bench, n)
+                progress(f"N={n} run {k + 1}/{args.repeat}: floor")
+                floor, floor_notes = await run_floor(bench, n)
+                runs.append({"ours": ours, "floor": floor})
+                notes += ours_notes + floor_notes
+            summary = {"ours": summary_of(runs, "ours"), "floor": summary_of(runs, "floor")}
+            result = {"n": n, "procs": args.procs, "runs": runs, "summary": summary}
+            result["notes"] = notes
+            results.append(result)
+            if not args.json:
+                print(table(result, args.repeat) + "\n", flush=True)
+        return results
+    finally:
+        await children.stop_all()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--agents", type=int, nargs="+", required=True, help="N (one or more)")
+    parser.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per N (default 1)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="bound per phase (s)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    args = parser.parse_args(argv)
+    if min(args.agents) < 1 or args.procs < 1 or args.repeat < 1:
+        parser.error("--agents, --procs and --repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    if sys.argv[1:2] == ["_agents"]:
+        run_worker(sys.argv[2])
+        return 0
+    args = parse_args(argv)
+    raise_nofile()  # inherited by the hub, the workers and the bare server
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    progress(f"RLIMIT_NOFILE {soft}; {psutil.cpu_count()} cores")
+    root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
+    children = Children()
+    try:
+        results = asyncio.run(bench_main(args, root, children))
+    except KeyboardInterrupt:
+        progress("interrupted; child processes stopped")
+        return 130
+    finally:
+        children.kill_leftovers()
+        if args.keep:
+            progress(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        print(json.dumps({"results": results}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
