@@ -174,3 +174,50 @@ def test_overloaded_hub_tells_agents_to_back_off_and_all_get_in(fleet: Fleet) ->
     logs = "".join(fleet.agents[n].output() for n in nodes)
     assert "hub asked to back off" in logs
     assert fleet.fleet_status()["online"] == 3
+
+
+def test_agent_notices_a_frozen_hub_through_keepalive(running_fleet: Fleet) -> None:
+    """A hung hub sends nothing and closes nothing: only keepalive pings can tell."""
+    fleet = running_fleet
+    fleet.start_agent("node-a", fleet.token("node-a"))
+    fleet.wait_connected("node-a")
+    fleet.hub.signal(signal.SIGSTOP)
+    try:
+        status = wait_until(
+            "agent notices the frozen hub",
+            lambda: (s := fleet.agent_status("node-a")) and s["hub"]["state"] != "connected" and s,
+        )
+        assert status["hub"]["last_error"]
+    finally:
+        fleet.hub.signal(signal.SIGCONT)
+    fleet.wait_connected("node-a")
+
+
+def test_local_socket_is_owner_and_group_only(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    fleet.start_agent("node-a", fleet.token("node-a"))
+    fleet.wait_connected("node-a")
+    mode = fleet.socket("node-a").stat().st_mode
+    assert stat.S_ISSOCK(mode)
+    assert stat.S_IMODE(mode) == 0o660
+
+
+async def test_reflection_lists_the_services(running_fleet: Fleet) -> None:
+    import grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    ca = (running_fleet.hub_state / "pki" / "ca.crt").read_bytes()
+    async with grpc.aio.secure_channel(
+        running_fleet.enroll, grpc.ssl_channel_credentials(ca)
+    ) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        call = stub.ServerReflectionInfo(timeout=10)
+        await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+        answer = await call.read()
+        await call.done_writing()
+    names = {s.name for s in answer.list_services_response.service}
+    assert {
+        "autonomyops.edge.v1.Link",
+        "autonomyops.edge.v1.Fleet",
+        "grpc.health.v1.Health",
+    } <= names
