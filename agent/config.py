@@ -54,9 +54,36 @@ class LinkSection:
 
 
 @dataclass(frozen=True)
+class SafetySection:
+    node_switch_file: Path = setting(
+        Path("/etc/autonomyops/autonomy.yaml"),
+        "This node's autonomy switch (YAML, autonomy_enabled: true|false); effective = fleet AND "
+        "node.",
+    )
+    switch_default: bool = setting(
+        True,
+        "Node switch value when its file does not exist (source 'default (config not mounted)').",
+    )
+    tick_s: float = setting(
+        1.0,
+        "How often the node switch is re-read and hub loss checked (at most 1 s).",
+        lambda v: None if 0 < v <= 1.0 else "a number in (0, 1]",
+    )
+    on_hub_loss: str = setting(
+        "continue",
+        "continue, or stop: latch a local stop when cut off from the hub too long.",
+        one_of("continue", "stop"),
+    )
+    hub_loss_timeout_s: float = setting(
+        300.0, "How long without the hub before on_hub_loss = stop latches a stop.", positive
+    )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     link: LinkSection = field(default_factory=LinkSection)
+    safety: SafetySection = field(default_factory=SafetySection)
 
     def problems(self) -> list[str]:
         found = []

@@ -1,21 +1,27 @@
-"""The agent's stream to the hub: register, heartbeat, receive, and reconnect forever.
+"""The agent's stream to the hub: register, apply, heartbeat, acknowledge, reconnect forever.
 
-Each attempt opens a fresh mTLS channel (a private connection), registers, and then
-sends heartbeats while reading what the hub sends. When the stream ends for any
-reason the agent waits a capped, fully jittered backoff (never less than a delay the
-hub asked for) and tries again. A registered stream resets the backoff.
+Each attempt opens a fresh mTLS channel (a private connection) and registers, telling the
+hub which hub-issued stops it holds latched. The hub's first answer carries every stop
+that applies to this node, releases of stops it holds, and the fleet switch; the agent
+applies all of it (durably) before it calls itself connected. Afterwards one task sends
+heartbeats, one reads hub messages, and one writer owns the stream's write side.
+A stop is acknowledged only after it is latched on disk.
+
+When the stream ends for any reason the agent waits a capped, fully jittered backoff
+(never less than a delay the hub asked for) and tries again; a registered stream resets
+the backoff.
 """
 
 import asyncio
 import logging
 import random
 import socket
-from collections.abc import Callable
 
 import grpc
 
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials
+from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import grpcopts
@@ -25,7 +31,7 @@ from edgecommon.pb import link_pb2, link_pb2_grpc
 from edgecommon.version import PRODUCT_VERSION
 
 log = logging.getLogger("edge-agent.link")
-HubHandler = Callable[[link_pb2.HubMessage], None]
+Outbox = asyncio.Queue[link_pb2.AgentMessage]
 
 
 class StreamEnded(Exception):
@@ -51,16 +57,16 @@ class HubLink:
         creds: NodeCredentials,
         status: LinkStatus,
         telemetry: Telemetry,
+        safety: Safety,
         rng: random.Random,
-        on_message: HubHandler | None = None,
         labels: dict[str, str] | None = None,
     ) -> None:
         self.config = config
         self.creds = creds
         self.status = status
         self.telemetry = telemetry
+        self.safety = safety
         self.rng = rng
-        self.on_message = on_message
         self.labels = labels if labels is not None else dict(config.agent.labels)
         self.policy = BackoffPolicy(config.link.reconnect_initial_s, config.link.reconnect_max_s)
         self.heartbeat_interval_s = config.link.heartbeat_interval_s
@@ -81,6 +87,8 @@ class HubLink:
                 error = describe_rpc_error(err, self.config.agent.hub, self.creds, self.status)
             except TimeoutError:
                 error = f"hub {self.config.agent.hub} did not answer registration in time"
+            finally:
+                self.safety.link_changed(up=False)
             if self.status.connects > registered_before:
                 attempt = 0
             delay = self.policy.delay(attempt, self.rng, floor)
@@ -98,11 +106,13 @@ class HubLink:
             call = link_pb2_grpc.LinkStub(channel).Connect(
                 timeout=self.config.link.stream_max_age_s
             )
+            outbox: Outbox = asyncio.Queue()
             try:
-                await self._register(call)
+                await self._register(call, outbox)
                 async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._send_heartbeats(call))
-                    tg.create_task(self._receive(call))
+                    tg.create_task(self._write(call, outbox))
+                    tg.create_task(self._send_heartbeats(outbox))
+                    tg.create_task(self._receive(call, outbox))
             except* StreamEnded as group:
                 raise group.exceptions[0] from None
             except* grpc.aio.AioRpcError as group:
@@ -110,7 +120,7 @@ class HubLink:
             finally:
                 call.cancel()
 
-    async def _register(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _register(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
         await call.write(
             link_pb2.AgentMessage(
                 register=link_pb2.Register(
@@ -118,6 +128,8 @@ class HubLink:
                     labels=self.labels,
                     started_unix=self.started_unix,
                     hostname=socket.gethostname(),
+                    latched_stop_ids=self.safety.hub_stop_ids(),
+                    fleet_switch_revision=self.safety.fleet.revision,
                 )
             )
         )
@@ -132,30 +144,83 @@ class HubLink:
             )
         if body != "registered":
             raise StreamEnded(f"hub answered registration with {body}")
-        self.heartbeat_interval_s = (
-            first.registered.heartbeat_interval_s or self.heartbeat_interval_s
-        )
+        registered = first.registered
+        for stop in registered.stops:
+            await self._apply(link_pb2.HubMessage(estop=stop), outbox)
+        for release in registered.releases:
+            await self._apply(link_pb2.HubMessage(estop_release=release), outbox)
+        if registered.HasField("fleet_switch"):
+            await self._apply(link_pb2.HubMessage(fleet_switch=registered.fleet_switch), outbox)
+        # Acknowledgements go out before the first heartbeat.
+        while not outbox.empty():
+            await call.write(outbox.get_nowait())
+        self.heartbeat_interval_s = registered.heartbeat_interval_s or self.heartbeat_interval_s
         self.status.connects += 1
         self.status.enter(HubState.CONNECTED)
+        self.safety.link_changed(up=True)
         log.info("connected to hub %s as %s", self.config.agent.hub, self.creds.identity)
 
-    async def _send_heartbeats(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _apply(self, message: link_pb2.HubMessage, outbox: Outbox) -> None:
+        body = message.WhichOneof("body")
+        if body == "estop":
+            stop = await self.safety.latch_from_hub(message.estop)
+            outbox.put_nowait(
+                link_pb2.AgentMessage(
+                    estop_ack=link_pb2.EstopAck(
+                        stop_id=stop.stop_id, latched_unix=stop.latched_unix
+                    )
+                )
+            )
+        elif body == "estop_release":
+            release = message.estop_release
+            await self.safety.release(
+                release.stop_id, f"released by {release.operator or 'hub'}: {release.reason}"
+            )
+            outbox.put_nowait(
+                link_pb2.AgentMessage(
+                    estop_ack=link_pb2.EstopAck(
+                        stop_id=release.stop_id,
+                        released=True,
+                        latched_unix=self.status.clock.wall(),
+                    )
+                )
+            )
+        elif body == "fleet_switch":
+            await self.safety.set_fleet_switch(message.fleet_switch)
+            outbox.put_nowait(
+                link_pb2.AgentMessage(
+                    fleet_switch_ack=link_pb2.FleetSwitchAck(revision=message.fleet_switch.revision)
+                )
+            )
+        elif body == "backoff":
+            raise StreamEnded(
+                f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s
+            )
+
+    async def _write(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
+        while True:
+            message = await outbox.get()
+            await call.write(message)
+            if message.WhichOneof("body") == "heartbeat":
+                self.status.heartbeats_sent += 1
+
+    async def _send_heartbeats(self, outbox: Outbox) -> None:
         while True:
             self._seq += 1
             beat = self.telemetry.heartbeat(self._seq, PRODUCT_VERSION)
-            await call.write(link_pb2.AgentMessage(heartbeat=beat))
-            self.status.heartbeats_sent += 1
+            facts = self.safety.facts()
+            beat.autonomy_effective = facts.autonomy_effective
+            beat.node_switch_enabled = facts.node_enabled
+            beat.node_switch_source = facts.node_source
+            beat.fleet_switch_revision = self.safety.fleet.revision
+            beat.local_stop_ids.extend(self.safety.local_stop_ids())
+            beat.held_permits = len(self.safety.permits)
+            outbox.put_nowait(link_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.heartbeat_interval_s)
 
-    async def _receive(self, call: grpc.aio.StreamStreamCall) -> None:
+    async def _receive(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
         while (message := await call.read()) is not grpc.aio.EOF:
-            if message.WhichOneof("body") == "backoff":
-                raise StreamEnded(
-                    f"hub asked to back off: {message.backoff.reason}",
-                    message.backoff.retry_after_s,
-                )
-            if self.on_message is not None:
-                self.on_message(message)
+            await self._apply(message, outbox)
         code = await call.code()
         details = await call.details()
         raise StreamEnded(f"hub ended the stream ({code.name}: {details or 'no details'})")

@@ -1,19 +1,25 @@
 """The agent's local API on a Unix socket: what edgectl and workloads on the node ask.
 
 Access is the socket's file permissions (mode [agent].socket_mode, group of the
-directory); there is no TLS on a local socket.
+directory); there is no TLS on a local socket. A held permit lives until it is released,
+revoked, or its watcher goes away (a workload that died does not keep its permit).
 """
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from agent.credentials import NodeCredentials
+from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
+from edgecommon.errors import InvalidArgument
 from edgecommon.pb import agent_pb2, agent_pb2_grpc
+from edgecommon.rpc import handle_errors
 from edgecommon.version import GRPC_VERSION, PRODUCT_VERSION, PYTHON_VERSION
 
 
@@ -24,13 +30,24 @@ class NodeFacts:
     status: LinkStatus
     state_dir: Path
     started_unix: float
+    safety: Safety
     credentials: NodeCredentials | None = None
+
+
+def _reason(text: str) -> str:
+    if not text.strip():
+        raise InvalidArgument("a reason is required: say why (--reason TEXT)")
+    if "\n" in text or len(text) > 500:
+        raise InvalidArgument("the reason must be one line of at most 500 characters")
+    return text.strip()
 
 
 class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     def __init__(self, facts: NodeFacts) -> None:
         self.facts = facts
+        self.safety = facts.safety
 
+    @handle_errors
     async def Status(
         self, request: agent_pb2.StatusRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.AgentStatus:
@@ -48,6 +65,7 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             next_attempt_unix=status.next_attempt_unix,
             heartbeats_sent=status.heartbeats_sent,
             state_dir=str(facts.state_dir),
+            safety=self.safety.state(),
         )
         if facts.credentials is not None:
             answer.node_id = facts.credentials.identity.name
@@ -55,6 +73,72 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             answer.cert_expires_unix = facts.credentials.cert.not_valid_after_utc.timestamp()
             answer.cert_serial = pki.serial_hex(facts.credentials.cert)
         return answer
+
+    @handle_errors
+    async def RequestPermit(
+        self, request: agent_pb2.PermitRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.PermitDecision:
+        decision, held = self.safety.request(
+            request.action, request.units, request.holder, request.dry_run
+        )
+        return agent_pb2.PermitDecision(
+            granted=decision.granted,
+            reason=decision.reason.value,
+            detail=decision.detail,
+            permit_id=held.permit_id if held else "",
+        )
+
+    async def WatchPermit(
+        self, request: agent_pb2.WatchPermitRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.PermitEvent]:
+        permit = self.safety.permits.get(request.permit_id)
+        if permit is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"permit {request.permit_id!r} is not held (released, revoked or unknown)",
+            )
+            return
+        try:
+            await permit.revoked.wait()
+        except asyncio.CancelledError:
+            # The workload went away without releasing: its permit goes with it.
+            self.safety.permits.release(permit.permit_id)
+            raise
+        why = permit.revoke_reason
+        yield agent_pb2.PermitEvent(
+            permit_id=permit.permit_id,
+            revoked=True,
+            reason=why.reason.value if why else "",
+            detail=why.detail if why else "",
+        )
+
+    @handle_errors
+    async def ReleasePermit(
+        self, request: agent_pb2.ReleasePermitRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.ReleasePermitResponse:
+        return agent_pb2.ReleasePermitResponse(
+            released=self.safety.permits.release(request.permit_id)
+        )
+
+    @handle_errors
+    async def GetEstop(
+        self, request: agent_pb2.GetEstopRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.EstopState:
+        return self.safety.state()
+
+    @handle_errors
+    async def EngageLocalStop(
+        self, request: agent_pb2.LocalStopRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.EstopState:
+        await self.safety.engage_local(_reason(request.reason), request.operator)
+        return self.safety.state()
+
+    @handle_errors
+    async def ReleaseLocalStop(
+        self, request: agent_pb2.LocalStopRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.EstopState:
+        await self.safety.release_local(_reason(request.reason))
+        return self.safety.state()
 
 
 async def start_local_server(path: Path, mode: int, facts: NodeFacts) -> grpc.aio.Server:

@@ -8,11 +8,16 @@ import random
 import sys
 from pathlib import Path
 
+from edgecommon.autonomy_file import SwitchFile
+
 from agent import credentials
 from agent.config import AgentConfig
 from agent.enroll import enroll_until_done
 from agent.link import HubLink
 from agent.local_api import NodeFacts, start_local_server
+from agent.permits import PermitTable
+from agent.safety import Safety
+from agent.state_db import AgentStateDB
 from agent.status import LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import config as config_loader
@@ -79,8 +84,28 @@ def check(config: AgentConfig) -> str:
 async def serve(config: AgentConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
     state_dir = config.agent.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = AgentStateDB(state_dir / "agent.db")
+    await db.open()
+    try:
+        await _serve(config, clock, rng, stop, db)
+    finally:
+        await db.close()
+
+
+async def _serve(
+    config: AgentConfig, clock: Clock, rng: random.Random, stop: asyncio.Event, db: AgentStateDB
+) -> None:
+    state_dir = config.agent.state_dir
     status = LinkStatus(clock, config.agent.hub)
-    facts = NodeFacts(status, state_dir, clock.wall())
+    safety = Safety(
+        db,
+        SwitchFile(config.safety.node_switch_file, config.safety.switch_default),
+        clock,
+        config.safety,
+        PermitTable(),
+    )
+    await safety.load()
+    facts = NodeFacts(status, state_dir, clock.wall(), safety)
     paths = credentials.CredentialPaths.under(state_dir)
     token = ""
     if paths.enrolled():
@@ -95,10 +120,11 @@ async def serve(config: AgentConfig, clock: Clock, rng: random.Random, stop: asy
         if facts.credentials is None:
             facts.credentials = await enroll_until_done(config, token, paths, status, rng)
         telemetry = Telemetry.start(state_dir)
-        await HubLink(config, facts.credentials, status, telemetry, rng).run()
+        await HubLink(config, facts.credentials, status, telemetry, safety, rng).run()
 
     try:
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(safety.run(), name="safety")
             link_task = tg.create_task(connect_to_hub(), name="hub-link")
             announce_ready("serving the local API", tg, lambda: not link_task.done())
             tg.create_task(raise_when_set(stop), name="shutdown")

@@ -22,10 +22,17 @@ each node, the agents' since), so the poll period only delays detection. Every
 wait is bounded (--timeout per phase); every child process is stopped and the
 temporary directory removed at the end, also on Ctrl-C. Loopback only. The figures
 come from a shared machine: the hub, the workers and the agent share its cores.
+
+The product is imported from wherever Python finds it (the editable install, i.e. the
+working tree). To measure a commit while the tree has work in progress:
+
+    git archive HEAD | tar -x -C /tmp/edge-head
+    PYTHONPATH=/tmp/edge-head .venv/bin/python bench/link.py --agents 100
 """
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import datetime as dt
@@ -67,7 +74,6 @@ from hub.config import HubConfig
 from hub.credentials import CredentialPaths, load_ca
 
 BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_DIR = BENCH_DIR.parent
 GROUP_SIZE = 500  # nodes per group: FleetStatus answers are capped at 256 KiB
 IDLE_GROUP = "idle"
 POLL_S = 0.5
@@ -80,6 +86,7 @@ STOP_TIMEOUT_S = 30.0
 RPC_TIMEOUT_S = 10.0
 T = TypeVar("T")
 log = logging.getLogger("bench.link")
+LINKS_ENDED: collections.Counter[str] = collections.Counter()  # in a worker: why links died
 
 
 class BenchTimeout(Exception):
@@ -129,9 +136,15 @@ class Proc:
 
 
 class Children:
-    """Every process the bench started, so that all of them are stopped whatever happens."""
+    """Every process the bench started, so that all of them are stopped whatever happens.
 
-    def __init__(self) -> None:
+    They run in `cwd` (the bench's temp dir), not in the project: `python -m` puts its
+    working directory first on sys.path, and PYTHONPATH must be able to point the children
+    at another copy of the product (see the module docstring).
+    """
+
+    def __init__(self, cwd: Path) -> None:
+        self.cwd = cwd
         self.procs: list[Proc] = []
 
     async def spawn(self, name: str, argv: list[str], log_file: Path, piped: bool = False) -> Proc:
@@ -141,7 +154,7 @@ class Children:
                 stdin=asyncio.subprocess.PIPE if piped else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if piped else out,
                 stderr=out,
-                cwd=PROJECT_DIR,
+                cwd=self.cwd,
                 start_new_session=True,  # Ctrl-C reaches the bench only; it stops them
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
@@ -389,6 +402,13 @@ class Pool:
     def cpu_s(self) -> float:
         return sum(p.cpu_s() for p in self.procs)
 
+    def links_ended(self) -> collections.Counter[str]:
+        """Why simulated agents' HubLink.run() ended, over all workers (should be empty)."""
+        ended: collections.Counter[str] = collections.Counter()
+        for proc in self.procs:
+            ended.update(proc.latest.get("ended", {}))
+        return ended
+
     async def all_connected(self, since: float, timeout_s: float, what: str) -> float:
         """Seconds from `since` until every agent said it was connected (the agents' view)."""
 
@@ -404,6 +424,13 @@ class Pool:
 
         return await wait_until(check, timeout_s, what)
 
+    async def dump_tasks(self) -> None:
+        """Ask the workers to log where their tasks wait (see dump_tasks); give them a moment."""
+        for proc in self.procs:
+            if proc.alive():
+                proc.process.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(1.0)
+
     async def stop(self) -> None:
         await asyncio.gather(*(self.children.stop(p, 10.0) for p in self.procs))
 
@@ -414,15 +441,56 @@ def worker_argv(kind: str, spec_file: Path) -> list[str]:
     return [sys.executable, str(BENCH_DIR / "_bare.py"), "clients", str(spec_file)]
 
 
-def agents_status(statuses: list[LinkStatus]) -> dict[str, float]:
-    up = [s.since_unix for s in statuses if s.state is HubState.CONNECTED]
+def agents_status(statuses: list[LinkStatus], tasks: list[asyncio.Task[None]]) -> dict[str, Any]:
+    """A worker's status line. A link whose run() ended is not counted as connected."""
+    up = [
+        s.since_unix
+        for s, t in zip(statuses, tasks, strict=True)
+        if s.state is HubState.CONNECTED and not t.done()
+    ]
     return {
         "t": time.time(),
+        "ended": dict(LINKS_ENDED),
         "c": len(up),
         "last": max(up, default=0.0),
         "n": sum(s.connects for s in statuses),
         "hb": sum(s.heartbeats_sent for s in statuses),
     }
+
+
+def await_chain(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended: file:line of each coroutine down its await chain."""
+    parts, coro = [], task.get_coro()
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None)
+        if frame is not None:
+            parts.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno}")
+        coro = getattr(coro, "cr_await", None)
+    return " > ".join(parts) or repr(task.get_coro())
+
+
+def link_ended(task: asyncio.Task[None]) -> None:
+    """HubLink.run() is meant to run forever: log how one ended (a product bug if it does)."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    LINKS_ENDED[repr(exc)[:300]] += 1
+    log.error("%s: HubLink.run() ended: %r", task.get_name(), exc, exc_info=exc)
+
+
+def dump_tasks(names: list[str], statuses: list[LinkStatus]) -> None:
+    """On SIGUSR1 (the driver sends it when a phase times out): where every task waits."""
+    chains = collections.Counter(await_chain(t) for t in asyncio.all_tasks())
+    for chain, count in chains.most_common():
+        log.warning("%d tasks at %s", count, chain)
+    down = [
+        (n, s) for n, s in zip(names, statuses, strict=True) if s.state is not HubState.CONNECTED
+    ]
+    for name, status in down[:20]:
+        log.warning(
+            "%s is %s since %.3f: %s", name, status.state, status.since_unix, status.last_error
+        )
+    log.warning("%d of %d agents not connected", len(down), len(names))
 
 
 async def agents_main(spec: dict[str, Any]) -> None:
@@ -449,10 +517,15 @@ async def agents_main(spec: dict[str, Any]) -> None:
             config, node_creds, status, Telemetry.start(state_dir), random.Random(spec["seed"] + i)
         )
         statuses.append(status)
-        tasks.append(asyncio.create_task(link.run()))
-    reporter = asyncio.create_task(report(lambda: agents_status(statuses)))
+        task = asyncio.create_task(link.run(), name=f"link-{spec['names'][i]}")
+        task.add_done_callback(link_ended)
+        tasks.append(task)
+    reporter = asyncio.create_task(report(lambda: agents_status(statuses, tasks)))
+    asyncio.get_running_loop().add_signal_handler(
+        signal.SIGUSR1, dump_tasks, spec["names"], statuses
+    )
     await commands.readline()  # "stop" or EOF
-    del tasks, reporter
+    reporter.cancel()
     sys.stdout.flush()
     os._exit(0)  # thousands of live channels make an orderly exit slow
 
@@ -647,8 +720,14 @@ async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
     except BenchTimeout as exc:
         notes.append(f"N={n} ours: {exc}")
         progress(f"ours: {exc}")
+        if pool is not None:
+            await pool.dump_tasks()
     finally:
         if pool is not None:
+            notes += [
+                f"N={n} ours: {count} HubLink.run() ended with {why}"
+                for why, count in pool.links_ended().items()
+            ]
             await pool.stop()
         await bench.children.stop(hub)
     return figures, notes
@@ -870,6 +949,10 @@ async def bench_main(args: argparse.Namespace, root: Path, children: Children) -
         await children.stop_all()
 
 
+def product_dir() -> str:
+    return str(Path(sys.modules[HubLink.__module__].__file__ or "?").parent.parent)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, nargs="+", required=True, help="N (one or more)")
@@ -892,9 +975,9 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()  # inherited by the hub, the workers and the bare server
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    progress(f"RLIMIT_NOFILE {soft}; {psutil.cpu_count()} cores")
+    progress(f"RLIMIT_NOFILE {soft}; {psutil.cpu_count()} cores; product from {product_dir()}")
     root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
-    children = Children()
+    children = Children(root)
     try:
         results = asyncio.run(bench_main(args, root, children))
     except KeyboardInterrupt:

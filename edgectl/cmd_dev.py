@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import secrets
 import shutil
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edgecommon import config as config_loader
+from edgecommon import pki
 from edgecommon.errors import EdgeError, InvalidArgument
 from edgecommon.identity import name_problem
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, fleet_pb2
@@ -41,13 +43,25 @@ def _dev_dir(app: App) -> Path:
 
 
 def _hub_toml(directory: Path) -> str:
-    listen, enroll = devfleet.free_port(), devfleet.free_port()
-    while enroll == listen:
-        enroll = devfleet.free_port()
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(devfleet.free_port())
+    listen, enroll, http = sorted(ports)
+    hub_dir = directory / "hub"
+    token_file = hub_dir / "http-token"
+    pki.atomic_write(token_file, (secrets.token_urlsafe(24) + "\n").encode(), 0o600)
+    switch = hub_dir / "autonomy.yaml"
+    if not switch.exists():
+        switch.write_text(
+            "# Fleet autonomy switch of the dev fleet: the single source of truth.\n"
+            "autonomy_enabled: true\n"
+        )
     return (
         "# dev fleet hub, written by 'edgectl dev up'\n[hub]\n"
-        f'state_dir = "{directory / "hub" / "state"}"\n'
+        f'state_dir = "{hub_dir / "state"}"\n'
         f'listen = "127.0.0.1:{listen}"\nenroll_listen = "127.0.0.1:{enroll}"\n'
+        f'[autonomy]\nfile = "{switch}"\n'
+        f'[http]\nlisten = "127.0.0.1:{http}"\ntoken_file = "{token_file}"\n'
     )
 
 
@@ -59,6 +73,7 @@ def _agent_toml(node_dir: Path, hub: HubConfig, node: str) -> str:
         f'join_token_file = "{node_dir / "join-token"}"\n'
         f'socket = "{node_dir / "agent.sock"}"\n'
         f'labels = {{ dev = "true", node = "{node}" }}\n'
+        f'[safety]\nnode_switch_file = "{node_dir / "autonomy.yaml"}"\n'
     )
 
 
@@ -202,6 +217,8 @@ async def dev_up(app: App) -> int:
 async def _summary(app: App, directory: Path) -> int:
     context = Context.load(directory)
     processes = devfleet.ProcessTable(directory).load()
+    hub_file = directory / "hub" / "hub.toml"
+    hub_http = config_loader.load(HubConfig, hub_file, {}).http.listen if hub_file.exists() else ""
     rows = [
         {
             "name": p.name,
@@ -238,7 +255,10 @@ async def _summary(app: App, directory: Path) -> int:
             "  edgectl fleet status\n"
             f"  edgectl node show {first}\n"
             f"  edgectl status --node {first}\n"
-            "  edgectl token create --node node-9 --group dev --ttl 15m\n"
+            "  edgectl estop engage --scope fleet --reason 'drill' --wait\n"
+            "  edgectl autonomy status\n"
+            f'  curl -H "Authorization: Bearer $(cat {directory}/hub/http-token)" '
+            f"http://{hub_http}/v1/autonomy/status\n"
             "  edgectl dev down"
         )
     return exitcodes.OK

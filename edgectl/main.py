@@ -14,7 +14,17 @@ from pathlib import Path
 
 from edgecommon.errors import EdgeError
 from edgecommon.version import PRODUCT_VERSION
-from edgectl import cmd_dev, cmd_fleet, cmd_node, cmd_operator, cmd_token, exitcodes
+from edgectl import (
+    cmd_autonomy,
+    cmd_dev,
+    cmd_estop,
+    cmd_fleet,
+    cmd_node,
+    cmd_operator,
+    cmd_permit,
+    cmd_token,
+    exitcodes,
+)
 from edgectl.app import App
 from edgectl.output import Renderer
 
@@ -99,7 +109,16 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
-    for module in (cmd_node, cmd_fleet, cmd_token, cmd_operator, cmd_dev):
+    for module in (
+        cmd_node,
+        cmd_fleet,
+        cmd_token,
+        cmd_estop,
+        cmd_autonomy,
+        cmd_permit,
+        cmd_operator,
+        cmd_dev,
+    ):
         module.register(sub)
     for leaf in leaf_parsers(parser):
         add_global_options(leaf, suppress=True)

@@ -71,11 +71,42 @@ class StoreSection:
 
 
 @dataclass(frozen=True)
+class AutonomySection:
+    file: Path = setting(
+        Path("/etc/autonomyops/autonomy.yaml"),
+        "The fleet autonomy switch (YAML, autonomy_enabled: true|false), the single source of "
+        "truth.",
+    )
+    default_enabled: bool = setting(
+        True, "Value when the file does not exist (source 'default (config not mounted)')."
+    )
+    check_interval_s: float = setting(
+        1.0,
+        "How often the file is re-read (at most 1 s).",
+        lambda v: None if 0 < v <= 1.0 else "a number in (0, 1]",
+    )
+
+
+@dataclass(frozen=True)
+class HttpSection:
+    listen: str = setting(
+        "127.0.0.1:7480",
+        "Address of the HTTP status API (/v1/autonomy/status); empty disables.",
+        lambda v: None if not v else host_port(v),
+    )
+    token_file: str = setting(
+        "", "File holding the bearer token for the HTTP API; the API is off while empty."
+    )
+
+
+@dataclass(frozen=True)
 class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
     link: LinkSection = field(default_factory=LinkSection)
     certs: CertsSection = field(default_factory=CertsSection)
     store: StoreSection = field(default_factory=StoreSection)
+    autonomy: AutonomySection = field(default_factory=AutonomySection)
+    http: HttpSection = field(default_factory=HttpSection)
 
     def problems(self) -> list[str]:
         found = []

@@ -9,7 +9,9 @@ from edgecommon.pb import fleet_pb2, fleet_pb2_grpc
 from edgecommon.rpc import handle_errors
 from edgecommon.version import PRODUCT_VERSION
 from hub.auth import PeerVerifier
+from hub.autonomy import FleetSwitch
 from hub.enrollment import Enrollment, token_subject
+from hub.estop import EstopManager
 from hub.registry import NodeView, Registry
 
 
@@ -46,8 +48,16 @@ def node_message(view: NodeView) -> fleet_pb2.Node:
 
 class FleetService(fleet_pb2_grpc.FleetServicer):
     def __init__(
-        self, enrollment: Enrollment, registry: Registry, verifier: PeerVerifier, clock: Clock
+        self,
+        enrollment: Enrollment,
+        registry: Registry,
+        verifier: PeerVerifier,
+        clock: Clock,
+        estops: EstopManager,
+        fleet_switch: FleetSwitch,
     ) -> None:
+        self.estops = estops
+        self.fleet_switch = fleet_switch
         self.enrollment = enrollment
         self.registry = registry
         self.verifier = verifier
@@ -107,3 +117,46 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             hub_version=PRODUCT_VERSION,
             trust_domain=self.verifier.trust_domain,
         )
+
+    @handle_errors
+    async def EngageEstop(
+        self, request: fleet_pb2.EngageEstopRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.EstopReport:
+        _, operator = self.verifier.require(context, Kind.OPERATOR)
+        stop = await self.estops.engage(request.scope, request.reason, operator.name)
+        return self.estops.report(stop.stop_id)
+
+    @handle_errors
+    async def ReleaseEstop(
+        self, request: fleet_pb2.ReleaseEstopRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.EstopReport:
+        _, operator = self.verifier.require(context, Kind.OPERATOR)
+        released = await self.estops.release(request.scope, request.reason, operator.name)
+        report = fleet_pb2.EstopReport(hub_time_unix=self.clock.wall())
+        for stop in released:
+            report.stops.extend(self.estops.report(stop.stop_id).stops)
+        return report
+
+    @handle_errors
+    async def EstopStatus(
+        self, request: fleet_pb2.EstopStatusRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.EstopReport:
+        self.verifier.require(context, Kind.OPERATOR)
+        return self.estops.report(request.stop_id)
+
+    @handle_errors
+    async def AutonomyStatus(
+        self, request: fleet_pb2.AutonomyStatusRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.AutonomyReport:
+        self.verifier.require(context, Kind.OPERATOR)
+        return self.fleet_switch.report(request.node_id)
+
+    @handle_errors
+    async def SetAutonomy(
+        self, request: fleet_pb2.SetAutonomyRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.AutonomyReport:
+        _, operator = self.verifier.require(context, Kind.OPERATOR)
+        await self.fleet_switch.set(
+            request.enabled, request.reason, operator.name, min(request.wait_s, 60.0)
+        )
+        return self.fleet_switch.report()

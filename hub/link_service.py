@@ -14,8 +14,10 @@ from edgecommon.pb import link_pb2, link_pb2_grpc
 from edgecommon.rpc import handle_errors, status_of
 from hub.admission import TokenBucket
 from hub.auth import PeerVerifier
+from hub.autonomy import FleetSwitch
 from hub.config import LinkSection
 from hub.enrollment import Enrollment
+from hub.estop import EstopManager
 from hub.registry import Registry, Session
 
 log = logging.getLogger(__name__)
@@ -30,8 +32,12 @@ class LinkService(link_pb2_grpc.LinkServicer):
         config: LinkSection,
         clock: Clock,
         rng: random.Random,
+        estops: EstopManager,
+        fleet_switch: FleetSwitch,
     ) -> None:
         self.enrollment = enrollment
+        self.estops = estops
+        self.fleet_switch = fleet_switch
         self.registry = registry
         self.verifier = verifier
         self.config = config
@@ -83,6 +89,13 @@ class LinkService(link_pb2_grpc.LinkServicer):
             )
             return
         session = self.registry.attach(identity, cert, first.register)
+        # Stops (and the switch) go in the very first answer: an agent that was away is
+        # stopped before it does anything else.
+        stops, releases = self.estops.for_node(
+            identity.name, identity.group, list(first.register.latched_stop_ids)
+        )
+        for stop_id in first.register.latched_stop_ids:
+            self.estops.acknowledged(identity.name, link_pb2.EstopAck(stop_id=stop_id))
         reader = asyncio.create_task(self._read(context, session))
         try:
             await context.write(
@@ -92,6 +105,9 @@ class LinkService(link_pb2_grpc.LinkServicer):
                         group=identity.group,
                         heartbeat_interval_s=self.config.heartbeat_interval_s,
                         hub_time_unix=self.clock.wall(),
+                        stops=stops,
+                        releases=releases,
+                        fleet_switch=self.fleet_switch.message(),
                     )
                 )
             )
@@ -115,8 +131,15 @@ class LinkService(link_pb2_grpc.LinkServicer):
     async def _read(self, context: grpc.aio.ServicerContext, session: Session) -> None:
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
-                if message.WhichOneof("body") == "heartbeat":
+                body = message.WhichOneof("body")
+                if body == "heartbeat":
                     self.registry.heartbeat(session, message.heartbeat)
+                elif body == "estop_ack":
+                    self.estops.acknowledged(session.node_id, message.estop_ack)
+                elif body == "fleet_switch_ack":
+                    self.fleet_switch.acknowledged(
+                        session.node_id, message.fleet_switch_ack.revision
+                    )
             session.close("agent closed the stream")
         except asyncio.CancelledError:
             raise

@@ -177,6 +177,12 @@ class Registry:
                 await self.flush()
                 last_flush = self.clock.monotonic()
 
+    def live_sessions(self) -> list[Session]:
+        return list(self._sessions.values())
+
+    def heartbeat_of(self, node_id: str) -> link_pb2.Heartbeat | None:
+        return self._heartbeats.get(node_id) if node_id in self._sessions else None
+
     def views(self, group: str = "") -> list[NodeView]:
         return [
             self._view(record)

@@ -10,8 +10,10 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
+from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,9 +28,12 @@ from edgecommon.daemon import (
 from edgecommon.pb import fleet_pb2, fleet_pb2_grpc, link_pb2, link_pb2_grpc
 from hub import credentials as hub_credentials
 from hub.auth import PeerVerifier
+from hub.autonomy import FleetSwitch
 from hub.config import HubConfig
 from hub.enrollment import Enrollment
+from hub.estop import EstopManager
 from hub.fleet_service import FleetService
+from hub.http_api import read_token, start_http
 from hub.link_service import LinkService
 from hub.registry import Registry
 from hub.store.sqlite import SqliteStore
@@ -48,6 +53,9 @@ class HubParts:
     server: grpc.aio.Server
     health: health.HealthServicer
     link: LinkService
+    estops: EstopManager
+    fleet_switch: FleetSwitch
+    http_token: bytes | None
 
 
 async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts:
@@ -57,14 +65,21 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     await store.open()
     registry = Registry(store, clock, config.link)
     await registry.load()
+    estops = EstopManager(store, registry, clock)
+    await estops.load()
+    fleet_switch = FleetSwitch(store, registry, clock, config.autonomy)
+    await fleet_switch.load()
+    http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
     enrollment = Enrollment(store, creds, config, clock)
-    link = LinkService(enrollment, registry, verifier, config.link, clock, rng)
+    link = LinkService(
+        enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch
+    )
 
     server = grpc.aio.server(options=grpcopts.server_options())
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
-        FleetService(enrollment, registry, verifier, clock), server
+        FleetService(enrollment, registry, verifier, clock, estops, fleet_switch), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -79,13 +94,23 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     for address, server_creds in ((config.hub.listen, mtls), (config.hub.enroll_listen, tls)):
         if server.add_secure_port(address, server_creds) == 0:
             raise OSError(f"cannot listen on {address}")
-    return HubParts(store, registry, server, health_servicer, link)
+    return HubParts(
+        store, registry, server, health_servicer, link, estops, fleet_switch, http_token
+    )
 
 
 async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
     parts = await build(config, clock, rng)
+    http: web.AppRunner | None = None
     try:
         await parts.server.start()
+        if parts.http_token is not None and config.http.listen:
+            http = await start_http(
+                config.http.listen, parts.http_token, parts.fleet_switch, parts.estops
+            )
+            log.info("HTTP status API on %s", config.http.listen)
+        elif config.http.listen:
+            log.info("HTTP status API off: set [http].token_file to enable it")
         for name in ("", *SERVICE_NAMES):
             await parts.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -97,6 +122,8 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
         try:
             async with asyncio.TaskGroup() as tg:
                 registry_task = tg.create_task(parts.registry.run(), name="registry")
+                tg.create_task(parts.estops.run(), name="estop-acks")
+                tg.create_task(parts.fleet_switch.run(), name="fleet-switch")
                 announce_ready("serving", tg, lambda: not registry_task.done())
                 tg.create_task(raise_when_set(stop), name="shutdown")
         except* ShutdownRequested:
@@ -105,7 +132,10 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
             parts.registry.close_all("hub shutting down")
             await parts.server.stop(GRACE_S)
     finally:
+        if http is not None:
+            await http.cleanup()
         await parts.server.stop(None)
         await parts.registry.flush()
+        await parts.estops.flush()
         await parts.store.close()
         log.info("hub stopped")

@@ -134,6 +134,7 @@ class Fleet:
     hub: Proc | None = None
     agents: dict[str, Proc] = field(default_factory=dict)
     hub_extra: str = ""
+    http: str = ""
 
     @property
     def hub_state(self) -> Path:
@@ -147,13 +148,29 @@ class Fleet:
     def context(self) -> Path:
         return self.root / "ctx"
 
+    @property
+    def fleet_switch_file(self) -> Path:
+        return self.root / "hub" / "autonomy.yaml"
+
+    @property
+    def http_token_file(self) -> Path:
+        return self.root / "hub" / "http-token"
+
+    def node_switch_file(self, node: str) -> Path:
+        return self.agent_dir(node) / "autonomy.yaml"
+
     def write_hub_config(self, extra: str = "") -> None:
         self.listen = self.listen or f"127.0.0.1:{free_port()}"
         self.enroll = self.enroll or f"127.0.0.1:{free_port()}"
         self.hub_toml.parent.mkdir(parents=True, exist_ok=True)
+        self.http = self.http or f"127.0.0.1:{free_port()}"
+        self.http_token_file.write_text("test-token-0123456789abcdef\n")
         self.hub_toml.write_text(
             f'[hub]\nstate_dir = "{self.hub_state}"\nlisten = "{self.listen}"\n'
-            f'enroll_listen = "{self.enroll}"\n' + (extra or self.hub_extra)
+            f'enroll_listen = "{self.enroll}"\n'
+            f'[autonomy]\nfile = "{self.fleet_switch_file}"\n'
+            f'[http]\nlisten = "{self.http}"\ntoken_file = "{self.http_token_file}"\n'
+            + (extra or self.hub_extra)
         )
 
     def start_hub(self, extra: str = "", wait: bool = True) -> Proc:
@@ -216,7 +233,9 @@ class Fleet:
     def socket(self, node: str) -> Path:
         return self.agent_dir(node) / "a.sock"
 
-    def write_agent_config(self, node: str, token: str | None, extra: str = "") -> Path:
+    def write_agent_config(
+        self, node: str, token: str | None, extra: str = "", safety: str = ""
+    ) -> Path:
         d = self.agent_dir(node)
         d.mkdir(parents=True, exist_ok=True)
         lines = [
@@ -231,13 +250,19 @@ class Fleet:
             (d / "token").write_text(token)
             lines.append(f'join_token_file = "{d / "token"}"')
         lines.append("[link]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0")
+        lines.append(f'[safety]\nnode_switch_file = "{self.node_switch_file(node)}"\n{safety}')
         (d / "agent.toml").write_text("\n".join(lines) + "\n" + extra)
         return d / "agent.toml"
 
     def start_agent(
-        self, node: str, token: str | None = None, extra: str = "", config: Path | None = None
+        self,
+        node: str,
+        token: str | None = None,
+        extra: str = "",
+        config: Path | None = None,
+        safety: str = "",
     ) -> Proc:
-        config = config or self.write_agent_config(node, token, extra)
+        config = config or self.write_agent_config(node, token, extra, safety)
         proc = Proc(
             node,
             [sys.executable, "-m", "agent.main", "--config", str(config)],

@@ -1,15 +1,123 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PermitRequest(_message.Message):
+    __slots__ = ("action", "units", "dry_run", "holder")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    UNITS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    HOLDER_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    units: int
+    dry_run: bool
+    holder: str
+    def __init__(self, action: _Optional[str] = ..., units: _Optional[int] = ..., dry_run: _Optional[bool] = ..., holder: _Optional[str] = ...) -> None: ...
+
+class PermitDecision(_message.Message):
+    __slots__ = ("granted", "reason", "detail", "permit_id")
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    granted: bool
+    reason: str
+    detail: str
+    permit_id: str
+    def __init__(self, granted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., permit_id: _Optional[str] = ...) -> None: ...
+
+class WatchPermitRequest(_message.Message):
+    __slots__ = ("permit_id",)
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    permit_id: str
+    def __init__(self, permit_id: _Optional[str] = ...) -> None: ...
+
+class PermitEvent(_message.Message):
+    __slots__ = ("permit_id", "revoked", "reason", "detail")
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    permit_id: str
+    revoked: bool
+    reason: str
+    detail: str
+    def __init__(self, permit_id: _Optional[str] = ..., revoked: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class ReleasePermitRequest(_message.Message):
+    __slots__ = ("permit_id",)
+    PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    permit_id: str
+    def __init__(self, permit_id: _Optional[str] = ...) -> None: ...
+
+class ReleasePermitResponse(_message.Message):
+    __slots__ = ("released",)
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    released: bool
+    def __init__(self, released: _Optional[bool] = ...) -> None: ...
+
+class GetEstopRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LatchedStop(_message.Message):
+    __slots__ = ("stop_id", "scope", "reason", "operator", "source", "engaged_unix", "latched_unix")
+    STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ENGAGED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LATCHED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    stop_id: str
+    scope: str
+    reason: str
+    operator: str
+    source: str
+    engaged_unix: float
+    latched_unix: float
+    def __init__(self, stop_id: _Optional[str] = ..., scope: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ..., source: _Optional[str] = ..., engaged_unix: _Optional[float] = ..., latched_unix: _Optional[float] = ...) -> None: ...
+
+class EstopState(_message.Message):
+    __slots__ = ("stopped", "stops", "autonomy_effective", "fleet_switch_enabled", "fleet_switch_source", "node_switch_enabled", "node_switch_source", "node_switch_file", "held_permits")
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    STOPS_FIELD_NUMBER: _ClassVar[int]
+    AUTONOMY_EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_FILE_FIELD_NUMBER: _ClassVar[int]
+    HELD_PERMITS_FIELD_NUMBER: _ClassVar[int]
+    stopped: bool
+    stops: _containers.RepeatedCompositeFieldContainer[LatchedStop]
+    autonomy_effective: bool
+    fleet_switch_enabled: bool
+    fleet_switch_source: str
+    node_switch_enabled: bool
+    node_switch_source: str
+    node_switch_file: str
+    held_permits: int
+    def __init__(self, stopped: _Optional[bool] = ..., stops: _Optional[_Iterable[_Union[LatchedStop, _Mapping]]] = ..., autonomy_effective: _Optional[bool] = ..., fleet_switch_enabled: _Optional[bool] = ..., fleet_switch_source: _Optional[str] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., node_switch_file: _Optional[str] = ..., held_permits: _Optional[int] = ...) -> None: ...
+
+class LocalStopRequest(_message.Message):
+    __slots__ = ("reason", "operator")
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    operator: str
+    def __init__(self, reason: _Optional[str] = ..., operator: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("node_id", "group", "pid", "agent_version", "python_version", "grpc_version", "hub_address", "hub_state", "hub_state_since_unix", "last_error", "cert_expires_unix", "cert_serial", "started_unix", "next_attempt_unix", "heartbeats_sent", "state_dir")
+    __slots__ = ("node_id", "group", "pid", "agent_version", "python_version", "grpc_version", "hub_address", "hub_state", "hub_state_since_unix", "last_error", "cert_expires_unix", "cert_serial", "started_unix", "next_attempt_unix", "heartbeats_sent", "state_dir", "safety")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -26,6 +134,7 @@ class AgentStatus(_message.Message):
     NEXT_ATTEMPT_UNIX_FIELD_NUMBER: _ClassVar[int]
     HEARTBEATS_SENT_FIELD_NUMBER: _ClassVar[int]
     STATE_DIR_FIELD_NUMBER: _ClassVar[int]
+    SAFETY_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     pid: int
@@ -42,4 +151,5 @@ class AgentStatus(_message.Message):
     next_attempt_unix: float
     heartbeats_sent: int
     state_dir: str
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., pid: _Optional[int] = ..., agent_version: _Optional[str] = ..., python_version: _Optional[str] = ..., grpc_version: _Optional[str] = ..., hub_address: _Optional[str] = ..., hub_state: _Optional[str] = ..., hub_state_since_unix: _Optional[float] = ..., last_error: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., cert_serial: _Optional[str] = ..., started_unix: _Optional[float] = ..., next_attempt_unix: _Optional[float] = ..., heartbeats_sent: _Optional[int] = ..., state_dir: _Optional[str] = ...) -> None: ...
+    safety: EstopState
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., pid: _Optional[int] = ..., agent_version: _Optional[str] = ..., python_version: _Optional[str] = ..., grpc_version: _Optional[str] = ..., hub_address: _Optional[str] = ..., hub_state: _Optional[str] = ..., hub_state_since_unix: _Optional[float] = ..., last_error: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., cert_serial: _Optional[str] = ..., started_unix: _Optional[float] = ..., next_attempt_unix: _Optional[float] = ..., heartbeats_sent: _Optional[int] = ..., state_dir: _Optional[str] = ..., safety: _Optional[_Union[EstopState, _Mapping]] = ...) -> None: ...

@@ -39,12 +39,81 @@ class AgentLocalStub:
                 request_serializer=edgecommon_dot_pb_dot_agent__pb2.StatusRequest.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_agent__pb2.AgentStatus.FromString,
                 _registered_method=True)
+        self.RequestPermit = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/RequestPermit',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.PermitRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.PermitDecision.FromString,
+                _registered_method=True)
+        self.WatchPermit = channel.unary_stream(
+                '/autonomyops.edge.v1.AgentLocal/WatchPermit',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.WatchPermitRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.PermitEvent.FromString,
+                _registered_method=True)
+        self.ReleasePermit = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/ReleasePermit',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.ReleasePermitRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.ReleasePermitResponse.FromString,
+                _registered_method=True)
+        self.GetEstop = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/GetEstop',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.GetEstopRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
+                _registered_method=True)
+        self.EngageLocalStop = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/EngageLocalStop',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
+                _registered_method=True)
+        self.ReleaseLocalStop = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/ReleaseLocalStop',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
+                _registered_method=True)
 
 
 class AgentLocalServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Status(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestPermit(self, request, context):
+        """Ask before acting. A granted permit is held until released; dry_run only asks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchPermit(self, request, context):
+        """Follow a held permit: one event when it is revoked, then the stream ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleasePermit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEstop(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EngageLocalStop(self, request, context):
+        """Local stops work with the hub unreachable; they are released only locally.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLocalStop(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -57,6 +126,36 @@ def add_AgentLocalServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=edgecommon_dot_pb_dot_agent__pb2.StatusRequest.FromString,
                     response_serializer=edgecommon_dot_pb_dot_agent__pb2.AgentStatus.SerializeToString,
+            ),
+            'RequestPermit': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestPermit,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.PermitRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.PermitDecision.SerializeToString,
+            ),
+            'WatchPermit': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchPermit,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.WatchPermitRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.PermitEvent.SerializeToString,
+            ),
+            'ReleasePermit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleasePermit,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.ReleasePermitRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.ReleasePermitResponse.SerializeToString,
+            ),
+            'GetEstop': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEstop,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.GetEstopRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.SerializeToString,
+            ),
+            'EngageLocalStop': grpc.unary_unary_rpc_method_handler(
+                    servicer.EngageLocalStop,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.SerializeToString,
+            ),
+            'ReleaseLocalStop': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLocalStop,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -86,6 +185,168 @@ class AgentLocal:
             '/autonomyops.edge.v1.AgentLocal/Status',
             edgecommon_dot_pb_dot_agent__pb2.StatusRequest.SerializeToString,
             edgecommon_dot_pb_dot_agent__pb2.AgentStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestPermit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/RequestPermit',
+            edgecommon_dot_pb_dot_agent__pb2.PermitRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.PermitDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchPermit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/WatchPermit',
+            edgecommon_dot_pb_dot_agent__pb2.WatchPermitRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.PermitEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleasePermit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/ReleasePermit',
+            edgecommon_dot_pb_dot_agent__pb2.ReleasePermitRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.ReleasePermitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEstop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/GetEstop',
+            edgecommon_dot_pb_dot_agent__pb2.GetEstopRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EngageLocalStop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/EngageLocalStop',
+            edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLocalStop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/ReleaseLocalStop',
+            edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
             options,
             channel_credentials,
             insecure,

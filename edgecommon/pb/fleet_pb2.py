@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gecommon/pb/fleet.proto\x12\x13\x61utonomyops.edge.v1\"Y\n\x16\x43reateJoinTokenRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\x01\"\x81\x01\n\x17\x43reateJoinTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xpires_unix\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\r\n\x05group\x18\x06 \x01(\t\"#\n\x12\x46leetStatusRequest\x12\r\n\x05group\x18\x01 \x01(\t\"w\n\x13\x46leetStatusResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.autonomyops.edge.v1.Node\x12\x0e\n\x06online\x18\x02 \x01(\r\x12\x0f\n\x07offline\x18\x03 \x01(\r\x12\x15\n\rhub_time_unix\x18\x04 \x01(\x01\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\x88\x03\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x35\n\x06labels\x18\x03 \x03(\x0b\x32%.autonomyops.edge.v1.Node.LabelsEntry\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x65rt_serial\x18\x05 \x01(\t\x12\x19\n\x11\x63\x65rt_expires_unix\x18\x06 \x01(\x01\x12\x17\n\x0f\x66irst_seen_unix\x18\x07 \x01(\x01\x12\x16\n\x0elast_seen_unix\x18\x08 \x01(\x01\x12\r\n\x05state\x18\t \x01(\t\x12\x18\n\x10state_since_unix\x18\n \x01(\x01\x12\x14\n\x0cstate_reason\x18\x0b \x01(\t\x12\x10\n\x08hostname\x18\x0c \x01(\t\x12\x31\n\x07metrics\x18\r \x01(\x0b\x32 .autonomyops.edge.v1.NodeMetrics\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x0bNodeMetrics\x12\x10\n\x08uptime_s\x18\x01 \x01(\x01\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x02\x12\x16\n\x0ememory_percent\x18\x03 \x01(\x02\x12\x14\n\x0c\x64isk_percent\x18\x04 \x01(\x02\x12\x11\n\trss_bytes\x18\x05 \x01(\x04\x12\x15\n\rheartbeat_seq\x18\x06 \x01(\x04\"\x0f\n\rWhoAmIRequest\"M\n\x0eWhoAmIResponse\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x13\n\x0bhub_version\x18\x02 \x01(\t\x12\x14\n\x0ctrust_domain\x18\x03 \x01(\t2\xf5\x02\n\x05\x46leet\x12l\n\x0f\x43reateJoinToken\x12+.autonomyops.edge.v1.CreateJoinTokenRequest\x1a,.autonomyops.edge.v1.CreateJoinTokenResponse\x12`\n\x0b\x46leetStatus\x12\'.autonomyops.edge.v1.FleetStatusRequest\x1a(.autonomyops.edge.v1.FleetStatusResponse\x12I\n\x07GetNode\x12#.autonomyops.edge.v1.GetNodeRequest\x1a\x19.autonomyops.edge.v1.Node\x12Q\n\x06WhoAmI\x12\".autonomyops.edge.v1.WhoAmIRequest\x1a#.autonomyops.edge.v1.WhoAmIResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gecommon/pb/fleet.proto\x12\x13\x61utonomyops.edge.v1\"3\n\x12\x45ngageEstopRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"4\n\x13ReleaseEstopRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"%\n\x12\x45stopStatusRequest\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\"e\n\tEstopNode\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x15\n\rack_latency_s\x18\x04 \x01(\x01\x12\x12\n\nacked_unix\x18\x05 \x01(\x01\"\xe7\x01\n\x05\x45stop\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x14\n\x0c\x65ngaged_unix\x18\x05 \x01(\x01\x12\x0e\n\x06\x61\x63tive\x18\x06 \x01(\x08\x12\x15\n\rreleased_unix\x18\x07 \x01(\x01\x12\x16\n\x0erelease_reason\x18\x08 \x01(\t\x12\x18\n\x10release_operator\x18\t \x01(\t\x12-\n\x05nodes\x18\n \x03(\x0b\x32\x1e.autonomyops.edge.v1.EstopNode\"O\n\x0b\x45stopReport\x12)\n\x05stops\x18\x01 \x03(\x0b\x32\x1a.autonomyops.edge.v1.Estop\x12\x15\n\rhub_time_unix\x18\x02 \x01(\x01\"(\n\x15\x41utonomyStatusRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\xe3\x01\n\x0cNodeAutonomy\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x11\n\teffective\x18\x04 \x01(\x08\x12\x1b\n\x13node_switch_enabled\x18\x05 \x01(\x08\x12\x1a\n\x12node_switch_source\x18\x06 \x01(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x07 \x01(\x04\x12\x0f\n\x07\x61pplied\x18\x08 \x01(\x08\x12\x17\n\x0f\x61pplied_after_s\x18\t \x01(\x01\x12\x0f\n\x07stopped\x18\n \x01(\x08\"\xb1\x01\n\x0e\x41utonomyReport\x12\x18\n\x10\x61utonomy_enabled\x18\x01 \x01(\x08\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12\x0c\n\x04\x66ile\x18\x05 \x01(\t\x12\x30\n\x05nodes\x18\x06 \x03(\x0b\x32!.autonomyops.edge.v1.NodeAutonomy\x12\x14\n\x0c\x63hanged_unix\x18\x07 \x01(\x01\"E\n\x12SetAutonomyRequest\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06wait_s\x18\x03 \x01(\x01\"Y\n\x16\x43reateJoinTokenRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\x01\"\x81\x01\n\x17\x43reateJoinTokenResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x10\n\x08token_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65xpires_unix\x18\x03 \x01(\x01\x12\x0c\n\x04kind\x18\x04 \x01(\t\x12\x12\n\nsubject_id\x18\x05 \x01(\t\x12\r\n\x05group\x18\x06 \x01(\t\"#\n\x12\x46leetStatusRequest\x12\r\n\x05group\x18\x01 \x01(\t\"w\n\x13\x46leetStatusResponse\x12(\n\x05nodes\x18\x01 \x03(\x0b\x32\x19.autonomyops.edge.v1.Node\x12\x0e\n\x06online\x18\x02 \x01(\r\x12\x0f\n\x07offline\x18\x03 \x01(\r\x12\x15\n\rhub_time_unix\x18\x04 \x01(\x01\"!\n\x0eGetNodeRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\"\x88\x03\n\x04Node\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x35\n\x06labels\x18\x03 \x03(\x0b\x32%.autonomyops.edge.v1.Node.LabelsEntry\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x13\n\x0b\x63\x65rt_serial\x18\x05 \x01(\t\x12\x19\n\x11\x63\x65rt_expires_unix\x18\x06 \x01(\x01\x12\x17\n\x0f\x66irst_seen_unix\x18\x07 \x01(\x01\x12\x16\n\x0elast_seen_unix\x18\x08 \x01(\x01\x12\r\n\x05state\x18\t \x01(\t\x12\x18\n\x10state_since_unix\x18\n \x01(\x01\x12\x14\n\x0cstate_reason\x18\x0b \x01(\t\x12\x10\n\x08hostname\x18\x0c \x01(\t\x12\x31\n\x07metrics\x18\r \x01(\x0b\x32 .autonomyops.edge.v1.NodeMetrics\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x0bNodeMetrics\x12\x10\n\x08uptime_s\x18\x01 \x01(\x01\x12\x13\n\x0b\x63pu_percent\x18\x02 \x01(\x02\x12\x16\n\x0ememory_percent\x18\x03 \x01(\x02\x12\x14\n\x0c\x64isk_percent\x18\x04 \x01(\x02\x12\x11\n\trss_bytes\x18\x05 \x01(\x04\x12\x15\n\rheartbeat_seq\x18\x06 \x01(\x04\"\x0f\n\rWhoAmIRequest\"M\n\x0eWhoAmIResponse\x12\x10\n\x08operator\x18\x01 \x01(\t\x12\x13\n\x0bhub_version\x18\x02 \x01(\t\x12\x14\n\x0ctrust_domain\x18\x03 \x01(\t2\xc5\x06\n\x05\x46leet\x12l\n\x0f\x43reateJoinToken\x12+.autonomyops.edge.v1.CreateJoinTokenRequest\x1a,.autonomyops.edge.v1.CreateJoinTokenResponse\x12`\n\x0b\x46leetStatus\x12\'.autonomyops.edge.v1.FleetStatusRequest\x1a(.autonomyops.edge.v1.FleetStatusResponse\x12I\n\x07GetNode\x12#.autonomyops.edge.v1.GetNodeRequest\x1a\x19.autonomyops.edge.v1.Node\x12Q\n\x06WhoAmI\x12\".autonomyops.edge.v1.WhoAmIRequest\x1a#.autonomyops.edge.v1.WhoAmIResponse\x12X\n\x0b\x45ngageEstop\x12\'.autonomyops.edge.v1.EngageEstopRequest\x1a .autonomyops.edge.v1.EstopReport\x12Z\n\x0cReleaseEstop\x12(.autonomyops.edge.v1.ReleaseEstopRequest\x1a .autonomyops.edge.v1.EstopReport\x12X\n\x0b\x45stopStatus\x12\'.autonomyops.edge.v1.EstopStatusRequest\x1a .autonomyops.edge.v1.EstopReport\x12\x61\n\x0e\x41utonomyStatus\x12*.autonomyops.edge.v1.AutonomyStatusRequest\x1a#.autonomyops.edge.v1.AutonomyReport\x12[\n\x0bSetAutonomy\x12\'.autonomyops.edge.v1.SetAutonomyRequest\x1a#.autonomyops.edge.v1.AutonomyReportb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +33,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=50
-  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=139
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=142
-  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=271
-  _globals['_FLEETSTATUSREQUEST']._serialized_start=273
-  _globals['_FLEETSTATUSREQUEST']._serialized_end=308
-  _globals['_FLEETSTATUSRESPONSE']._serialized_start=310
-  _globals['_FLEETSTATUSRESPONSE']._serialized_end=429
-  _globals['_GETNODEREQUEST']._serialized_start=431
-  _globals['_GETNODEREQUEST']._serialized_end=464
-  _globals['_NODE']._serialized_start=467
-  _globals['_NODE']._serialized_end=859
-  _globals['_NODE_LABELSENTRY']._serialized_start=814
-  _globals['_NODE_LABELSENTRY']._serialized_end=859
-  _globals['_NODEMETRICS']._serialized_start=862
-  _globals['_NODEMETRICS']._serialized_end=1002
-  _globals['_WHOAMIREQUEST']._serialized_start=1004
-  _globals['_WHOAMIREQUEST']._serialized_end=1019
-  _globals['_WHOAMIRESPONSE']._serialized_start=1021
-  _globals['_WHOAMIRESPONSE']._serialized_end=1098
-  _globals['_FLEET']._serialized_start=1101
-  _globals['_FLEET']._serialized_end=1474
+  _globals['_ENGAGEESTOPREQUEST']._serialized_start=50
+  _globals['_ENGAGEESTOPREQUEST']._serialized_end=101
+  _globals['_RELEASEESTOPREQUEST']._serialized_start=103
+  _globals['_RELEASEESTOPREQUEST']._serialized_end=155
+  _globals['_ESTOPSTATUSREQUEST']._serialized_start=157
+  _globals['_ESTOPSTATUSREQUEST']._serialized_end=194
+  _globals['_ESTOPNODE']._serialized_start=196
+  _globals['_ESTOPNODE']._serialized_end=297
+  _globals['_ESTOP']._serialized_start=300
+  _globals['_ESTOP']._serialized_end=531
+  _globals['_ESTOPREPORT']._serialized_start=533
+  _globals['_ESTOPREPORT']._serialized_end=612
+  _globals['_AUTONOMYSTATUSREQUEST']._serialized_start=614
+  _globals['_AUTONOMYSTATUSREQUEST']._serialized_end=654
+  _globals['_NODEAUTONOMY']._serialized_start=657
+  _globals['_NODEAUTONOMY']._serialized_end=884
+  _globals['_AUTONOMYREPORT']._serialized_start=887
+  _globals['_AUTONOMYREPORT']._serialized_end=1064
+  _globals['_SETAUTONOMYREQUEST']._serialized_start=1066
+  _globals['_SETAUTONOMYREQUEST']._serialized_end=1135
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_start=1137
+  _globals['_CREATEJOINTOKENREQUEST']._serialized_end=1226
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_start=1229
+  _globals['_CREATEJOINTOKENRESPONSE']._serialized_end=1358
+  _globals['_FLEETSTATUSREQUEST']._serialized_start=1360
+  _globals['_FLEETSTATUSREQUEST']._serialized_end=1395
+  _globals['_FLEETSTATUSRESPONSE']._serialized_start=1397
+  _globals['_FLEETSTATUSRESPONSE']._serialized_end=1516
+  _globals['_GETNODEREQUEST']._serialized_start=1518
+  _globals['_GETNODEREQUEST']._serialized_end=1551
+  _globals['_NODE']._serialized_start=1554
+  _globals['_NODE']._serialized_end=1946
+  _globals['_NODE_LABELSENTRY']._serialized_start=1901
+  _globals['_NODE_LABELSENTRY']._serialized_end=1946
+  _globals['_NODEMETRICS']._serialized_start=1949
+  _globals['_NODEMETRICS']._serialized_end=2089
+  _globals['_WHOAMIREQUEST']._serialized_start=2091
+  _globals['_WHOAMIREQUEST']._serialized_end=2106
+  _globals['_WHOAMIRESPONSE']._serialized_start=2108
+  _globals['_WHOAMIRESPONSE']._serialized_end=2185
+  _globals['_FLEET']._serialized_start=2188
+  _globals['_FLEET']._serialized_end=3025
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,132 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EngageEstopRequest(_message.Message):
+    __slots__ = ("scope", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    reason: str
+    def __init__(self, scope: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ReleaseEstopRequest(_message.Message):
+    __slots__ = ("scope", "reason")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    reason: str
+    def __init__(self, scope: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EstopStatusRequest(_message.Message):
+    __slots__ = ("stop_id",)
+    STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    stop_id: str
+    def __init__(self, stop_id: _Optional[str] = ...) -> None: ...
+
+class EstopNode(_message.Message):
+    __slots__ = ("node_id", "group", "state", "ack_latency_s", "acked_unix")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ACK_LATENCY_S_FIELD_NUMBER: _ClassVar[int]
+    ACKED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    group: str
+    state: str
+    ack_latency_s: float
+    acked_unix: float
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., state: _Optional[str] = ..., ack_latency_s: _Optional[float] = ..., acked_unix: _Optional[float] = ...) -> None: ...
+
+class Estop(_message.Message):
+    __slots__ = ("stop_id", "scope", "reason", "operator", "engaged_unix", "active", "released_unix", "release_reason", "release_operator", "nodes")
+    STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ENGAGED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_REASON_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    stop_id: str
+    scope: str
+    reason: str
+    operator: str
+    engaged_unix: float
+    active: bool
+    released_unix: float
+    release_reason: str
+    release_operator: str
+    nodes: _containers.RepeatedCompositeFieldContainer[EstopNode]
+    def __init__(self, stop_id: _Optional[str] = ..., scope: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ..., engaged_unix: _Optional[float] = ..., active: _Optional[bool] = ..., released_unix: _Optional[float] = ..., release_reason: _Optional[str] = ..., release_operator: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[EstopNode, _Mapping]]] = ...) -> None: ...
+
+class EstopReport(_message.Message):
+    __slots__ = ("stops", "hub_time_unix")
+    STOPS_FIELD_NUMBER: _ClassVar[int]
+    HUB_TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    stops: _containers.RepeatedCompositeFieldContainer[Estop]
+    hub_time_unix: float
+    def __init__(self, stops: _Optional[_Iterable[_Union[Estop, _Mapping]]] = ..., hub_time_unix: _Optional[float] = ...) -> None: ...
+
+class AutonomyStatusRequest(_message.Message):
+    __slots__ = ("node_id",)
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    def __init__(self, node_id: _Optional[str] = ...) -> None: ...
+
+class NodeAutonomy(_message.Message):
+    __slots__ = ("node_id", "group", "state", "effective", "node_switch_enabled", "node_switch_source", "fleet_switch_revision", "applied", "applied_after_s", "stopped")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_REVISION_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_AFTER_S_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    group: str
+    state: str
+    effective: bool
+    node_switch_enabled: bool
+    node_switch_source: str
+    fleet_switch_revision: int
+    applied: bool
+    applied_after_s: float
+    stopped: bool
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., state: _Optional[str] = ..., effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., applied: _Optional[bool] = ..., applied_after_s: _Optional[float] = ..., stopped: _Optional[bool] = ...) -> None: ...
+
+class AutonomyReport(_message.Message):
+    __slots__ = ("autonomy_enabled", "source", "revision", "error", "file", "nodes", "changed_unix")
+    AUTONOMY_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    autonomy_enabled: bool
+    source: str
+    revision: int
+    error: str
+    file: str
+    nodes: _containers.RepeatedCompositeFieldContainer[NodeAutonomy]
+    changed_unix: float
+    def __init__(self, autonomy_enabled: _Optional[bool] = ..., source: _Optional[str] = ..., revision: _Optional[int] = ..., error: _Optional[str] = ..., file: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[NodeAutonomy, _Mapping]]] = ..., changed_unix: _Optional[float] = ...) -> None: ...
+
+class SetAutonomyRequest(_message.Message):
+    __slots__ = ("enabled", "reason", "wait_s")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    reason: str
+    wait_s: float
+    def __init__(self, enabled: _Optional[bool] = ..., reason: _Optional[str] = ..., wait_s: _Optional[float] = ...) -> None: ...
+
 class CreateJoinTokenRequest(_message.Message):
     __slots__ = ("node_id", "group", "operator", "ttl_s")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,31 @@ class FleetStub:
                 request_serializer=edgecommon_dot_pb_dot_fleet__pb2.WhoAmIRequest.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.WhoAmIResponse.FromString,
                 _registered_method=True)
+        self.EngageEstop = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/EngageEstop',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.EngageEstopRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.EstopReport.FromString,
+                _registered_method=True)
+        self.ReleaseEstop = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/ReleaseEstop',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.ReleaseEstopRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.EstopReport.FromString,
+                _registered_method=True)
+        self.EstopStatus = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/EstopStatus',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.EstopStatusRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.EstopReport.FromString,
+                _registered_method=True)
+        self.AutonomyStatus = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/AutonomyStatus',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyStatusRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.FromString,
+                _registered_method=True)
+        self.SetAutonomy = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/SetAutonomy',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.SetAutonomyRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.FromString,
+                _registered_method=True)
 
 
 class FleetServicer:
@@ -83,6 +108,38 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EngageEstop(self, request, context):
+        """The stop is persisted before it is sent; the answer lists the targets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseEstop(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EstopStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AutonomyStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetAutonomy(self, request, context):
+        """Edit the hub's switch file; waits up to wait_s for online nodes to apply it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +162,31 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.WhoAmI,
                     request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.WhoAmIRequest.FromString,
                     response_serializer=edgecommon_dot_pb_dot_fleet__pb2.WhoAmIResponse.SerializeToString,
+            ),
+            'EngageEstop': grpc.unary_unary_rpc_method_handler(
+                    servicer.EngageEstop,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.EngageEstopRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.EstopReport.SerializeToString,
+            ),
+            'ReleaseEstop': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseEstop,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.ReleaseEstopRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.EstopReport.SerializeToString,
+            ),
+            'EstopStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstopStatus,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.EstopStatusRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.EstopReport.SerializeToString,
+            ),
+            'AutonomyStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.AutonomyStatus,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyStatusRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.SerializeToString,
+            ),
+            'SetAutonomy': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAutonomy,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.SetAutonomyRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -215,6 +297,141 @@ class Fleet:
             '/autonomyops.edge.v1.Fleet/WhoAmI',
             edgecommon_dot_pb_dot_fleet__pb2.WhoAmIRequest.SerializeToString,
             edgecommon_dot_pb_dot_fleet__pb2.WhoAmIResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EngageEstop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/EngageEstop',
+            edgecommon_dot_pb_dot_fleet__pb2.EngageEstopRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.EstopReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseEstop(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/ReleaseEstop',
+            edgecommon_dot_pb_dot_fleet__pb2.ReleaseEstopRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.EstopReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstopStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/EstopStatus',
+            edgecommon_dot_pb_dot_fleet__pb2.EstopStatusRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.EstopReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AutonomyStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/AutonomyStatus',
+            edgecommon_dot_pb_dot_fleet__pb2.AutonomyStatusRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAutonomy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/SetAutonomy',
+            edgecommon_dot_pb_dot_fleet__pb2.SetAutonomyRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.FromString,
             options,
             channel_credentials,
             insecure,

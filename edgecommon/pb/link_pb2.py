@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gecommon/pb/link.proto\x12\x13\x61utonomyops.edge.v1\"F\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x15\n\ragent_version\x18\x03 \x01(\t\"q\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"~\n\x0c\x41gentMessage\x12\x31\n\x08register\x18\x01 \x01(\x0b\x32\x1d.autonomyops.edge.v1.RegisterH\x00\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x1e.autonomyops.edge.v1.HeartbeatH\x00\x42\x06\n\x04\x62ody\"\xb3\x01\n\x08Register\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x39\n\x06labels\x18\x02 \x03(\x0b\x32).autonomyops.edge.v1.Register.LabelsEntry\x12\x14\n\x0cstarted_unix\x18\x03 \x01(\x01\x12\x10\n\x08hostname\x18\x04 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x01\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x13\n\x0b\x63pu_percent\x18\x04 \x01(\x02\x12\x16\n\x0ememory_percent\x18\x05 \x01(\x02\x12\x14\n\x0c\x64isk_percent\x18\x06 \x01(\x02\x12\x11\n\trss_bytes\x18\x07 \x01(\x04\"|\n\nHubMessage\x12\x35\n\nregistered\x18\x01 \x01(\x0b\x32\x1f.autonomyops.edge.v1.RegisteredH\x00\x12/\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0b\x32\x1c.autonomyops.edge.v1.BackoffH\x00\x42\x06\n\x04\x62ody\"a\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12\x15\n\rhub_time_unix\x18\x04 \x01(\x01\"0\n\x07\x42\x61\x63koff\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xac\x01\n\x04Link\x12Q\n\x06\x45nroll\x12\".autonomyops.edge.v1.EnrollRequest\x1a#.autonomyops.edge.v1.EnrollResponse\x12Q\n\x07\x43onnect\x12!.autonomyops.edge.v1.AgentMessage\x1a\x1f.autonomyops.edge.v1.HubMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gecommon/pb/link.proto\x12\x13\x61utonomyops.edge.v1\"F\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x15\n\ragent_version\x18\x03 \x01(\t\"q\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\xf3\x01\n\x0c\x41gentMessage\x12\x31\n\x08register\x18\x01 \x01(\x0b\x32\x1d.autonomyops.edge.v1.RegisterH\x00\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x1e.autonomyops.edge.v1.HeartbeatH\x00\x12\x32\n\testop_ack\x18\x03 \x01(\x0b\x32\x1d.autonomyops.edge.v1.EstopAckH\x00\x12?\n\x10\x66leet_switch_ack\x18\x04 \x01(\x0b\x32#.autonomyops.edge.v1.FleetSwitchAckH\x00\x42\x06\n\x04\x62ody\"\xec\x01\n\x08Register\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x39\n\x06labels\x18\x02 \x03(\x0b\x32).autonomyops.edge.v1.Register.LabelsEntry\x12\x14\n\x0cstarted_unix\x18\x03 \x01(\x01\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x18\n\x10latched_stop_ids\x18\x05 \x03(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x06 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x08\x45stopAck\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\x10\n\x08released\x18\x02 \x01(\x08\x12\x14\n\x0clatched_unix\x18\x03 \x01(\x01\"\"\n\x0e\x46leetSwitchAck\x12\x10\n\x08revision\x18\x01 \x01(\x04\"\xb9\x02\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x13\n\x0b\x63pu_percent\x18\x04 \x01(\x02\x12\x16\n\x0ememory_percent\x18\x05 \x01(\x02\x12\x14\n\x0c\x64isk_percent\x18\x06 \x01(\x02\x12\x11\n\trss_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12\x61utonomy_effective\x18\x08 \x01(\x08\x12\x1b\n\x13node_switch_enabled\x18\t \x01(\x08\x12\x1a\n\x12node_switch_source\x18\n \x01(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x0b \x01(\x04\x12\x16\n\x0elocal_stop_ids\x18\x0c \x03(\t\x12\x14\n\x0cheld_permits\x18\r \x01(\r\"\xa6\x02\n\nHubMessage\x12\x35\n\nregistered\x18\x01 \x01(\x0b\x32\x1f.autonomyops.edge.v1.RegisteredH\x00\x12/\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0b\x32\x1c.autonomyops.edge.v1.BackoffH\x00\x12\x32\n\x05\x65stop\x18\x03 \x01(\x0b\x32!.autonomyops.edge.v1.EstopCommandH\x00\x12:\n\restop_release\x18\x04 \x01(\x0b\x32!.autonomyops.edge.v1.EstopReleaseH\x00\x12\x38\n\x0c\x66leet_switch\x18\x05 \x01(\x0b\x32 .autonomyops.edge.v1.FleetSwitchH\x00\x42\x06\n\x04\x62ody\"\x80\x02\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12\x15\n\rhub_time_unix\x18\x04 \x01(\x01\x12\x30\n\x05stops\x18\x05 \x03(\x0b\x32!.autonomyops.edge.v1.EstopCommand\x12\x33\n\x08releases\x18\x06 \x03(\x0b\x32!.autonomyops.edge.v1.EstopRelease\x12\x36\n\x0c\x66leet_switch\x18\x07 \x01(\x0b\x32 .autonomyops.edge.v1.FleetSwitch\"f\n\x0c\x45stopCommand\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x14\n\x0c\x65ngaged_unix\x18\x05 \x01(\x01\"A\n\x0c\x45stopRelease\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\"@\n\x0b\x46leetSwitch\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"0\n\x07\x42\x61\x63koff\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xac\x01\n\x04Link\x12Q\n\x06\x45nroll\x12\".autonomyops.edge.v1.EnrollRequest\x1a#.autonomyops.edge.v1.EnrollResponse\x12Q\n\x07\x43onnect\x12!.autonomyops.edge.v1.AgentMessage\x1a\x1f.autonomyops.edge.v1.HubMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,20 +37,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLREQUEST']._serialized_end=119
   _globals['_ENROLLRESPONSE']._serialized_start=121
   _globals['_ENROLLRESPONSE']._serialized_end=234
-  _globals['_AGENTMESSAGE']._serialized_start=236
-  _globals['_AGENTMESSAGE']._serialized_end=362
-  _globals['_REGISTER']._serialized_start=365
-  _globals['_REGISTER']._serialized_end=544
-  _globals['_REGISTER_LABELSENTRY']._serialized_start=499
-  _globals['_REGISTER_LABELSENTRY']._serialized_end=544
-  _globals['_HEARTBEAT']._serialized_start=547
-  _globals['_HEARTBEAT']._serialized_end=698
-  _globals['_HUBMESSAGE']._serialized_start=700
-  _globals['_HUBMESSAGE']._serialized_end=824
-  _globals['_REGISTERED']._serialized_start=826
-  _globals['_REGISTERED']._serialized_end=923
-  _globals['_BACKOFF']._serialized_start=925
-  _globals['_BACKOFF']._serialized_end=973
-  _globals['_LINK']._serialized_start=976
-  _globals['_LINK']._serialized_end=1148
+  _globals['_AGENTMESSAGE']._serialized_start=237
+  _globals['_AGENTMESSAGE']._serialized_end=480
+  _globals['_REGISTER']._serialized_start=483
+  _globals['_REGISTER']._serialized_end=719
+  _globals['_REGISTER_LABELSENTRY']._serialized_start=674
+  _globals['_REGISTER_LABELSENTRY']._serialized_end=719
+  _globals['_ESTOPACK']._serialized_start=721
+  _globals['_ESTOPACK']._serialized_end=788
+  _globals['_FLEETSWITCHACK']._serialized_start=790
+  _globals['_FLEETSWITCHACK']._serialized_end=824
+  _globals['_HEARTBEAT']._serialized_start=827
+  _globals['_HEARTBEAT']._serialized_end=1140
+  _globals['_HUBMESSAGE']._serialized_start=1143
+  _globals['_HUBMESSAGE']._serialized_end=1437
+  _globals['_REGISTERED']._serialized_start=1440
+  _globals['_REGISTERED']._serialized_end=1696
+  _globals['_ESTOPCOMMAND']._serialized_start=1698
+  _globals['_ESTOPCOMMAND']._serialized_end=1800
+  _globals['_ESTOPRELEASE']._serialized_start=1802
+  _globals['_ESTOPRELEASE']._serialized_end=1867
+  _globals['_FLEETSWITCH']._serialized_start=1869
+  _globals['_FLEETSWITCH']._serialized_end=1933
+  _globals['_BACKOFF']._serialized_start=1935
+  _globals['_BACKOFF']._serialized_end=1983
+  _globals['_LINK']._serialized_start=1986
+  _globals['_LINK']._serialized_end=2158
 # @@protoc_insertion_point(module_scope)

@@ -1,7 +1,7 @@
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -31,15 +31,19 @@ class EnrollResponse(_message.Message):
     def __init__(self, certificate_pem: _Optional[bytes] = ..., ca_bundle_pem: _Optional[bytes] = ..., subject_id: _Optional[str] = ..., group: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("register", "heartbeat")
+    __slots__ = ("register", "heartbeat", "estop_ack", "fleet_switch_ack")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    ESTOP_ACK_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_ACK_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+    estop_ack: EstopAck
+    fleet_switch_ack: FleetSwitchAck
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., estop_ack: _Optional[_Union[EstopAck, _Mapping]] = ..., fleet_switch_ack: _Optional[_Union[FleetSwitchAck, _Mapping]] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("agent_version", "labels", "started_unix", "hostname")
+    __slots__ = ("agent_version", "labels", "started_unix", "hostname", "latched_stop_ids", "fleet_switch_revision")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -51,14 +55,34 @@ class Register(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     STARTED_UNIX_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    LATCHED_STOP_IDS_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_REVISION_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     labels: _containers.ScalarMap[str, str]
     started_unix: float
     hostname: str
-    def __init__(self, agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., started_unix: _Optional[float] = ..., hostname: _Optional[str] = ...) -> None: ...
+    latched_stop_ids: _containers.RepeatedScalarFieldContainer[str]
+    fleet_switch_revision: int
+    def __init__(self, agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., started_unix: _Optional[float] = ..., hostname: _Optional[str] = ..., latched_stop_ids: _Optional[_Iterable[str]] = ..., fleet_switch_revision: _Optional[int] = ...) -> None: ...
+
+class EstopAck(_message.Message):
+    __slots__ = ("stop_id", "released", "latched_unix")
+    STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    LATCHED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    stop_id: str
+    released: bool
+    latched_unix: float
+    def __init__(self, stop_id: _Optional[str] = ..., released: _Optional[bool] = ..., latched_unix: _Optional[float] = ...) -> None: ...
+
+class FleetSwitchAck(_message.Message):
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "agent_version", "uptime_s", "cpu_percent", "memory_percent", "disk_percent", "rss_bytes")
+    __slots__ = ("seq", "agent_version", "uptime_s", "cpu_percent", "memory_percent", "disk_percent", "rss_bytes", "autonomy_effective", "node_switch_enabled", "node_switch_source", "fleet_switch_revision", "local_stop_ids", "held_permits")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +90,12 @@ class Heartbeat(_message.Message):
     MEMORY_PERCENT_FIELD_NUMBER: _ClassVar[int]
     DISK_PERCENT_FIELD_NUMBER: _ClassVar[int]
     RSS_BYTES_FIELD_NUMBER: _ClassVar[int]
+    AUTONOMY_EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    NODE_SWITCH_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_REVISION_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_STOP_IDS_FIELD_NUMBER: _ClassVar[int]
+    HELD_PERMITS_FIELD_NUMBER: _ClassVar[int]
     seq: int
     agent_version: str
     uptime_s: float
@@ -73,27 +103,79 @@ class Heartbeat(_message.Message):
     memory_percent: float
     disk_percent: float
     rss_bytes: int
-    def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ...) -> None: ...
+    autonomy_effective: bool
+    node_switch_enabled: bool
+    node_switch_source: str
+    fleet_switch_revision: int
+    local_stop_ids: _containers.RepeatedScalarFieldContainer[str]
+    held_permits: int
+    def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., autonomy_effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., local_stop_ids: _Optional[_Iterable[str]] = ..., held_permits: _Optional[int] = ...) -> None: ...
 
 class HubMessage(_message.Message):
-    __slots__ = ("registered", "backoff")
+    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_FIELD_NUMBER: _ClassVar[int]
+    ESTOP_FIELD_NUMBER: _ClassVar[int]
+    ESTOP_RELEASE_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     backoff: Backoff
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ...) -> None: ...
+    estop: EstopCommand
+    estop_release: EstopRelease
+    fleet_switch: FleetSwitch
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("node_id", "group", "heartbeat_interval_s", "hub_time_unix")
+    __slots__ = ("node_id", "group", "heartbeat_interval_s", "hub_time_unix", "stops", "releases", "fleet_switch")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
     HUB_TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STOPS_FIELD_NUMBER: _ClassVar[int]
+    RELEASES_FIELD_NUMBER: _ClassVar[int]
+    FLEET_SWITCH_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     heartbeat_interval_s: float
     hub_time_unix: float
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., hub_time_unix: _Optional[float] = ...) -> None: ...
+    stops: _containers.RepeatedCompositeFieldContainer[EstopCommand]
+    releases: _containers.RepeatedCompositeFieldContainer[EstopRelease]
+    fleet_switch: FleetSwitch
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., hub_time_unix: _Optional[float] = ..., stops: _Optional[_Iterable[_Union[EstopCommand, _Mapping]]] = ..., releases: _Optional[_Iterable[_Union[EstopRelease, _Mapping]]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ...) -> None: ...
+
+class EstopCommand(_message.Message):
+    __slots__ = ("stop_id", "scope", "reason", "operator", "engaged_unix")
+    STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    ENGAGED_UNIX_FIELD_NUMBER: _ClassVar[int]
+    stop_id: str
+    scope: str
+    reason: str
+    operator: str
+    engaged_unix: float
+    def __init__(self, stop_id: _Optional[str] = ..., scope: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ..., engaged_unix: _Optional[float] = ...) -> None: ...
+
+class EstopRelease(_message.Message):
+    __slots__ = ("stop_id", "reason", "operator")
+    STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    stop_id: str
+    reason: str
+    operator: str
+    def __init__(self, stop_id: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ...) -> None: ...
+
+class FleetSwitch(_message.Message):
+    __slots__ = ("enabled", "source", "revision")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    source: str
+    revision: int
+    def __init__(self, enabled: _Optional[bool] = ..., source: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class Backoff(_message.Message):
     __slots__ = ("retry_after_s", "reason")

@@ -49,6 +49,30 @@ class CertificateRecord:
     fingerprint: str
 
 
+@dataclass(frozen=True)
+class StopRecord:
+    stop_id: str
+    scope: str
+    reason: str
+    operator: str
+    engaged_unix: float
+    released_unix: float | None = None
+    release_reason: str = ""
+    release_operator: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.released_unix is None
+
+
+@dataclass(frozen=True)
+class AckRecord:
+    stop_id: str
+    node_id: str
+    acked_unix: float
+    latency_s: float
+
+
 class HubStore(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -82,3 +106,21 @@ class HubStore(Protocol):
         """Record a certificate signed outside enrollment (operator bootstrap)."""
 
     async def list_certificates(self) -> list[CertificateRecord]: ...
+
+    async def add_stop(self, stop: StopRecord) -> None:
+        """Persist a new stop; durable when this returns."""
+
+    async def release_stops(
+        self, stop_ids: Sequence[str], now_unix: float, reason: str, operator: str
+    ) -> None: ...
+
+    async def list_stops(self) -> list[StopRecord]:
+        """Every stop, active and released, oldest first."""
+
+    async def save_acks(self, acks: Sequence[AckRecord]) -> None: ...
+
+    async def list_acks(self) -> list[AckRecord]: ...
+
+    async def get_setting(self, name: str) -> str | None: ...
+
+    async def put_setting(self, name: str, value: str) -> None: ...

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from hub.store.base import CertificateRecord, NodeRecord, TokenRecord
+from hub.store.base import AckRecord, CertificateRecord, NodeRecord, StopRecord, TokenRecord
 from hub.store.migrations import all_migrations
 
 _NODE_COLUMNS = (
@@ -232,3 +232,53 @@ class SqliteStore:
         ):
             rows = await cur.fetchall()
         return [CertificateRecord(*r) for r in rows]
+
+    async def add_stop(self, stop: StopRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute("INSERT INTO estops VALUES (?,?,?,?,?,?,?,?)", astuple(stop))
+
+    async def release_stops(
+        self, stop_ids: Sequence[str], now_unix: float, reason: str, operator: str
+    ) -> None:
+        async with self._transaction() as db:
+            await db.executemany(
+                "UPDATE estops SET released_unix = ?, release_reason = ?, release_operator = ? "
+                "WHERE stop_id = ? AND released_unix IS NULL",
+                [(now_unix, reason, operator, stop_id) for stop_id in stop_ids],
+            )
+
+    async def list_stops(self) -> list[StopRecord]:
+        async with (
+            self._read() as db,
+            db.execute("SELECT * FROM estops ORDER BY engaged_unix") as cur,
+        ):
+            return [StopRecord(*row) for row in await cur.fetchall()]
+
+    async def save_acks(self, acks: Sequence[AckRecord]) -> None:
+        if not acks:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO estop_acks VALUES (?,?,?,?) ON CONFLICT (stop_id, node_id) DO NOTHING",
+                [astuple(a) for a in acks],
+            )
+
+    async def list_acks(self) -> list[AckRecord]:
+        async with self._read() as db, db.execute("SELECT * FROM estop_acks") as cur:
+            return [AckRecord(*row) for row in await cur.fetchall()]
+
+    async def get_setting(self, name: str) -> str | None:
+        async with (
+            self._read() as db,
+            db.execute("SELECT value FROM settings WHERE name = ?", (name,)) as cur,
+        ):
+            row = await cur.fetchone()
+        return str(row[0]) if row else None
+
+    async def put_setting(self, name: str, value: str) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO settings VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET "
+                "value = excluded.value",
+                (name, value),
+            )

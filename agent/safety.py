@@ -1,0 +1,247 @@
+"""The node's safety state: the emergency-stop latch, the autonomy switches and the permits.
+
+Every change goes through here: a stop is latched durably before anyone is told it is
+latched, and each change re-evaluates the permit decision and revokes held permits the
+moment it turns to no. A cadence loop (at most [safety].tick_s apart) re-reads the node
+switch file and watches for hub loss.
+
+Before the agent has ever heard the fleet switch from the hub it fails closed: autonomy
+is off with source 'default (not yet received from hub)'.
+"""
+
+import asyncio
+import logging
+import secrets
+
+from edgecommon.autonomy_file import SwitchFile, SwitchReading
+
+from agent.config import SafetySection
+from agent.permits import Decision, HeldPermit, PermitTable, SafetyFacts, check_request, decide
+from agent.state_db import AgentStateDB, LatchedStop, StoredSwitch
+from edgecommon.clock import Clock
+from edgecommon.errors import Conflict
+from edgecommon.pb import agent_pb2, link_pb2
+
+log = logging.getLogger("edge-agent.safety")
+NOT_RECEIVED = StoredSwitch(False, "default (not yet received from hub)", 0)
+LOCAL_SOURCES = ("local", "hub_loss")
+
+
+def stop_message(stop: LatchedStop) -> agent_pb2.LatchedStop:
+    return agent_pb2.LatchedStop(
+        stop_id=stop.stop_id,
+        scope=stop.scope,
+        reason=stop.reason,
+        operator=stop.operator,
+        source=stop.source,
+        engaged_unix=stop.engaged_unix,
+        latched_unix=stop.latched_unix,
+    )
+
+
+class Safety:
+    def __init__(
+        self,
+        db: AgentStateDB,
+        switch_file: SwitchFile,
+        clock: Clock,
+        config: SafetySection,
+        permits: PermitTable,
+    ) -> None:
+        self.db = db
+        self.switch_file = switch_file
+        self.clock = clock
+        self.config = config
+        self.permits = permits
+        self.stops: dict[str, LatchedStop] = {}
+        self.fleet = NOT_RECEIVED
+        self.node: SwitchReading = switch_file.read()
+        self._link_up = False
+        self._last_link_mono = clock.monotonic()
+        self._last_decision: Decision | None = None
+
+    async def load(self) -> None:
+        self.stops = {s.stop_id: s for s in await self.db.stops()}
+        self.fleet = await self.db.fleet_switch() or NOT_RECEIVED
+        if self.stops:
+            log.warning(
+                "emergency stop latched since before restart: %s",
+                "; ".join(f"{s.scope} ({s.reason})" for s in self.stops.values()),
+            )
+        self.enforce()
+
+    # --- decisions -------------------------------------------------------------------
+
+    def facts(self) -> SafetyFacts:
+        return SafetyFacts(
+            stop_reasons=tuple(f"{s.scope}: {s.reason}" for s in self.stops.values()),
+            fleet_enabled=self.fleet.enabled,
+            fleet_source=self.fleet.source,
+            node_enabled=self.node.enabled,
+            node_source=self.node.source,
+        )
+
+    def decision(self) -> Decision:
+        return decide(self.facts())
+
+    def request(
+        self, action: str, units: int, holder: str, dry_run: bool
+    ) -> tuple[Decision, HeldPermit | None]:
+        units = check_request(action, units)
+        decision = self.decision()
+        if not decision.granted or dry_run:
+            return decision, None
+        return decision, self.permits.grant(action, units, holder, self.clock.wall())
+
+    def enforce(self) -> None:
+        """Revoke every held permit if the decision is now no; log each change once."""
+        decision = self.decision()
+        if decision != self._last_decision:
+            if decision.granted:
+                log.info("permits: granting again")
+            else:
+                log.warning("permits: denying (%s: %s)", decision.reason.value, decision.detail)
+            self._last_decision = decision
+        if not decision.granted and len(self.permits):
+            revoked = self.permits.revoke_all(decision)
+            log.warning("revoked %d held permits: %s", len(revoked), decision.detail)
+
+    # --- the latch ---------------------------------------------------------------------
+
+    async def latch(self, stop: LatchedStop) -> LatchedStop:
+        """Make `stop` durable, then apply it. Latching the same stop twice is a no-op."""
+        existing = self.stops.get(stop.stop_id)
+        if existing is not None:
+            return existing
+        await self.db.latch(stop)
+        self.stops[stop.stop_id] = stop
+        log.warning(
+            "EMERGENCY STOP latched: %s by %s: %s (%s)",
+            stop.scope,
+            stop.operator or "-",
+            stop.reason,
+            stop.source,
+        )
+        self.enforce()
+        return stop
+
+    async def latch_from_hub(self, command: link_pb2.EstopCommand) -> LatchedStop:
+        return await self.latch(
+            LatchedStop(
+                command.stop_id,
+                command.scope,
+                command.reason,
+                command.operator,
+                "hub",
+                command.engaged_unix,
+                self.clock.wall(),
+            )
+        )
+
+    async def release(self, stop_id: str, why: str) -> bool:
+        if stop_id not in self.stops:
+            return False
+        await self.db.unlatch(stop_id)
+        stop = self.stops.pop(stop_id)
+        log.warning("emergency stop released: %s (%s)", stop.scope, why)
+        self.enforce()
+        return True
+
+    def hub_stop_ids(self) -> list[str]:
+        return sorted(s.stop_id for s in self.stops.values() if s.source == "hub")
+
+    def local_stop_ids(self) -> list[str]:
+        return sorted(s.stop_id for s in self.stops.values() if s.source in LOCAL_SOURCES)
+
+    async def engage_local(self, reason: str, operator: str) -> LatchedStop:
+        now = self.clock.wall()
+        return await self.latch(
+            LatchedStop(
+                f"local-{secrets.token_hex(6)}", "node:local", reason, operator, "local", now, now
+            )
+        )
+
+    async def release_local(self, reason: str) -> list[str]:
+        ids = self.local_stop_ids()
+        if not ids:
+            raise Conflict(
+                "no local stop is latched on this node; hub stops are released with "
+                "'edgectl estop release --scope ...'"
+            )
+        for stop_id in ids:
+            await self.release(stop_id, f"local release: {reason}")
+        return ids
+
+    # --- switches and the hub link --------------------------------------------------------
+
+    async def set_fleet_switch(self, switch: link_pb2.FleetSwitch) -> None:
+        stored = StoredSwitch(switch.enabled, switch.source, switch.revision)
+        if stored == self.fleet:
+            return
+        await self.db.save_fleet_switch(stored)
+        if stored.enabled != self.fleet.enabled:
+            log.warning(
+                "fleet autonomy switch is now %s (%s, revision %d)",
+                "ON" if stored.enabled else "OFF",
+                stored.source,
+                stored.revision,
+            )
+        self.fleet = stored
+        self.enforce()
+
+    def link_changed(self, up: bool) -> None:
+        self._link_up = up
+        self._last_link_mono = self.clock.monotonic()
+
+    async def tick(self) -> None:
+        reading = self.switch_file.read()
+        if reading != self.node:
+            if reading.error:
+                log.error("node autonomy switch %s: %s", self.switch_file.path, reading.error)
+            log.info(
+                "node autonomy switch: %s (%s)", "on" if reading.enabled else "off", reading.source
+            )
+            self.node = reading
+        await self._check_hub_loss()
+        self.enforce()
+
+    async def _check_hub_loss(self) -> None:
+        if self.config.on_hub_loss != "stop" or self._link_up:
+            return
+        cut_off = self.clock.monotonic() - self._last_link_mono
+        if cut_off <= self.config.hub_loss_timeout_s:
+            return
+        if any(s.source == "hub_loss" for s in self.stops.values()):
+            return
+        now = self.clock.wall()
+        await self.latch(
+            LatchedStop(
+                f"hub-loss-{secrets.token_hex(6)}",
+                "node:local",
+                f"cut off from the hub for more than {self.config.hub_loss_timeout_s:g}s "
+                "(on_hub_loss = stop)",
+                "",
+                "hub_loss",
+                now,
+                now,
+            )
+        )
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(self.config.tick_s)
+
+    def state(self) -> agent_pb2.EstopState:
+        facts = self.facts()
+        return agent_pb2.EstopState(
+            stopped=bool(self.stops),
+            stops=[stop_message(s) for s in self.stops.values()],
+            autonomy_effective=facts.autonomy_effective,
+            fleet_switch_enabled=self.fleet.enabled,
+            fleet_switch_source=self.fleet.source,
+            node_switch_enabled=self.node.enabled,
+            node_switch_source=self.node.source,
+            node_switch_file=str(self.switch_file.path),
+            held_permits=len(self.permits),
+        )

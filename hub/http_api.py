@@ -1,0 +1,101 @@
+"""The hub's HTTP status API: GET /v1/autonomy/status, as the autonomy runbook expects.
+
+    GET /v1/autonomy/status            {"autonomy_enabled": bool, "source": str}
+    GET /v1/autonomy/status?node=ID    the same plus that node's effective state
+
+Every request needs `Authorization: Bearer <token>`; the token is read from
+[http].token_file (never logged) and compared in constant time. Missing or wrong
+token: 401. Unknown node: 404.
+"""
+
+import hmac
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from edgecommon.errors import ConfigError, NotFound
+from edgecommon.scope import parse_scope
+from hub.autonomy import FleetSwitch
+from hub.estop import EstopManager
+
+log = logging.getLogger("edge-hub.http")
+TOKEN_KEY = web.AppKey("token", bytes)
+SWITCH_KEY = web.AppKey("switch", FleetSwitch)
+ESTOPS_KEY = web.AppKey("estops", EstopManager)
+
+
+def read_token(path: Path) -> bytes:
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError([f"[http].token_file {path} cannot be read: {exc.strerror}"]) from None
+    if len(token) < 16:
+        raise ConfigError([f"[http].token_file {path} holds a token shorter than 16 characters"])
+    return token.encode()
+
+
+def _authorized(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    scheme, _, presented = header.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        return False
+    return hmac.compare_digest(presented.strip().encode(), request.app[TOKEN_KEY])
+
+
+async def autonomy_status(request: web.Request) -> web.Response:
+    if not _authorized(request):
+        return web.json_response(
+            {"error": "missing or invalid bearer token"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="edge-hub"'},
+        )
+    switch = request.app[SWITCH_KEY]
+    body: dict[str, object] = {
+        "autonomy_enabled": switch.reading.enabled,
+        "source": switch.reading.source,
+    }
+    node_id = request.query.get("node")
+    if node_id is None:
+        return web.json_response(body)
+    try:
+        report = switch.report(node_id)
+    except NotFound as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    node = report.nodes[0]
+    stops = [
+        s.scope
+        for s in request.app[ESTOPS_KEY].active()
+        if parse_scope(s.scope).applies_to(node.node_id, node.group)
+    ]
+    body["node"] = {
+        "node_id": node.node_id,
+        "group": node.group,
+        "state": node.state,
+        "autonomy_enabled": node.effective if node.state == "online" else None,
+        "node_switch": {
+            "autonomy_enabled": node.node_switch_enabled,
+            "source": node.node_switch_source,
+        }
+        if node.state == "online"
+        else None,
+        "fleet_switch_applied": node.applied,
+        "emergency_stops": stops,
+    }
+    return web.json_response(body)
+
+
+async def start_http(
+    listen: str, token: bytes, switch: FleetSwitch, estops: EstopManager
+) -> web.AppRunner:
+    app = web.Application()
+    app[TOKEN_KEY] = token
+    app[SWITCH_KEY] = switch
+    app[ESTOPS_KEY] = estops
+    app.router.add_get("/v1/autonomy/status", autonomy_status)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    host, _, port = listen.rpartition(":")
+    site = web.TCPSite(runner, host.strip("[]"), int(port))
+    await site.start()
+    return runner
