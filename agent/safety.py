@@ -190,8 +190,11 @@ class Safety:
         self.enforce()
 
     def link_changed(self, up: bool) -> None:
+        """The hub link came up or went down. The hub-loss clock starts when a link that was
+        up goes down (or at start), not at every failed reconnect attempt."""
+        if up or self._link_up:
+            self._last_link_mono = self.clock.monotonic()
         self._link_up = up
-        self._last_link_mono = self.clock.monotonic()
 
     async def tick(self) -> None:
         reading = self.switch_file.read()

@@ -65,6 +65,7 @@ class ServerState:
 
     registered: int = 0
     messages: int = 0
+    first_register_wall: float = 0.0
     last_register_wall: float = 0.0
     sessions: set[asyncio.Future] = field(default_factory=set)
 
@@ -80,6 +81,7 @@ class ServerState:
         self.sessions.add(done)
         self.registered += 1
         self.last_register_wall = time.time()
+        self.first_register_wall = self.first_register_wall or self.last_register_wall
         reader = asyncio.create_task(self._read(context, done))
         try:
             await context.write(b"OK")
@@ -108,6 +110,7 @@ class ServerState:
             "t": time.time(),
             "reg": self.registered,
             "msgs": self.messages,
+            "first": self.first_register_wall,
             "last": self.last_register_wall,
         }
 

@@ -83,6 +83,7 @@ STEADY_WINDOW_S = 10.0
 IDLE_SETTLE_S = 5.0
 IDLE_WINDOW_S = 10.0
 STOP_TIMEOUT_S = 30.0
+AGENT_RESTART_S = 2.0  # edge-agent.service: Restart=on-failure, RestartSec=2s
 RPC_TIMEOUT_S = 10.0
 T = TypeVar("T")
 log = logging.getLogger("bench.link")
@@ -268,6 +269,7 @@ class FleetView:
     """What Fleet.FleetStatus says about some groups at `hub_time` (wall clock)."""
 
     online: int
+    first_online: float  # earliest state_since of an online node
     last_online: float  # latest state_since of an online node
     heartbeat_seq: int  # sum of the last heartbeat's seq over connected nodes
     hub_time: float
@@ -294,7 +296,7 @@ class Operator:
             yield fleet_pb2_grpc.FleetStub(channel)
 
     async def view(self, groups: list[str]) -> FleetView:
-        online, last, seq, hub_time, nodes = 0, 0.0, 0, 0.0, {}
+        online, first, last, seq, hub_time, nodes = 0, math.inf, 0.0, 0, 0.0, {}
         async with self.fleet() as stub:
             for group in groups:
                 try:
@@ -310,9 +312,10 @@ class Operator:
                 for node in answer.nodes:
                     nodes[node.node_id] = node.state
                     if node.state == "online":
+                        first = min(first, node.state_since_unix)
                         last = max(last, node.state_since_unix)
                         seq += node.metrics.heartbeat_seq
-        return FleetView(online, last, seq, hub_time, nodes)
+        return FleetView(online, first, last, seq, hub_time, nodes)
 
     async def whole_fleet_problem(self) -> str:
         """'' if FleetStatus for the whole fleet (what `edgectl fleet status` asks) works."""
@@ -334,16 +337,16 @@ class Operator:
 
 async def hub_registered(
     operator: Operator, groups: list[str], n: int, since: float, timeout_s: float, what: str
-) -> float:
-    """Seconds from `since` until the hub saw all `n` nodes of `groups` online."""
+) -> tuple[float, float]:
+    """Seconds from `since` until the hub saw the first and all `n` nodes of `groups` online."""
 
-    async def check() -> tuple[float | None, str]:
+    async def check() -> tuple[tuple[float, float] | None, str]:
         try:
             view = await operator.view(groups)
         except grpc.aio.AioRpcError as err:
             return None, f"hub answers {err.code().name}"
-        if view.online >= n and view.last_online >= since:
-            return view.last_online - since, "done"
+        if view.online >= n and view.first_online >= since:
+            return (view.first_online - since, view.last_online - since), "done"
         return None, f"{view.online}/{n} online"
 
     return await wait_until(check, timeout_s, what)
@@ -441,21 +444,54 @@ def worker_argv(kind: str, spec_file: Path) -> list[str]:
     return [sys.executable, str(BENCH_DIR / "_bare.py"), "clients", str(spec_file)]
 
 
-def agents_status(statuses: list[LinkStatus], tasks: list[asyncio.Task[None]]) -> dict[str, Any]:
-    """A worker's status line. A link whose run() ended is not counted as connected."""
-    up = [
-        s.since_unix
-        for s, t in zip(statuses, tasks, strict=True)
-        if s.state is HubState.CONNECTED and not t.done()
-    ]
+@dataclasses.dataclass
+class SimAgent:
+    """One simulated agent in a worker: its name, its certificate, its current link status."""
+
+    name: str
+    creds: credentials.NodeCredentials
+    status: LinkStatus
+
+
+def agents_status(agents: list[SimAgent]) -> dict[str, Any]:
+    up = [a.status.since_unix for a in agents if a.status.state is HubState.CONNECTED]
     return {
         "t": time.time(),
-        "ended": dict(LINKS_ENDED),
         "c": len(up),
         "last": max(up, default=0.0),
-        "n": sum(s.connects for s in statuses),
-        "hb": sum(s.heartbeats_sent for s in statuses),
+        "n": sum(a.status.connects for a in agents),
+        "hb": sum(a.status.heartbeats_sent for a in agents),
+        "ended": dict(LINKS_ENDED),
     }
+
+
+async def supervise(agent: SimAgent, config: AgentConfig, rng: random.Random) -> None:
+    """Run the agent's real HubLink; if run() ever ends, do what systemd would do.
+
+    HubLink.run() is meant to run forever. In edge-agent an exception out of it ends the
+    process, and systemd starts it again after RestartSec (edge-agent.service: 2 s), with
+    fresh state. Here: count and log why it ended, wait AGENT_RESTART_S, start a new one.
+    """
+    while True:
+        link = HubLink(
+            config, agent.creds, agent.status, Telemetry.start(config.agent.state_dir), rng
+        )
+        try:
+            await link.run()
+            why = "returned"
+        except Exception as exc:  # see the docstring: the agent process would die here
+            why = describe(exc)
+            log.error("%s: HubLink.run() ended: %s", agent.name, why, exc_info=exc)
+        LINKS_ENDED[why] += 1
+        agent.status = LinkStatus(SystemClock(), config.agent.hub)  # a new process
+        await asyncio.sleep(AGENT_RESTART_S)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in one line, exception groups flattened to their leaves."""
+    if isinstance(exc, BaseExceptionGroup):
+        return "[" + ", ".join(describe(e) for e in exc.exceptions) + "]"
+    return f"{type(exc).__name__}({str(exc)[:120]!r})"
 
 
 def await_chain(task: asyncio.Task[Any]) -> str:
@@ -469,64 +505,60 @@ def await_chain(task: asyncio.Task[Any]) -> str:
     return " > ".join(parts) or repr(task.get_coro())
 
 
-def link_ended(task: asyncio.Task[None]) -> None:
-    """HubLink.run() is meant to run forever: log how one ended (a product bug if it does)."""
-    if task.cancelled():
-        return
-    exc = task.exception()
-    LINKS_ENDED[repr(exc)[:300]] += 1
-    log.error("%s: HubLink.run() ended: %r", task.get_name(), exc, exc_info=exc)
-
-
-def dump_tasks(names: list[str], statuses: list[LinkStatus]) -> None:
+def dump_tasks(agents: list[SimAgent]) -> None:
     """On SIGUSR1 (the driver sends it when a phase times out): where every task waits."""
     chains = collections.Counter(await_chain(t) for t in asyncio.all_tasks())
     for chain, count in chains.most_common():
         log.warning("%d tasks at %s", count, chain)
-    down = [
-        (n, s) for n, s in zip(names, statuses, strict=True) if s.state is not HubState.CONNECTED
-    ]
-    for name, status in down[:20]:
+    down = [a for a in agents if a.status.state is not HubState.CONNECTED]
+    for agent in down[:20]:
+        status = agent.status
         log.warning(
-            "%s is %s since %.3f: %s", name, status.state, status.since_unix, status.last_error
+            "%s is %s since %.3f: %s",
+            agent.name,
+            status.state,
+            status.since_unix,
+            status.last_error,
         )
-    log.warning("%d of %d agents not connected", len(down), len(names))
+    log.warning("%d of %d agents not connected", len(down), len(agents))
+
+
+def load_agents(spec: dict[str, Any]) -> list[SimAgent]:
+    certs = Path(spec["certs"])
+    return [
+        SimAgent(
+            name,
+            credentials.load(
+                credentials.CredentialPaths(
+                    certs / f"{name}.key", certs / f"{name}.crt", certs / "ca.crt"
+                )
+            ),
+            LinkStatus(SystemClock(), spec["target"]),
+        )
+        for name in spec["names"]
+    ]
 
 
 async def agents_main(spec: dict[str, Any]) -> None:
     """A worker process: one real HubLink per name, each with its own channel and certificate."""
-    state_dir = Path(spec["state_dir"])
-    config = AgentConfig(agent=AgentSection(state_dir=state_dir, hub=spec["target"]))
-    certs = Path(spec["certs"])
-    creds = [
-        credentials.load(
-            credentials.CredentialPaths(
-                certs / f"{name}.key", certs / f"{name}.crt", certs / "ca.crt"
-            )
-        )
-        for name in spec["names"]
-    ]
+    config = AgentConfig(agent=AgentSection(state_dir=Path(spec["state_dir"]), hub=spec["target"]))
+    agents = load_agents(spec)
     commands = await stdin_reader()
     emit({"ready": True})
     if (await commands.readline()).strip() != b"go":
         return
-    statuses, tasks = [], []
-    for i, node_creds in enumerate(creds):
-        status = LinkStatus(SystemClock(), spec["target"])
-        link = HubLink(
-            config, node_creds, status, Telemetry.start(state_dir), random.Random(spec["seed"] + i)
+    tasks = [
+        asyncio.create_task(
+            supervise(agent, config, random.Random(spec["seed"] + i)), name=f"agent-{agent.name}"
         )
-        statuses.append(status)
-        task = asyncio.create_task(link.run(), name=f"link-{spec['names'][i]}")
-        task.add_done_callback(link_ended)
-        tasks.append(task)
-    reporter = asyncio.create_task(report(lambda: agents_status(statuses, tasks)))
-    asyncio.get_running_loop().add_signal_handler(
-        signal.SIGUSR1, dump_tasks, spec["names"], statuses
-    )
+        for i, agent in enumerate(agents)
+    ]
+    reporter = asyncio.create_task(report(lambda: agents_status(agents)))
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks, agents)
     await commands.readline()  # "stop" or EOF
     reporter.cancel()
     sys.stdout.flush()
+    del tasks
     os._exit(0)  # thousands of live channels make an orderly exit slow
 
 
@@ -688,7 +720,7 @@ async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
         progress("ours: agents ready; go")
         t0 = time.time()
         pool.go()
-        figures["register_s"] = await hub_registered(
+        _, figures["register_s"] = await hub_registered(
             operator, groups, n, t0, timeout, "ours: registration (hub view)"
         )
         figures["register_agent_s"] = await pool.all_connected(
@@ -710,7 +742,7 @@ async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
         figures["down_s"] = await bench.children.stop(hub)
         t_start = time.time()
         hub = await bench.start_hub()
-        figures["restart_s"] = await hub_registered(
+        figures["restart_first_s"], figures["restart_s"] = await hub_registered(
             operator, groups, n, t_start, timeout, "ours: back after restart (hub view)"
         )
         figures["restart_agent_s"] = await pool.all_connected(
@@ -725,7 +757,9 @@ async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
     finally:
         if pool is not None:
             notes += [
-                f"N={n} ours: {count} HubLink.run() ended with {why}"
+                f"N={n} ours: HubLink.run() raised {count} time(s), so the agent process "
+                f"would exit (the bench restarts the link after {AGENT_RESTART_S:g}s, "
+                f"like systemd): {why}"
                 for why, count in pool.links_ended().items()
             ]
             await pool.stop()
@@ -733,15 +767,17 @@ async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
     return figures, notes
 
 
-async def bare_registered(server: Proc, n: int, since: float, timeout_s: float, what: str) -> float:
-    """Seconds from `since` until the bare server counted `n` registered streams."""
+async def bare_registered(
+    server: Proc, n: int, since: float, timeout_s: float, what: str
+) -> tuple[float, float]:
+    """Seconds from `since` until the bare server registered its first and `n` streams."""
 
-    async def check() -> tuple[float | None, str]:
+    async def check() -> tuple[tuple[float, float] | None, str]:
         if not server.alive():
             raise BenchTimeout(f"{what}: bare server exited")
         status = server.latest
-        if status.get("reg", 0) >= n and status.get("last", 0.0) >= since:
-            return status["last"] - since, "done"
+        if status.get("reg", 0) >= n and status.get("first", 0.0) >= since:
+            return (status["first"] - since, status["last"] - since), "done"
         return None, f"{status.get('reg', 0)}/{n} registered"
 
     return await wait_until(check, timeout_s, what)
@@ -763,7 +799,7 @@ async def run_floor(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
         progress("floor: clients ready; go")
         t0 = time.time()
         pool.go()
-        figures["register_s"] = await bare_registered(
+        _, figures["register_s"] = await bare_registered(
             server, n, t0, timeout, "floor: registration (server view)"
         )
         figures["register_agent_s"] = await pool.all_connected(
@@ -778,7 +814,7 @@ async def run_floor(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
         figures["down_s"] = await bench.children.stop(server)
         t_start = time.time()
         server = await bench.start_bare_server()
-        figures["restart_s"] = await bare_registered(
+        figures["restart_first_s"], figures["restart_s"] = await bare_registered(
             server, n, t_start, timeout, "floor: back after restart (server view)"
         )
         figures["restart_agent_s"] = await pool.all_connected(
@@ -807,6 +843,7 @@ async def wait_status(proc: Proc) -> None:
 FIGURES = [
     ("register_s", "all N registered, from start: hub view (s)"),
     ("register_agent_s", "all N registered, from start: agent view (s)"),
+    ("restart_first_s", "first agent back after restart: hub view (s)"),
     ("restart_s", "all N back after restart: hub view (s)"),
     ("restart_agent_s", "all N back after restart: agent view (s)"),
     ("down_s", "server stop time, SIGTERM to exit (s)"),

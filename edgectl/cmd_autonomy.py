@@ -66,8 +66,10 @@ def _report_data(report: fleet_pb2.AutonomyReport) -> dict[str, object]:
     }
 
 
-def render(app: App, report: fleet_pb2.AutonomyReport) -> dict[str, object]:
-    data = _report_data(report)
+def render(
+    app: App, report: fleet_pb2.AutonomyReport, extra: dict[str, object] | None = None
+) -> dict[str, object]:
+    data = {**_report_data(report), **(extra or {})}
     app.out.table(
         data,
         data["nodes"],  # type: ignore[arg-type]
@@ -148,10 +150,9 @@ async def set_cmd(app: App) -> int:
             fleet_pb2.SetAutonomyRequest(enabled=args.enabled, reason=args.reason, wait_s=wait_s),
         )
     elapsed = time.monotonic() - started
-    data = render(app, report)
     online = [n for n in report.nodes if n.state == "online"]
     pending = [n.node_id for n in online if not n.applied]
-    data["pending"] = pending
+    render(app, report, {"pending": pending})
     if pending:
         app.out.note(
             f"autonomy {word} in {report.file}, but not applied yet on: "
