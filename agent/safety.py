@@ -13,11 +13,10 @@ import asyncio
 import logging
 import secrets
 
-from edgecommon.autonomy_file import SwitchFile, SwitchReading
-
 from agent.config import SafetySection
 from agent.permits import Decision, HeldPermit, PermitTable, SafetyFacts, check_request, decide
 from agent.state_db import AgentStateDB, LatchedStop, StoredSwitch
+from edgecommon.autonomy_file import SwitchFile, SwitchReading
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict
 from edgecommon.pb import agent_pb2, link_pb2
