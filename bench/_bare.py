@@ -15,7 +15,6 @@ clients exit when their stdin closes; the server ends every stream and stops on 
 """
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -23,6 +22,7 @@ import resource
 import signal
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +38,30 @@ BACKOFF_INITIAL_S = 0.5
 BACKOFF_CAP_S = 30.0
 # About the size of the product's serialized Heartbeat (seq, version, 4 floats, rss).
 HEARTBEAT_BODY = b"H" + bytes(47)
+
+
+# Why a link attempt failed, from the words grpc (or the product) uses, first match wins.
+FAILURE_KINDS = (
+    ("Connection refused", "connection refused"),
+    ("before receiving SETTINGS", "connect timeout (no HTTP/2 SETTINGS in time)"),
+    ("Handshake", "TLS handshake failed"),
+    ("ping timeout", "keepalive ping timeout"),
+    ("Internal error from Core", "INTERNAL from grpc core"),
+    ("RPC already finished", "write on a finished RPC"),
+    ("ended the stream", "stream ended by the server"),
+    ("StreamEnded", "stream ended by the server"),
+    ("back off", "told to back off"),
+    ("registration in time", "no registration answer in time"),
+    ("TimeoutError", "no registration answer in time"),
+)
+FAILURES: Counter[str] = Counter()
+
+
+def failure_kind(text: str) -> str:
+    for words, kind in FAILURE_KINDS:
+        if words in text:
+            return kind
+    return "other: " + text[:80]
 
 
 def raise_nofile() -> None:
@@ -206,13 +230,20 @@ async def run_client(spec: dict, ca: bytes, client: Client, rng: random.Random) 
     n = 0
     while True:
         before = client.connects
-        # Any failure means: back off and retry, as the agent does.
-        with contextlib.suppress(Exception):
+        try:
             await attempt(spec, ca, client)
+        except Exception as exc:  # any failure means: back off and retry, as the agent does
+            FAILURES[failure_kind(flatten(exc))] += 1
         if client.connects > before:
             n = 0
         await asyncio.sleep(rng.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_INITIAL_S * 2**n)))
         n += 1
+
+
+def flatten(exc: BaseException) -> str:
+    if isinstance(exc, BaseExceptionGroup):
+        return " | ".join(flatten(e) for e in exc.exceptions)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def client_status(clients: list[Client]) -> dict:
@@ -223,6 +254,7 @@ def client_status(clients: list[Client]) -> dict:
         "last": max(up, default=0.0),
         "n": sum(c.connects for c in clients),
         "hb": sum(c.heartbeats for c in clients),
+        "fails": dict(FAILURES),
     }
 
 

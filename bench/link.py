@@ -54,7 +54,7 @@ from typing import Any, TypeVar
 
 import grpc
 import psutil
-from _bare import emit, raise_nofile, report, stdin_reader
+from _bare import FAILURES, emit, failure_kind, raise_nofile, report, stdin_reader
 from cryptography.hazmat.primitives import serialization
 
 from agent import credentials
@@ -358,13 +358,14 @@ async def hub_registered(
 class Pool:
     """P worker processes of one kind ('agents' = product HubLinks, 'clients' = bare)."""
 
-    def __init__(self, children: Children, procs: list[Proc], n: int) -> None:
+    def __init__(self, children: Children, procs: list[Proc], n: int, server: Proc) -> None:
         self.children = children
         self.procs = procs
         self.n = n
+        self.server = server  # the server they talk to (replaced when it is restarted)
 
     @classmethod
-    async def start(cls, bench: "Bench", kind: str, target: str, n: int) -> "Pool":
+    async def start(cls, bench: "Bench", kind: str, target: str, n: int, server: Proc) -> "Pool":
         names = [node_name(i) for i in range(n)]
         chunks = [names[w :: bench.args.procs] for w in range(bench.args.procs)]
         procs = []
@@ -383,7 +384,7 @@ class Pool:
             argv = worker_argv(kind, spec_file)
             log_file = bench.root / f"{kind}-{w}.stderr"
             procs.append(await bench.children.spawn(f"{kind}-{w}", argv, log_file, piped=True))
-        pool = cls(bench.children, procs, n)
+        pool = cls(bench.children, procs, n, server)
         ready = asyncio.gather(*(p.ready.wait() for p in procs))
         try:
             await asyncio.wait_for(ready, bench.args.timeout)
@@ -404,6 +405,13 @@ class Pool:
 
     def cpu_s(self) -> float:
         return sum(p.cpu_s() for p in self.procs)
+
+    def failures(self) -> collections.Counter[str]:
+        """Failed link attempts by kind, over all workers, so far."""
+        total: collections.Counter[str] = collections.Counter()
+        for proc in self.procs:
+            total.update(proc.latest.get("fails", {}))
+        return total
 
     def links_ended(self) -> collections.Counter[str]:
         """Why simulated agents' HubLink.run() ended, over all workers (should be empty)."""
@@ -462,7 +470,16 @@ def agents_status(agents: list[SimAgent]) -> dict[str, Any]:
         "n": sum(a.status.connects for a in agents),
         "hb": sum(a.status.heartbeats_sent for a in agents),
         "ended": dict(LINKS_ENDED),
+        "fails": dict(FAILURES),
     }
+
+
+class FailureCounter(logging.Handler):
+    """Counts the agent's 'link to hub down: <why>' warnings by kind (see _bare.FAILURE_KINDS)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if str(record.msg).startswith("link to hub down") and record.args:
+            FAILURES[failure_kind(str(record.args[0]))] += 1
 
 
 async def supervise(agent: SimAgent, config: AgentConfig, rng: random.Random) -> None:
@@ -566,6 +583,7 @@ def run_worker(spec_file: str) -> None:
     spec = json.loads(Path(spec_file).read_text())
     raise_nofile()
     logging.basicConfig(filename=spec["log"], level=logging.WARNING, format=LOG_FORMAT)
+    logging.getLogger("edge-agent.link").addHandler(FailureCounter())
     asyncio.run(agents_main(spec))
 
 
@@ -704,148 +722,218 @@ async def idle_agent(bench: Bench) -> dict[str, float]:
         await bench.children.stop(agent)
 
 
-async def run_ours(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
-    """The product: hub process, N HubLinks in P workers, an idle agent, a hub restart."""
-    operator, timeout, groups = bench.operator, bench.args.timeout, groups_for(n)
+class Side:
+    """What differs between the product and the floor; run_side does the same phases on both."""
+
+    name = ""
+    workers = ""  # worker kind: "agents" (HubLink) or "clients" (bare)
+
+    def __init__(self, bench: Bench, n: int) -> None:
+        self.bench, self.n = bench, n
+
+    @property
+    def address(self) -> str:
+        raise NotImplementedError
+
+    async def start(self) -> Proc:
+        raise NotImplementedError
+
+    async def ready(self, server: Proc) -> None:
+        raise NotImplementedError
+
+    async def registered(self, server: Proc, since: float, what: str) -> tuple[float, float]:
+        """Seconds from `since` until the server saw the first and all N agents registered."""
+        raise NotImplementedError
+
+    async def messages(self, server: Proc) -> tuple[float, float]:
+        """(wall time, heartbeats received so far) as the server counts them."""
+        raise NotImplementedError
+
+    async def extras(self) -> tuple[dict[str, float], list[str]]:
+        """Figures measured only on this side, while the N agents are connected."""
+        return {}, []
+
+
+class Ours(Side):
+    """The real hub process; the hub's view comes from Fleet.FleetStatus."""
+
+    name, workers = "ours", "agents"
+
+    @property
+    def address(self) -> str:
+        return self.bench.hub_config.hub.listen
+
+    async def start(self) -> Proc:
+        return await self.bench.start_hub()
+
+    async def ready(self, server: Proc) -> None:
+        await hub_ready(self.bench, server)
+
+    async def registered(self, server: Proc, since: float, what: str) -> tuple[float, float]:
+        groups, timeout = groups_for(self.n), self.bench.args.timeout
+        return await hub_registered(self.bench.operator, groups, self.n, since, timeout, what)
+
+    async def messages(self, server: Proc) -> tuple[float, float]:
+        view = await self.bench.operator.view(groups_for(self.n))
+        return view.hub_time, view.heartbeat_seq
+
+    async def extras(self) -> tuple[dict[str, float], list[str]]:
+        problem = await self.bench.operator.whole_fleet_problem()
+        notes = [f"N={self.n} ours: {problem}"] if problem else []
+        progress("ours: idle edge-agent")
+        return await idle_agent(self.bench), notes
+
+
+class Floor(Side):
+    """The bare server of _bare.py; its view comes from its status lines."""
+
+    name, workers = "floor", "clients"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.bench.bare_port}"
+
+    async def start(self) -> Proc:
+        return await self.bench.start_bare_server()
+
+    async def ready(self, server: Proc) -> None:
+        async def check() -> tuple[bool | None, str]:
+            if not server.alive():
+                raise BenchTimeout(f"bare server exited; see {self.bench.root / 'bare.log'}")
+            return (True if server.latest else None), "no status yet"
+
+        await wait_until(check, self.bench.args.timeout, "bare server start")
+
+    async def registered(self, server: Proc, since: float, what: str) -> tuple[float, float]:
+        async def check() -> tuple[tuple[float, float] | None, str]:
+            if not server.alive():
+                raise BenchTimeout(f"{what}: bare server exited")
+            status = server.latest
+            if status.get("reg", 0) >= self.n and status.get("first", 0.0) >= since:
+                return (status["first"] - since, status["last"] - since), "done"
+            return None, f"{status.get('reg', 0)}/{self.n} registered"
+
+        return await wait_until(check, self.bench.args.timeout, what)
+
+    async def messages(self, server: Proc) -> tuple[float, float]:
+        return server.latest["t"], server.latest["msgs"]
+
+
+def failures_note(n: int, side: str, phase: str, delta: collections.Counter[str]) -> str:
+    kinds = ", ".join(f"{kind} {count}" for kind, count in delta.most_common())
+    return f"N={n} {side}: failed link attempts {phase}: {kinds or 'none'}"
+
+
+async def registration(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
+    """Start all N agents at once; time until the server and the agents saw all registered."""
+    t0 = time.time()
+    pool.go()
+    _, register_s = await side.registered(pool.server, t0, f"{side.name}: registration")
+    agent_s = await pool.all_connected(t0, side.bench.args.timeout, f"{side.name}: agent view")
+    progress(f"{side.name}: {side.n} registered in {register_s:.2f}s")
+    fails = pool.failures()
+    figures = {
+        "register_s": register_s,
+        "register_agent_s": agent_s,
+        "fails_register": fails.total(),
+    }
+    return figures, [failures_note(side.n, side.name, "during registration", fails)]
+
+
+async def restart(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
+    """SIGTERM the server, start it again on the same port and state; time until all back."""
+    timeout, before = side.bench.args.timeout, pool.failures()
+    figures = {"down_s": await side.bench.children.stop(pool.server)}
+    t_start = time.time()
+    pool.server = await side.start()
+    figures["listen_s"] = await listening(side.address, t_start, timeout)
+    first, last = await side.registered(pool.server, t_start, f"{side.name}: back after restart")
+    figures["restart_first_s"], figures["restart_s"] = first, last
+    figures["restart_agent_s"] = await pool.all_connected(
+        t_start, timeout, f"{side.name}: back after restart (agent view)"
+    )
+    progress(f"{side.name}: all back in {last:.2f}s")
+    fails = pool.failures() - before
+    figures["fails_restart"] = fails.total()
+    return figures, [failures_note(side.n, side.name, "from stop to all back", fails)]
+
+
+async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
+    """One run of one side: start, register N, steady window, extras, restart."""
+    bench, n = side.bench, side.n
     figures: dict[str, float] = {}
     notes: list[str] = []
     bench.wipe_hub_store()
-    hub = await bench.start_hub()
+    server = await side.start()
     pool: Pool | None = None
     try:
-        await hub_ready(bench, hub)
+        await side.ready(server)
         await asyncio.sleep(SETTLE_S)
-        rss0 = hub.rss()
-        pool = await Pool.start(bench, "agents", bench.hub_config.hub.listen, n)
-        progress("ours: agents ready; go")
-        t0 = time.time()
-        pool.go()
-        _, figures["register_s"] = await hub_registered(
-            operator, groups, n, t0, timeout, "ours: registration (hub view)"
-        )
-        figures["register_agent_s"] = await pool.all_connected(
-            t0, timeout, "ours: registration (agent view)"
-        )
-        progress(f"ours: {n} registered in {figures['register_s']:.2f}s")
-        if problem := await operator.whole_fleet_problem():
-            notes.append(f"N={n}: {problem}")
-
-        async def heartbeats() -> tuple[float, float]:
-            view = await operator.view(groups)
-            return view.hub_time, view.heartbeat_seq
-
-        figures |= await steady_window(hub, pool, heartbeats)
-        figures["rss_per_agent_kib"] = (hub.rss() - rss0) / n / 1024
-        progress("ours: steady window done; idle agent")
-        figures |= await idle_agent(bench)
-        progress("ours: restarting the hub")
-        figures["down_s"] = await bench.children.stop(hub)
-        t_start = time.time()
-        hub = await bench.start_hub()
-        figures["restart_first_s"], figures["restart_s"] = await hub_registered(
-            operator, groups, n, t_start, timeout, "ours: back after restart (hub view)"
-        )
-        figures["restart_agent_s"] = await pool.all_connected(
-            t_start, timeout, "ours: back after restart (agent view)"
-        )
-        progress(f"ours: all back in {figures['restart_s']:.2f}s")
+        rss0 = server.rss()
+        pool = await Pool.start(bench, side.workers, side.address, n, server)
+        for phase in (registration, steady, extras, restart):
+            more, more_notes = await phase(side, pool)
+            figures |= more
+            notes += more_notes
+        figures["rss_per_agent_kib"] = (figures.pop("rss_n") - rss0) / n / 1024
     except BenchTimeout as exc:
-        notes.append(f"N={n} ours: {exc}")
-        progress(f"ours: {exc}")
+        notes.append(f"N={n} {side.name}: {exc}")
+        progress(f"{side.name}: {exc}")
         if pool is not None:
             await pool.dump_tasks()
     finally:
         if pool is not None:
+            server = pool.server
+            figures["link_crashes"] = pool.links_ended().total()
             notes += [
-                f"N={n} ours: HubLink.run() raised {count} time(s), so the agent process "
-                f"would exit (the bench restarts the link after {AGENT_RESTART_S:g}s, "
+                f"N={n} {side.name}: HubLink.run() raised {count} time(s), so the agent "
+                f"process would exit (the bench restarts the link after {AGENT_RESTART_S:g}s, "
                 f"like systemd): {why}"
                 for why, count in pool.links_ended().items()
             ]
-            await pool.stop()
-        await bench.children.stop(hub)
-    return figures, notes
-
-
-async def bare_registered(
-    server: Proc, n: int, since: float, timeout_s: float, what: str
-) -> tuple[float, float]:
-    """Seconds from `since` until the bare server registered its first and `n` streams."""
-
-    async def check() -> tuple[tuple[float, float] | None, str]:
-        if not server.alive():
-            raise BenchTimeout(f"{what}: bare server exited")
-        status = server.latest
-        if status.get("reg", 0) >= n and status.get("first", 0.0) >= since:
-            return (status["first"] - since, status["last"] - since), "done"
-        return None, f"{status.get('reg', 0)}/{n} registered"
-
-    return await wait_until(check, timeout_s, what)
-
-
-async def run_floor(bench: Bench, n: int) -> tuple[dict[str, float], list[str]]:
-    """The floor: bare server and N bare clients in P workers, then a server restart."""
-    timeout = bench.args.timeout
-    figures: dict[str, float] = {}
-    notes: list[str] = []
-    server = await bench.start_bare_server()
-    pool: Pool | None = None
-    try:
-        await asyncio.wait_for(wait_status(server), timeout)
-        await asyncio.sleep(SETTLE_S)
-        rss0 = server.rss()
-        target = f"127.0.0.1:{bench.bare_port}"
-        pool = await Pool.start(bench, "clients", target, n)
-        progress("floor: clients ready; go")
-        t0 = time.time()
-        pool.go()
-        _, figures["register_s"] = await bare_registered(
-            server, n, t0, timeout, "floor: registration (server view)"
-        )
-        figures["register_agent_s"] = await pool.all_connected(
-            t0, timeout, "floor: registration (client view)"
-        )
-
-        async def messages() -> tuple[float, float]:
-            return server.latest["t"], server.latest["msgs"]
-
-        figures |= await steady_window(server, pool, messages)
-        figures["rss_per_agent_kib"] = (server.rss() - rss0) / n / 1024
-        figures["down_s"] = await bench.children.stop(server)
-        t_start = time.time()
-        server = await bench.start_bare_server()
-        figures["restart_first_s"], figures["restart_s"] = await bare_registered(
-            server, n, t_start, timeout, "floor: back after restart (server view)"
-        )
-        figures["restart_agent_s"] = await pool.all_connected(
-            t_start, timeout, "floor: back after restart (client view)"
-        )
-        progress(f"floor: all back in {figures['restart_s']:.2f}s")
-    except (BenchTimeout, TimeoutError) as exc:
-        notes.append(f"N={n} floor: {exc or 'bare server did not report in time'}")
-        progress(f"floor: {exc}")
-    finally:
-        if pool is not None:
             await pool.stop()
         await bench.children.stop(server)
     return figures, notes
 
 
-async def wait_status(proc: Proc) -> None:
-    while not proc.latest:
-        if not proc.alive():
-            raise BenchTimeout(f"{proc.name} exited")
-        await asyncio.sleep(0.05)
+async def steady(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
+    figures = await steady_window(pool.server, pool, lambda: side.messages(pool.server))
+    figures["rss_n"] = pool.server.rss()
+    return figures, []
+
+
+async def extras(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
+    return await side.extras()
+
+
+async def listening(address: str, since: float, timeout_s: float) -> float:
+    """Seconds from `since` until `address` accepts TCP connections (probed every 10 ms)."""
+    host, _, port = address.rpartition(":")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, int(port))
+        except OSError:
+            await asyncio.sleep(0.01)
+            continue
+        took = time.time() - since
+        writer.close()
+        return took
+    raise BenchTimeout(f"{address} not listening after {timeout_s:g}s")
 
 
 # --- report ------------------------------------------------------------------------------
 
 FIGURES = [
-    ("register_s", "all N registered, from start: hub view (s)"),
+    ("register_s", "all N registered, from start: server view (s)"),
     ("register_agent_s", "all N registered, from start: agent view (s)"),
-    ("restart_first_s", "first agent back after restart: hub view (s)"),
-    ("restart_s", "all N back after restart: hub view (s)"),
+    ("listen_s", "server listening after restart (s)"),
+    ("restart_first_s", "first agent back after restart: server view (s)"),
+    ("restart_s", "all N back after restart: server view (s)"),
     ("restart_agent_s", "all N back after restart: agent view (s)"),
+    ("link_crashes", "agent link crashes (HubLink.run() raised)"),
+    ("fails_register", "failed link attempts during registration"),
+    ("fails_restart", "failed link attempts, stop to all back"),
     ("down_s", "server stop time, SIGTERM to exit (s)"),
     ("rss_per_agent_kib", "server RSS per connected agent (KiB)"),
     ("cpu_per_1k_ms", "server CPU per 1000 heartbeats (ms)"),
@@ -969,12 +1057,13 @@ async def bench_main(args: argparse.Namespace, root: Path, children: Children) -
         for n in args.agents:
             runs, notes = [], []
             for k in range(args.repeat):
-                progress(f"N={n} run {k + 1}/{args.repeat}: ours")
-                ours, ours_notes = await run_ours(bench, n)
-                progress(f"N={n} run {k + 1}/{args.repeat}: floor")
-                floor, floor_notes = await run_floor(bench, n)
-                runs.append({"ours": ours, "floor": floor})
-                notes += ours_notes + floor_notes
+                run: dict[str, dict[str, float]] = {"ours": {}, "floor": {}}
+                for side in (Ours(bench, n), Floor(bench, n)):
+                    if args.side in ("both", side.name):
+                        progress(f"N={n} run {k + 1}/{args.repeat}: {side.name}")
+                        run[side.name], side_notes = await run_side(side)
+                        notes += side_notes
+                runs.append(run)
             summary = {"ours": summary_of(runs, "ours"), "floor": summary_of(runs, "floor")}
             result = {"n": n, "procs": args.procs, "runs": runs, "summary": summary}
             result["notes"] = notes
@@ -995,6 +1084,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--agents", type=int, nargs="+", required=True, help="N (one or more)")
     parser.add_argument("--procs", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--repeat", type=int, default=1, help="runs per N (default 1)")
+    parser.add_argument(
+        "--side", choices=("both", "ours", "floor"), default="both", help="what to run"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="bound per phase (s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
