@@ -45,6 +45,7 @@ FAILURE_KINDS = (
     ("Connection refused", "connection refused"),
     ("before receiving SETTINGS", "connect timeout (no HTTP/2 SETTINGS in time)"),
     ("Handshake", "TLS handshake failed"),
+    ("tcp handshaker shutdown", "TCP connect cut short"),
     ("ping timeout", "keepalive ping timeout"),
     ("Internal error from Core", "INTERNAL from grpc core"),
     ("RPC already finished", "write on a finished RPC"),
@@ -61,7 +62,7 @@ def failure_kind(text: str) -> str:
     for words, kind in FAILURE_KINDS:
         if words in text:
             return kind
-    return "other: " + text[:80]
+    return "other: " + text[-100:]
 
 
 def raise_nofile() -> None:

@@ -144,9 +144,11 @@ class Children:
     at another copy of the product (see the module docstring).
     """
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, py_spy: str = "") -> None:
         self.cwd = cwd
+        self.py_spy = py_spy
         self.procs: list[Proc] = []
+        self.stuck: list[str] = []  # what did not stop in time, for the report
 
     async def spawn(self, name: str, argv: list[str], log_file: Path, piped: bool = False) -> Proc:
         with log_file.open("ab") as out:
@@ -176,6 +178,8 @@ class Children:
             try:
                 await asyncio.wait_for(proc.process.wait(), timeout_s)
             except TimeoutError:
+                where = await self.dump_stacks(proc)
+                self.stuck.append(f"{proc.name} did not stop in {timeout_s:.0f}s{where}")
                 log.warning("%s did not stop in %.0fs: killing it", proc.name, timeout_s)
                 with contextlib.suppress(ProcessLookupError):
                     proc.process.kill()
@@ -185,6 +189,22 @@ class Children:
         if proc in self.procs:
             self.procs.remove(proc)
         return time.monotonic() - started
+
+    async def dump_stacks(self, proc: Proc) -> str:
+        """With --py-spy: the stuck process's thread stacks, in a file next to its log."""
+        if not self.py_spy:
+            return ""
+        out = self.cwd / f"{proc.name}-{proc.pid}-stacks.txt"
+        with out.open("wb") as f:
+            dump = await asyncio.create_subprocess_exec(
+                self.py_spy, "dump", "--locals", "--pid", str(proc.pid), stdout=f, stderr=f
+            )
+            try:
+                await asyncio.wait_for(dump.wait(), 30.0)
+            except TimeoutError:
+                dump.kill()
+                await dump.wait()
+        return f" (py-spy stacks: {out})"
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(p, 5.0) for p in list(self.procs)))
@@ -893,6 +913,8 @@ async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
             ]
             await pool.stop()
         await bench.children.stop(server)
+        notes += [f"N={n} {side.name}: {what}" for what in bench.children.stuck]
+        bench.children.stuck.clear()
     return figures, notes
 
 
@@ -968,9 +990,12 @@ def summary_of(runs: list[dict[str, Any]], side: str) -> dict[str, Any]:
 def cell(stats: dict[str, float] | None, repeat: int) -> str:
     if stats is None:
         return "-"
-    if repeat == 1:
-        return f"{stats['median']:.3g}"
-    return f"{stats['median']:.3g} / {stats['p99']:.3g} / {stats['max']:.3g}"
+    values = [stats["median"]] if repeat == 1 else [stats["median"], stats["p99"], stats["max"]]
+    return " / ".join(number(v) for v in values)
+
+
+def number(value: float) -> str:
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def ratio(ours: dict[str, float] | None, floor: dict[str, float] | None) -> str:
@@ -1090,6 +1115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=120.0, help="bound per phase (s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument(
+        "--py-spy", default="", metavar="PATH", help="py-spy binary: dump a child that hangs"
+    )
     args = parser.parse_args(argv)
     if min(args.agents) < 1 or args.procs < 1 or args.repeat < 1:
         parser.error("--agents, --procs and --repeat must be at least 1")
@@ -1106,7 +1134,7 @@ def main(argv: list[str] | None = None) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     progress(f"RLIMIT_NOFILE {soft}; {psutil.cpu_count()} cores; product from {product_dir()}")
     root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
-    children = Children(root)
+    children = Children(root, args.py_spy)
     try:
         results = asyncio.run(bench_main(args, root, children))
     except KeyboardInterrupt:

@@ -1,18 +1,11 @@
 """Version strings reported by every component."""
 
 import platform
-from importlib.metadata import PackageNotFoundError, version
 
 import grpc
 
+from edgecommon import __version__
 
-def product_version() -> str:
-    try:
-        return version("autonomyops-edge")
-    except PackageNotFoundError:
-        return "0.0.0+unknown"
-
-
-PRODUCT_VERSION = product_version()
+PRODUCT_VERSION = __version__
 PYTHON_VERSION = platform.python_version()
 GRPC_VERSION = grpc.__version__

@@ -66,7 +66,7 @@ def test_token_of_another_hub_is_refused(running_fleet: Fleet) -> None:
     assert enrolled_nodes(fleet) == []
 
 
-async def test_csr_for_another_node_is_rejected_and_the_token_survives(
+async def test_inv_pki_01_csr_for_another_node_is_rejected_and_the_token_survives(
     running_fleet: Fleet,
 ) -> None:
     fleet = running_fleet
@@ -169,7 +169,7 @@ def test_node_certificate_cannot_call_operator_rpcs(running_fleet: Fleet) -> Non
     assert "needs a operator credential" in result.stderr or "operator credential" in result.stderr
 
 
-async def test_node_identity_comes_from_the_certificate_not_the_message(
+async def test_inv_pki_01_node_identity_comes_from_the_certificate_not_the_message(
     running_fleet: Fleet,
 ) -> None:
     """A node presents node-a's certificate; nothing it sends can make it another node."""

@@ -56,7 +56,7 @@ def test_engage_reaches_every_node_and_denies_permits(stop_fleet: Fleet) -> None
         assert decision["reason"] == "estop"
 
 
-def test_estop_latch_survives_sigkill_and_restart(stop_fleet: Fleet) -> None:
+def test_inv_estop_01_latch_survives_sigkill_and_restart(stop_fleet: Fleet) -> None:
     """INV-ESTOP-01: acknowledged means latched on disk; a killed agent comes back stopped,
     even with the hub gone."""
     fleet = stop_fleet
@@ -75,7 +75,7 @@ def test_estop_latch_survives_sigkill_and_restart(stop_fleet: Fleet) -> None:
     assert local["stops"][0]["scope"] == "node:node-a"
 
 
-def test_offline_agent_is_stopped_first_thing_on_reconnect(stop_fleet: Fleet) -> None:
+def test_inv_estop_01_offline_agent_is_stopped_first_thing_on_reconnect(stop_fleet: Fleet) -> None:
     """INV-ESTOP-01: a node away during engage applies the stop before it calls itself
     connected, so no permit slips through after reconnecting."""
     fleet = stop_fleet
@@ -259,7 +259,7 @@ def test_http_status_answers_exactly_the_runbook_shape(stop_fleet: Fleet) -> Non
     assert token not in fleet.hub.output()
 
 
-async def test_held_permit_is_revoked_by_an_emergency_stop(stop_fleet: Fleet) -> None:
+async def test_inv_estop_01_held_permit_is_revoked_by_an_emergency_stop(stop_fleet: Fleet) -> None:
     fleet = stop_fleet
     client = PermitClient(fleet.socket("node-a"), holder="test-workload")
     started = asyncio.Event()

@@ -90,7 +90,7 @@ def test_stopped_agent_is_offline_with_reason(running_fleet: Fleet) -> None:
     assert node["metrics"] is None
 
 
-def test_key_files_are_private_and_never_printed(running_fleet: Fleet) -> None:
+def test_inv_pki_01_key_files_are_private_and_never_printed(running_fleet: Fleet) -> None:
     """INV-PKI-01: keys are 0600 where they were generated and appear in no log or output."""
     fleet = running_fleet
     fleet.start_agent("node-a", fleet.token("node-a"))

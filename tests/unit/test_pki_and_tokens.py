@@ -68,7 +68,9 @@ def test_certificate_never_outlives_its_ca(ca) -> None:
         ("node-1", ["spiffe://edge/node/site-a/node-1", "spiffe://edge/hub"], "allows only"),
     ],
 )
-def test_csr_for_another_identity_is_rejected(cn: str, uris: list[str], words: str) -> None:
+def test_inv_pki_01_csr_for_another_identity_is_rejected(
+    cn: str, uris: list[str], words: str
+) -> None:
     with pytest.raises(CsrRejected, match=words):
         pki.check_csr(csr_with(pki.generate_key(), cn, uris), NODE, "edge")
 
