@@ -17,8 +17,8 @@ from agent.credentials import NodeCredentials
 from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
-from edgecommon.errors import InvalidArgument
 from edgecommon.pb import agent_pb2, agent_pb2_grpc
+from edgecommon.reasons import check_reason
 from edgecommon.rpc import handle_errors
 from edgecommon.version import GRPC_VERSION, PRODUCT_VERSION, PYTHON_VERSION
 
@@ -32,14 +32,6 @@ class NodeFacts:
     started_unix: float
     safety: Safety
     credentials: NodeCredentials | None = None
-
-
-def _reason(text: str) -> str:
-    if not text.strip():
-        raise InvalidArgument("a reason is required: say why (--reason TEXT)")
-    if "\n" in text or len(text) > 500:
-        raise InvalidArgument("the reason must be one line of at most 500 characters")
-    return text.strip()
 
 
 class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
@@ -130,14 +122,14 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def EngageLocalStop(
         self, request: agent_pb2.LocalStopRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EstopState:
-        await self.safety.engage_local(_reason(request.reason), request.operator)
+        await self.safety.engage_local(check_reason(request.reason), request.operator)
         return self.safety.state()
 
     @handle_errors
     async def ReleaseLocalStop(
         self, request: agent_pb2.LocalStopRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EstopState:
-        await self.safety.release_local(_reason(request.reason))
+        await self.safety.release_local(check_reason(request.reason))
         return self.safety.state()
 
 

@@ -73,6 +73,17 @@ from edgectl.devfleet import free_port
 from hub.config import HubConfig
 from hub.credentials import CredentialPaths, load_ca
 
+try:  # since the emergency-stop work (31c5f49) HubLink also takes the node's Safety
+    from agent.config import SafetySection
+    from agent.permits import PermitTable
+    from agent.safety import Safety
+    from agent.state_db import AgentStateDB
+    from edgecommon.autonomy_file import SwitchFile
+
+    LINK_NEEDS_SAFETY = True
+except ImportError:  # before it: HubLink(config, creds, status, telemetry, rng)
+    LINK_NEEDS_SAFETY = False
+
 BENCH_DIR = Path(__file__).resolve().parent
 GROUP_SIZE = 500  # nodes per group: FleetStatus answers are capped at 256 KiB
 IDLE_GROUP = "idle"
@@ -479,6 +490,7 @@ class SimAgent:
     name: str
     creds: credentials.NodeCredentials
     status: LinkStatus
+    db: Any = None  # its own AgentStateDB (durable e-stop latch), where HubLink needs one
 
 
 def agents_status(agents: list[SimAgent]) -> dict[str, Any]:
@@ -510,9 +522,7 @@ async def supervise(agent: SimAgent, config: AgentConfig, rng: random.Random) ->
     fresh state. Here: count and log why it ended, wait AGENT_RESTART_S, start a new one.
     """
     while True:
-        link = HubLink(
-            config, agent.creds, agent.status, Telemetry.start(config.agent.state_dir), rng
-        )
+        link = await new_link(agent, config, rng)
         try:
             await link.run()
             why = "returned"
@@ -560,9 +570,32 @@ def dump_tasks(agents: list[SimAgent]) -> None:
     log.warning("%d of %d agents not connected", len(down), len(agents))
 
 
-def load_agents(spec: dict[str, Any]) -> list[SimAgent]:
-    certs = Path(spec["certs"])
-    return [
+async def new_link(agent: SimAgent, config: AgentConfig, rng: random.Random) -> HubLink:
+    """A HubLink as edge-agent builds one: with a fresh Safety over the agent's own database.
+
+    The Safety's cadence loop (switch file, hub-loss timer) is not run: it is not link code.
+    """
+    telemetry = Telemetry.start(config.agent.state_dir)
+    if not LINK_NEEDS_SAFETY:
+        return HubLink(config, agent.creds, agent.status, telemetry, rng)  # type: ignore[call-arg]
+    switch = SwitchFile(config.safety.node_switch_file, config.safety.switch_default)
+    safety = Safety(agent.db, switch, SystemClock(), config.safety, PermitTable())
+    await safety.load()
+    return HubLink(config, agent.creds, agent.status, telemetry, safety, rng)
+
+
+def agent_config(spec: dict[str, Any]) -> AgentConfig:
+    state_dir = Path(spec["state_dir"])
+    sections: dict[str, Any] = {"agent": AgentSection(state_dir=state_dir, hub=spec["target"])}
+    if LINK_NEEDS_SAFETY:  # no switch file: the node switch takes its default
+        sections["safety"] = SafetySection(node_switch_file=state_dir / "no-switch.yaml")
+    return AgentConfig(**sections)
+
+
+async def load_agents(spec: dict[str, Any]) -> list[SimAgent]:
+    """Each simulated agent's credentials (and state database), loaded before the start."""
+    certs, state_dir = Path(spec["certs"]), Path(spec["state_dir"])
+    agents = [
         SimAgent(
             name,
             credentials.load(
@@ -574,12 +607,18 @@ def load_agents(spec: dict[str, Any]) -> list[SimAgent]:
         )
         for name in spec["names"]
     ]
+    if LINK_NEEDS_SAFETY:
+        (state_dir / "agents").mkdir(exist_ok=True)
+        for agent in agents:
+            agent.db = AgentStateDB(state_dir / "agents" / f"{agent.name}.db")
+        await asyncio.gather(*(agent.db.open() for agent in agents))
+    return agents
 
 
 async def agents_main(spec: dict[str, Any]) -> None:
     """A worker process: one real HubLink per name, each with its own channel and certificate."""
-    config = AgentConfig(agent=AgentSection(state_dir=Path(spec["state_dir"]), hub=spec["target"]))
-    agents = load_agents(spec)
+    config = agent_config(spec)
+    agents = await load_agents(spec)
     commands = await stdin_reader()
     emit({"ready": True})
     if (await commands.readline()).strip() != b"go":
@@ -652,9 +691,11 @@ class Bench:
         argv = [sys.executable, str(BENCH_DIR / "_bare.py"), "server", str(spec_file)]
         return await self.children.spawn("bare-server", argv, self.root / "bare.log", piped=True)
 
-    def wipe_hub_store(self) -> None:
+    def wipe_state(self) -> None:
+        """A fresh hub database (the CA stays) and fresh simulated-agent databases."""
         for path in self.hub_state.glob("hub.db*"):
             path.unlink()
+        shutil.rmtree(self.root / "agents", ignore_errors=True)
 
 
 async def hub_ready(bench: Bench, hub: Proc) -> None:
@@ -883,7 +924,7 @@ async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
     bench, n = side.bench, side.n
     figures: dict[str, float] = {}
     notes: list[str] = []
-    bench.wipe_hub_store()
+    bench.wipe_state()
     server = await side.start()
     pool: Pool | None = None
     try:

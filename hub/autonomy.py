@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from edgecommon.autonomy_file import SwitchFile, SwitchReading, write_switch
 from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock, stamp
-from edgecommon.errors import InvalidArgument, NotFound
+from edgecommon.errors import NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
+from edgecommon.reasons import check_reason
 from hub.config import AutonomySection
 from hub.registry import Registry
 from hub.store.base import HubStore
@@ -109,13 +110,11 @@ class FleetSwitch:
 
     async def set(self, enabled: bool, reason: str, operator: str, wait_s: float) -> None:
         """Write the switch file, apply it now, and wait up to wait_s for online nodes."""
-        if not reason.strip():
-            raise InvalidArgument("a reason is required: say why (--reason TEXT)")
         await asyncio.to_thread(
             write_switch,
             self.file.path,
             enabled,
-            reason.strip(),
+            check_reason(reason),
             operator,
             stamp(self.clock.wall()),
         )

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
-from edgecommon.errors import Conflict, InvalidArgument, NotFound
+from edgecommon.errors import Conflict, NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
+from edgecommon.reasons import check_reason
 from edgecommon.scope import Scope, ScopeKind, parse_scope
 from hub.registry import Registry
 from hub.store.base import AckRecord, HubStore, StopRecord
@@ -32,14 +33,6 @@ ACK_FLUSH_S = 0.2
 class Ack:
     acked_unix: float
     latency_s: float
-
-
-def check_reason(text: str) -> str:
-    if not text.strip():
-        raise InvalidArgument("a reason is required: say why (--reason TEXT)")
-    if "\n" in text or len(text) > 500:
-        raise InvalidArgument("the reason must be one line of at most 500 characters")
-    return text.strip()
 
 
 def command(stop: StopRecord) -> link_pb2.EstopCommand:
