@@ -10,6 +10,7 @@ fleet-wide.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgecommon.autonomy_file import SwitchFile, SwitchReading, write_switch
@@ -131,7 +132,11 @@ class FleetSwitch:
             if self.applied.get(s.node_id, Applied(0, 0)).revision < self.revision
         ]
 
-    def report(self, node_id: str = "") -> fleet_pb2.AutonomyReport:
+    def report(
+        self, node_id: str = "", stopped: Callable[[str, str], bool] | None = None
+    ) -> fleet_pb2.AutonomyReport:
+        """The switch and each node's state; `stopped(node, group)` says whether a hub stop
+        covers a node (local stops come from its heartbeat)."""
         views = self.registry.views()
         if node_id:
             views = [v for v in views if v.record.node_id == node_id]
@@ -160,7 +165,8 @@ class FleetSwitch:
                     fleet_switch_revision=beat.fleet_switch_revision if beat else 0,
                     applied=current,
                     applied_after_s=applied.after_s if applied else 0.0,
-                    stopped=bool(beat and beat.local_stop_ids),
+                    stopped=bool(beat and beat.local_stop_ids)
+                    or bool(stopped and stopped(view.record.node_id, view.record.group)),
                 )
             )
         return fleet_pb2.AutonomyReport(

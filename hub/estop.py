@@ -144,6 +144,10 @@ class EstopManager:
                 sent += 1
         return sent
 
+    def covers(self, node_id: str, group: str) -> bool:
+        """Whether an active hub stop applies to the node."""
+        return any(parse_scope(s.scope).applies_to(node_id, group) for s in self.active())
+
     def for_node(
         self, node_id: str, group: str, latched_ids: list[str]
     ) -> tuple[list[link_pb2.EstopCommand], list[link_pb2.EstopRelease]]:

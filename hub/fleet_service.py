@@ -149,7 +149,7 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.AutonomyStatusRequest, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.AutonomyReport:
         self.verifier.require(context, Kind.OPERATOR)
-        return self.fleet_switch.report(request.node_id)
+        return self.fleet_switch.report(request.node_id, self.estops.covers)
 
     @handle_errors
     async def SetAutonomy(
@@ -159,4 +159,4 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         await self.fleet_switch.set(
             request.enabled, request.reason, operator.name, min(request.wait_s, 60.0)
         )
-        return self.fleet_switch.report()
+        return self.fleet_switch.report(stopped=self.estops.covers)
