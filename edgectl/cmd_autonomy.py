@@ -59,6 +59,7 @@ def _report_data(report: fleet_pb2.AutonomyReport) -> dict[str, object]:
                 "node_switch_enabled": n.node_switch_enabled if n.state == "online" else None,
                 "node_switch_source": n.node_switch_source or None,
                 "applied": n.applied,
+                "stopped": n.stopped,
                 "applied_after_ms": round(n.applied_after_s * 1000, 1) if n.applied else None,
             }
             for n in report.nodes
@@ -80,6 +81,7 @@ def render(
             Column("EFFECTIVE", "autonomy_effective"),
             Column("NODE SWITCH", "node_switch_enabled"),
             Column("APPLIED", "applied"),
+            Column("STOPPED", "stopped"),
         ],
         footer=f"fleet switch: autonomy_enabled={str(report.autonomy_enabled).lower()} "
         f"(source: {report.source}, revision {report.revision})"
