@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 
 from edgecommon import pki
@@ -84,3 +85,12 @@ def save(paths: CredentialPaths, key: pki.PrivateKey, cert_pem: bytes, bundle_pe
     pki.write_certificates(paths.bundle, bundle)
     pki.write_certificates(paths.cert, [cert])
     pki.write_private_key(paths.key, key)
+
+
+def channel_credentials(creds: NodeCredentials) -> grpc.ChannelCredentials:
+    """mTLS client credentials for talking to the hub as this node."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=creds.bundle_pem,
+        private_key=creds.key_pem,
+        certificate_chain=creds.cert_pem,
+    )

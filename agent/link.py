@@ -16,11 +16,12 @@ import asyncio
 import logging
 import random
 import socket
+from collections.abc import Callable
 
 import grpc
 
 from agent.config import AgentConfig
-from agent.credentials import NodeCredentials
+from agent.credentials import NodeCredentials, channel_credentials
 from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
@@ -40,14 +41,6 @@ class StreamEnded(Exception):
     def __init__(self, reason: str, floor_s: float = 0.0) -> None:
         super().__init__(reason)
         self.floor_s = floor_s
-
-
-def channel_credentials(creds: NodeCredentials) -> grpc.ChannelCredentials:
-    return grpc.ssl_channel_credentials(
-        root_certificates=creds.bundle_pem,
-        private_key=creds.key_pem,
-        certificate_chain=creds.cert_pem,
-    )
 
 
 class HubLink:
@@ -72,6 +65,7 @@ class HubLink:
         self.heartbeat_interval_s = config.link.heartbeat_interval_s
         self.started_unix = status.clock.wall()
         self._seq = 0
+        self.on_lease_nudge: Callable[[], None] | None = None
 
     async def run(self) -> None:
         attempt = 0
@@ -192,6 +186,9 @@ class HubLink:
                     fleet_switch_ack=link_pb2.FleetSwitchAck(revision=message.fleet_switch.revision)
                 )
             )
+        elif body == "lease_nudge":
+            if self.on_lease_nudge is not None:
+                self.on_lease_nudge()
         elif body == "backoff":
             raise StreamEnded(
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s

@@ -71,14 +71,43 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
         self, request: agent_pb2.PermitRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.PermitDecision:
         decision, held = self.safety.request(
-            request.action, request.units, request.holder, request.dry_run
+            request.action, request.units, request.holder, request.dry_run, request.leader_only
         )
+        lead = self.safety.leadership
+        epoch = lead.epoch if request.leader_only and decision.granted and lead else 0
         return agent_pb2.PermitDecision(
             granted=decision.granted,
             reason=decision.reason.value,
             detail=decision.detail,
             permit_id=held.permit_id if held else "",
+            epoch=epoch,
         )
+
+    @handle_errors
+    async def LeaderStatus(
+        self, request: agent_pb2.LeaderStatusRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.Leadership:
+        lead = self.safety.leadership
+        if lead is None:
+            return agent_pb2.Leadership(reason="not enrolled yet")
+        return lead.view()
+
+    async def WatchLeader(
+        self, request: agent_pb2.LeaderStatusRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.Leadership]:
+        lead = self.safety.leadership
+        if lead is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not enrolled yet")
+            return
+        last = None
+        while True:
+            view = lead.view()
+            key = (view.is_leader, view.epoch, view.leader)
+            if key != last:
+                last = key
+                yield view
+            lead.changed.clear()
+            await lead.changed.wait()
 
     async def WatchPermit(
         self, request: agent_pb2.WatchPermitRequest, context: grpc.aio.ServicerContext

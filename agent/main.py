@@ -8,11 +8,10 @@ import random
 import sys
 from pathlib import Path
 
-from edgecommon.autonomy_file import SwitchFile
-
 from agent import credentials
 from agent.config import AgentConfig
 from agent.enroll import enroll_until_done
+from agent.leadership import LeaseKeeper
 from agent.link import HubLink
 from agent.local_api import NodeFacts, start_local_server
 from agent.permits import PermitTable
@@ -22,6 +21,7 @@ from agent.status import LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import config as config_loader
 from edgecommon import tokens
+from edgecommon.autonomy_file import SwitchFile
 from edgecommon.clock import Clock, SystemClock
 from edgecommon.daemon import (
     ShutdownRequested,
@@ -120,7 +120,13 @@ async def _serve(
         if facts.credentials is None:
             facts.credentials = await enroll_until_done(config, token, paths, status, rng)
         telemetry = Telemetry.start(state_dir)
-        await HubLink(config, facts.credentials, status, telemetry, safety, rng).run()
+        keeper = LeaseKeeper(config, facts.credentials, clock, safety.stepped_down)
+        safety.leadership = keeper
+        link = HubLink(config, facts.credentials, status, telemetry, safety, rng)
+        link.on_lease_nudge = keeper.nudge
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(link.run(), name="hub-link")
+            tg.create_task(keeper.run(), name="lease")
 
     try:
         async with asyncio.TaskGroup() as tg:

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     GRANTED = "granted"
     ESTOP = "estop"
     AUTONOMY_DISABLED = "autonomy_disabled"
+    NOT_LEADER = "not_leader"
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class HeldPermit:
     units: int
     holder: str
     granted_unix: float
+    epoch: int = 0  # leader-only permits: the fencing epoch they were granted under
     revoked: asyncio.Event = field(default_factory=asyncio.Event)
     revoke_reason: Decision | None = None
 
@@ -90,8 +92,10 @@ class PermitTable:
     def __len__(self) -> int:
         return len(self._held)
 
-    def grant(self, action: str, units: int, holder: str, now_unix: float) -> HeldPermit:
-        permit = HeldPermit(secrets.token_hex(8), action, units, holder, now_unix)
+    def grant(
+        self, action: str, units: int, holder: str, now_unix: float, epoch: int = 0
+    ) -> HeldPermit:
+        permit = HeldPermit(secrets.token_hex(8), action, units, holder, now_unix, epoch)
         self._held[permit.permit_id] = permit
         return permit
 
@@ -101,10 +105,11 @@ class PermitTable:
     def release(self, permit_id: str) -> bool:
         return self._held.pop(permit_id, None) is not None
 
-    def revoke_all(self, why: Decision) -> list[HeldPermit]:
-        revoked = list(self._held.values())
-        self._held.clear()
+    def revoke_all(self, why: Decision, leader_only: bool = False) -> list[HeldPermit]:
+        """Revoke every held permit (or only the leader-only ones)."""
+        revoked = [p for p in self._held.values() if p.epoch or not leader_only]
         for permit in revoked:
+            del self._held[permit.permit_id]
             permit.revoke_reason = why
             permit.revoked.set()
         return revoked

@@ -12,9 +12,18 @@ is off with source 'default (not yet received from hub)'.
 import asyncio
 import logging
 import secrets
+from typing import Protocol
 
 from agent.config import SafetySection
-from agent.permits import Decision, HeldPermit, PermitTable, SafetyFacts, check_request, decide
+from agent.permits import (
+    Decision,
+    HeldPermit,
+    PermitTable,
+    Reason,
+    SafetyFacts,
+    check_request,
+    decide,
+)
 from agent.state_db import AgentStateDB, LatchedStop, StoredSwitch
 from edgecommon.autonomy_file import SwitchFile, SwitchReading
 from edgecommon.clock import Clock
@@ -22,6 +31,17 @@ from edgecommon.errors import Conflict
 from edgecommon.pb import agent_pb2, link_pb2
 
 log = logging.getLogger("edge-agent.safety")
+
+
+class Leadership(Protocol):
+    """What permits need to know about the group lease (agent.leadership.LeaseKeeper)."""
+
+    epoch: int
+    leader: str
+
+    def is_leader(self) -> bool: ...
+
+
 NOT_RECEIVED = StoredSwitch(False, "default (not yet received from hub)", 0)
 LOCAL_SOURCES = ("local", "hub_loss")
 
@@ -58,6 +78,7 @@ class Safety:
         self._link_up = False
         self._last_link_mono = clock.monotonic()
         self._last_decision: Decision | None = None
+        self.leadership: Leadership | None = None
 
     async def load(self) -> None:
         self.stops = {s.stop_id: s for s in await self.db.stops()}
@@ -84,13 +105,30 @@ class Safety:
         return decide(self.facts())
 
     def request(
-        self, action: str, units: int, holder: str, dry_run: bool
+        self, action: str, units: int, holder: str, dry_run: bool, leader_only: bool = False
     ) -> tuple[Decision, HeldPermit | None]:
         units = check_request(action, units)
         decision = self.decision()
+        epoch = 0
+        if decision.granted and leader_only:
+            lead = self.leadership
+            if lead is None or not lead.is_leader():
+                who = lead.leader if lead is not None and lead.leader else "nobody"
+                return Decision(
+                    False, Reason.NOT_LEADER, f"not the group's leader ({who} is)"
+                ), None
+            epoch = lead.epoch
         if not decision.granted or dry_run:
             return decision, None
-        return decision, self.permits.grant(action, units, holder, self.clock.wall())
+        return decision, self.permits.grant(action, units, holder, self.clock.wall(), epoch)
+
+    def stepped_down(self, why: str) -> None:
+        """Leadership ended: leader-only permits end with it."""
+        revoked = self.permits.revoke_all(
+            Decision(False, Reason.NOT_LEADER, f"leadership ended: {why}"), leader_only=True
+        )
+        if revoked:
+            log.warning("revoked %d leader-only permits: %s", len(revoked), why)
 
     def enforce(self) -> None:
         """Revoke every held permit if the decision is now no; log each change once."""

@@ -23,8 +23,10 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -45,7 +47,7 @@ FAILURE_KINDS = (
     ("Connection refused", "connection refused"),
     ("before receiving SETTINGS", "connect timeout (no HTTP/2 SETTINGS in time)"),
     ("Handshake", "TLS handshake failed"),
-    ("tcp handshaker shutdown", "TCP connect cut short"),
+    ("handshaker shutdown", "handshake cut short (connect timeout)"),
     ("ping timeout", "keepalive ping timeout"),
     ("Internal error from Core", "INTERNAL from grpc core"),
     ("RPC already finished", "write on a finished RPC"),
@@ -62,7 +64,7 @@ def failure_kind(text: str) -> str:
     for words, kind in FAILURE_KINDS:
         if words in text:
             return kind
-    return "other: " + text[-100:]
+    return "other: " + text[-100:].replace("\n", " ")
 
 
 def raise_nofile() -> None:
@@ -259,6 +261,27 @@ def client_status(clients: list[Client]) -> dict:
     }
 
 
+async def wait_for_go(commands: asyncio.StreamReader) -> float | None:
+    """Wait for 'go [RATE]' from the driver: None if it went away, else starts per second
+    (0: all at once)."""
+    words = (await commands.readline()).split()
+    if not words or words[0] != b"go":
+        return None
+    return float(words[1]) if len(words) > 1 else 0.0
+
+
+async def start_ramped(
+    coros: list[Coroutine[Any, Any, None]], rate_per_s: float, names: list[str]
+) -> list[asyncio.Task[None]]:
+    """Start the coroutines as tasks, all at once or `rate_per_s` per second."""
+    tasks, started = [], time.monotonic()
+    for i, (coro, name) in enumerate(zip(coros, names, strict=True)):
+        if rate_per_s > 0 and (delay := started + i / rate_per_s - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(coro, name=name))
+    return tasks
+
+
 async def stdin_reader() -> asyncio.StreamReader:
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
@@ -275,13 +298,14 @@ async def clients_main(spec: dict) -> None:
     ]
     commands = await stdin_reader()
     emit({"ready": True})
-    if (await commands.readline()).strip() != b"go":
+    rate = await wait_for_go(commands)
+    if rate is None:
         return
-    tasks = [
-        asyncio.create_task(run_client(spec, ca, c, random.Random(spec["seed"] + i)))
-        for i, c in enumerate(clients)
-    ]
     reporter = asyncio.create_task(report(lambda: client_status(clients)))
+    coros = [
+        run_client(spec, ca, c, random.Random(spec["seed"] + i)) for i, c in enumerate(clients)
+    ]
+    tasks = await start_ramped(coros, rate, [c.name for c in clients])
     await commands.readline()  # "stop" or EOF: the driver is done with us
     # Thousands of live channels make an orderly shutdown slow: just leave.
     del tasks, reporter

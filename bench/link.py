@@ -54,7 +54,16 @@ from typing import Any, TypeVar
 
 import grpc
 import psutil
-from _bare import FAILURES, emit, failure_kind, raise_nofile, report, stdin_reader
+from _bare import (
+    FAILURES,
+    emit,
+    failure_kind,
+    raise_nofile,
+    report,
+    start_ramped,
+    stdin_reader,
+    wait_for_go,
+)
 from cryptography.hazmat.primitives import serialization
 
 from agent import credentials
@@ -93,7 +102,7 @@ STEADY_SETTLE_S = 3.0
 STEADY_WINDOW_S = 10.0
 IDLE_SETTLE_S = 5.0
 IDLE_WINDOW_S = 10.0
-STOP_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 20.0  # edge-hub.service: TimeoutStopSec=20s, then SIGKILL
 AGENT_RESTART_S = 2.0  # edge-agent.service: Restart=on-failure, RestartSec=2s
 RPC_TIMEOUT_S = 10.0
 T = TypeVar("T")
@@ -423,9 +432,10 @@ class Pool:
             raise BenchTimeout(f"{kind} workers not ready after {bench.args.timeout:g}s") from None
         return pool
 
-    def go(self) -> None:
+    def go(self, rate_per_s: float) -> None:
+        """Start the agents: all at once (0) or `rate_per_s` per second in total."""
         for proc in self.procs:
-            proc.send("go")
+            proc.send(f"go {rate_per_s / len(self.procs)}")
 
     def total(self, key: str) -> float:
         return sum(p.latest.get(key, 0) for p in self.procs)
@@ -621,16 +631,13 @@ async def agents_main(spec: dict[str, Any]) -> None:
     agents = await load_agents(spec)
     commands = await stdin_reader()
     emit({"ready": True})
-    if (await commands.readline()).strip() != b"go":
+    rate = await wait_for_go(commands)
+    if rate is None:
         return
-    tasks = [
-        asyncio.create_task(
-            supervise(agent, config, random.Random(spec["seed"] + i)), name=f"agent-{agent.name}"
-        )
-        for i, agent in enumerate(agents)
-    ]
     reporter = asyncio.create_task(report(lambda: agents_status(agents)))
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks, agents)
+    coros = [supervise(a, config, random.Random(spec["seed"] + i)) for i, a in enumerate(agents)]
+    tasks = await start_ramped(coros, rate, [f"agent-{a.name}" for a in agents])
     await commands.readline()  # "stop" or EOF
     reporter.cancel()
     sys.stdout.flush()
@@ -888,7 +895,7 @@ def failures_note(n: int, side: str, phase: str, delta: collections.Counter[str]
 async def registration(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
     """Start all N agents at once; time until the server and the agents saw all registered."""
     t0 = time.time()
-    pool.go()
+    pool.go(side.bench.args.ramp)
     _, register_s = await side.registered(pool.server, t0, f"{side.name}: registration")
     agent_s = await pool.all_connected(t0, side.bench.args.timeout, f"{side.name}: agent view")
     progress(f"{side.name}: {side.n} registered in {register_s:.2f}s")
@@ -941,6 +948,7 @@ async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
         notes.append(f"N={n} {side.name}: {exc}")
         progress(f"{side.name}: {exc}")
         if pool is not None:
+            notes.append(failures_note(n, side.name, "in all, until then", pool.failures()))
             await pool.dump_tasks()
     finally:
         if pool is not None:
@@ -952,8 +960,9 @@ async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
                 f"like systemd): {why}"
                 for why, count in pool.links_ended().items()
             ]
+        await bench.children.stop(server)  # first: agents leaving all at once make work
+        if pool is not None:
             await pool.stop()
-        await bench.children.stop(server)
         notes += [f"N={n} {side.name}: {what}" for what in bench.children.stuck]
         bench.children.stuck.clear()
     return figures, notes
@@ -1152,6 +1161,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="runs per N (default 1)")
     parser.add_argument(
         "--side", choices=("both", "ours", "floor"), default="both", help="what to run"
+    )
+    parser.add_argument(
+        "--ramp",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="start the N agents at R per second (default 0: all at once)",
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="bound per phase (s)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")

@@ -20,6 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     check.add_argument("action", metavar="ACTION")
     check.add_argument("--units", type=int, default=1, help="units of the action (default 1)")
+    check.add_argument(
+        "--leader-only",
+        action="store_true",
+        help="an action only the group's leader may take (not_leader on replicas)",
+    )
     check.set_defaults(func=check_cmd)
 
 
@@ -29,7 +34,11 @@ async def check_cmd(app: App) -> int:
         decision = await call(
             stub.RequestPermit,
             agent_pb2.PermitRequest(
-                action=app.args.action, units=app.args.units, dry_run=True, holder="edgectl"
+                action=app.args.action,
+                units=app.args.units,
+                dry_run=True,
+                holder="edgectl",
+                leader_only=app.args.leader_only,
             ),
         )
     data = {

@@ -19,6 +19,7 @@ from edgectl import (
     cmd_dev,
     cmd_estop,
     cmd_fleet,
+    cmd_leader,
     cmd_node,
     cmd_operator,
     cmd_permit,
@@ -116,6 +117,7 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
         cmd_estop,
         cmd_autonomy,
         cmd_permit,
+        cmd_leader,
         cmd_operator,
         cmd_dev,
     ):

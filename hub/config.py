@@ -100,6 +100,18 @@ class HttpSection:
 
 
 @dataclass(frozen=True)
+class LeaseSection:
+    ttl_s: float = setting(10.0, "Leader lease lifetime; down to 2 s for LAN sites.", at_least(2.0))
+    renew_interval_s: float = setting(2.0, "How often the leader renews its lease.", positive)
+    renew_deadline_s: float = setting(1.0, "Deadline of one renewal call.", positive)
+    margin_s: float = setting(
+        0.5,
+        "The leader stops believing in its lease this long before it could expire.",
+        positive,
+    )
+
+
+@dataclass(frozen=True)
 class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
     link: LinkSection = field(default_factory=LinkSection)
@@ -107,6 +119,7 @@ class HubConfig:
     store: StoreSection = field(default_factory=StoreSection)
     autonomy: AutonomySection = field(default_factory=AutonomySection)
     http: HttpSection = field(default_factory=HttpSection)
+    lease: LeaseSection = field(default_factory=LeaseSection)
 
     def problems(self) -> list[str]:
         found = []
@@ -117,6 +130,15 @@ class HubConfig:
             )
         if self.certs.token_ttl_default_s > self.certs.token_ttl_max_s:
             found.append("[certs].token_ttl_default_s must not exceed [certs].token_ttl_max_s")
+        lease = self.lease
+        if lease.renew_interval_s + 2 * lease.renew_deadline_s > lease.ttl_s:
+            found.append(
+                "[lease] timing rule broken: renew_interval_s + 2 x renew_deadline_s must be <= "
+                f"ttl_s ({lease.renew_interval_s:g} + 2 x {lease.renew_deadline_s:g} > "
+                f"{lease.ttl_s:g})"
+            )
+        if lease.margin_s >= lease.ttl_s - lease.renew_interval_s:
+            found.append("[lease].margin_s must be smaller than ttl_s - renew_interval_s")
         if self.hub.listen == self.hub.enroll_listen:
             found.append("[hub].listen and [hub].enroll_listen must differ")
         return found

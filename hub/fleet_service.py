@@ -1,9 +1,11 @@
 """The Fleet service: what operators ask of the hub. Every call needs an operator credential."""
 
+import logging
+
 import grpc
 
 from edgecommon.clock import Clock
-from edgecommon.errors import NotFound
+from edgecommon.errors import InvalidArgument, NotFound
 from edgecommon.identity import Kind
 from edgecommon.pb import fleet_pb2, fleet_pb2_grpc
 from edgecommon.rpc import handle_errors
@@ -12,6 +14,7 @@ from hub.auth import PeerVerifier
 from hub.autonomy import FleetSwitch
 from hub.enrollment import Enrollment, token_subject
 from hub.estop import EstopManager
+from hub.leases import LeaseManager
 from hub.registry import NodeView, Registry
 
 
@@ -46,6 +49,9 @@ def node_message(view: NodeView) -> fleet_pb2.Node:
     return node
 
 
+log = logging.getLogger("edge-hub.fleet")
+
+
 class FleetService(fleet_pb2_grpc.FleetServicer):
     def __init__(
         self,
@@ -55,7 +61,9 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         clock: Clock,
         estops: EstopManager,
         fleet_switch: FleetSwitch,
+        leases: LeaseManager,
     ) -> None:
+        self.leases = leases
         self.estops = estops
         self.fleet_switch = fleet_switch
         self.enrollment = enrollment
@@ -160,3 +168,37 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             request.enabled, request.reason, operator.name, min(request.wait_s, 60.0)
         )
         return self.fleet_switch.report(stopped=self.estops.covers)
+
+    @handle_errors
+    async def LeaderStatus(
+        self, request: fleet_pb2.GroupLeaderRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.LeaderReport:
+        self.verifier.require(context, Kind.OPERATOR)
+        return self.leases.report(request.group)
+
+    @handle_errors
+    async def ResignLeader(
+        self, request: fleet_pb2.ResignLeaderRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.ResignReport:
+        _, operator = self.verifier.require(context, Kind.OPERATOR)
+        if not request.group:
+            raise InvalidArgument("--group is required")
+        timeout = request.timeout_s or 30.0
+        if not 0 < timeout <= 300:
+            raise InvalidArgument("--timeout must be between 0 and 300 seconds")
+        report = await self.leases.resign(request.group, request.to, timeout, request.dry_run)
+        if not request.dry_run:
+            log.warning(
+                "switchover of %s requested by %s: %s", request.group, operator.name, report.detail
+            )
+        return report
+
+    @handle_errors
+    async def PauseGroup(
+        self, request: fleet_pb2.PauseGroupRequest, context: grpc.aio.ServicerContext
+    ) -> fleet_pb2.LeaderReport:
+        self.verifier.require(context, Kind.OPERATOR)
+        if not request.group:
+            raise InvalidArgument("--group is required")
+        await self.leases.pause(request.group, request.paused)
+        return self.leases.report(request.group)

@@ -18,6 +18,7 @@ from hub.autonomy import FleetSwitch
 from hub.config import LinkSection
 from hub.enrollment import Enrollment
 from hub.estop import EstopManager
+from hub.leases import LeaseManager
 from hub.registry import Registry, Session
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,9 @@ class LinkService(link_pb2_grpc.LinkServicer):
         rng: random.Random,
         estops: EstopManager,
         fleet_switch: FleetSwitch,
+        leases: LeaseManager,
     ) -> None:
+        self.leases = leases
         self.enrollment = enrollment
         self.estops = estops
         self.fleet_switch = fleet_switch
@@ -68,6 +71,20 @@ class LinkService(link_pb2_grpc.LinkServicer):
             group=enrolled.identity.group,
             kind=enrolled.identity.kind.value,
         )
+
+    @handle_errors
+    async def RenewLease(
+        self, request: link_pb2.RenewLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> link_pb2.LeaseAnswer:
+        _, identity = self.verifier.require(context, Kind.NODE)
+        return await self.leases.renew(identity.name, identity.group, request.epoch)
+
+    @handle_errors
+    async def ReleaseLease(
+        self, request: link_pb2.ReleaseLeaseRequest, context: grpc.aio.ServicerContext
+    ) -> link_pb2.LeaseAnswer:
+        _, identity = self.verifier.require(context, Kind.NODE)
+        return await self.leases.release(identity.name, identity.group, request.epoch)
 
     async def Connect(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
         try:

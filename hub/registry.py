@@ -177,6 +177,11 @@ class Registry:
                 await self.flush()
                 last_flush = self.clock.monotonic()
 
+    def heartbeat_age(self, node_id: str) -> float | None:
+        """Seconds since the node's last heartbeat on its current stream, None if offline."""
+        session = self._sessions.get(node_id)
+        return self.clock.monotonic() - session.last_heartbeat_mono if session else None
+
     def live_sessions(self) -> list[Session]:
         return list(self._sessions.values())
 

@@ -34,6 +34,7 @@ from hub.enrollment import Enrollment
 from hub.estop import EstopManager
 from hub.fleet_service import FleetService
 from hub.http_api import read_token, start_http
+from hub.leases import LeaseManager
 from hub.link_service import LinkService
 from hub.registry import Registry
 from hub.store.sqlite import SqliteStore
@@ -56,6 +57,7 @@ class HubParts:
     estops: EstopManager
     fleet_switch: FleetSwitch
     http_token: bytes | None
+    leases: LeaseManager
 
 
 async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts:
@@ -69,17 +71,20 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     await estops.load()
     fleet_switch = FleetSwitch(store, registry, clock, config.autonomy)
     await fleet_switch.load()
+    leases = LeaseManager(store, registry, estops, clock, config.lease)
+    await leases.load()
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
     enrollment = Enrollment(store, creds, config, clock)
     link = LinkService(
-        enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch
+        enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch, leases
     )
 
     server = grpc.aio.server(options=grpcopts.server_options())
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
-        FleetService(enrollment, registry, verifier, clock, estops, fleet_switch), server
+        FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -95,7 +100,7 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
         if server.add_secure_port(address, server_creds) == 0:
             raise OSError(f"cannot listen on {address}")
     return HubParts(
-        store, registry, server, health_servicer, link, estops, fleet_switch, http_token
+        store, registry, server, health_servicer, link, estops, fleet_switch, http_token, leases
     )
 
 

@@ -6,29 +6,53 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class LeaderStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Leadership(_message.Message):
+    __slots__ = ("is_leader", "epoch", "leader", "time_left_s", "group", "reason")
+    IS_LEADER_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    TIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    is_leader: bool
+    epoch: int
+    leader: str
+    time_left_s: float
+    group: str
+    reason: str
+    def __init__(self, is_leader: _Optional[bool] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., time_left_s: _Optional[float] = ..., group: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class PermitRequest(_message.Message):
-    __slots__ = ("action", "units", "dry_run", "holder")
+    __slots__ = ("action", "units", "dry_run", "holder", "leader_only")
     ACTION_FIELD_NUMBER: _ClassVar[int]
     UNITS_FIELD_NUMBER: _ClassVar[int]
     DRY_RUN_FIELD_NUMBER: _ClassVar[int]
     HOLDER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_ONLY_FIELD_NUMBER: _ClassVar[int]
     action: str
     units: int
     dry_run: bool
     holder: str
-    def __init__(self, action: _Optional[str] = ..., units: _Optional[int] = ..., dry_run: _Optional[bool] = ..., holder: _Optional[str] = ...) -> None: ...
+    leader_only: bool
+    def __init__(self, action: _Optional[str] = ..., units: _Optional[int] = ..., dry_run: _Optional[bool] = ..., holder: _Optional[str] = ..., leader_only: _Optional[bool] = ...) -> None: ...
 
 class PermitDecision(_message.Message):
-    __slots__ = ("granted", "reason", "detail", "permit_id")
+    __slots__ = ("granted", "reason", "detail", "permit_id", "epoch")
     GRANTED_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     granted: bool
     reason: str
     detail: str
     permit_id: str
-    def __init__(self, granted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., permit_id: _Optional[str] = ...) -> None: ...
+    epoch: int
+    def __init__(self, granted: _Optional[bool] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ..., permit_id: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class WatchPermitRequest(_message.Message):
     __slots__ = ("permit_id",)

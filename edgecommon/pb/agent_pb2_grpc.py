@@ -69,6 +69,16 @@ class AgentLocalStub:
                 request_serializer=edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
                 _registered_method=True)
+        self.LeaderStatus = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/LeaderStatus',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.Leadership.FromString,
+                _registered_method=True)
+        self.WatchLeader = channel.unary_stream(
+                '/autonomyops.edge.v1.AgentLocal/WatchLeader',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.Leadership.FromString,
+                _registered_method=True)
 
 
 class AgentLocalServicer:
@@ -119,6 +129,19 @@ class AgentLocalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LeaderStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchLeader(self, request, context):
+        """One message now and one at every change of leadership, until the caller leaves.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentLocalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -156,6 +179,16 @@ def add_AgentLocalServicer_to_server(servicer, server):
                     servicer.ReleaseLocalStop,
                     request_deserializer=edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.FromString,
                     response_serializer=edgecommon_dot_pb_dot_agent__pb2.EstopState.SerializeToString,
+            ),
+            'LeaderStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaderStatus,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.Leadership.SerializeToString,
+            ),
+            'WatchLeader': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchLeader,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.Leadership.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -347,6 +380,60 @@ class AgentLocal:
             '/autonomyops.edge.v1.AgentLocal/ReleaseLocalStop',
             edgecommon_dot_pb_dot_agent__pb2.LocalStopRequest.SerializeToString,
             edgecommon_dot_pb_dot_agent__pb2.EstopState.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaderStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/LeaderStatus',
+            edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.Leadership.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchLeader(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/WatchLeader',
+            edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.Leadership.FromString,
             options,
             channel_credentials,
             insecure,

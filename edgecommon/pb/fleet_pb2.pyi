@@ -6,6 +6,96 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GroupLeaderRequest(_message.Message):
+    __slots__ = ("group",)
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    def __init__(self, group: _Optional[str] = ...) -> None: ...
+
+class LeaderCandidate(_message.Message):
+    __slots__ = ("node_id", "eligible", "why_not", "position", "state")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ELIGIBLE_FIELD_NUMBER: _ClassVar[int]
+    WHY_NOT_FIELD_NUMBER: _ClassVar[int]
+    POSITION_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    eligible: bool
+    why_not: str
+    position: int
+    state: str
+    def __init__(self, node_id: _Optional[str] = ..., eligible: _Optional[bool] = ..., why_not: _Optional[str] = ..., position: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+
+class GroupLeadership(_message.Message):
+    __slots__ = ("group", "leader", "epoch", "time_left_s", "paused", "switchover_to", "candidates")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    TIME_LEFT_S_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    SWITCHOVER_TO_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    leader: str
+    epoch: int
+    time_left_s: float
+    paused: bool
+    switchover_to: str
+    candidates: _containers.RepeatedCompositeFieldContainer[LeaderCandidate]
+    def __init__(self, group: _Optional[str] = ..., leader: _Optional[str] = ..., epoch: _Optional[int] = ..., time_left_s: _Optional[float] = ..., paused: _Optional[bool] = ..., switchover_to: _Optional[str] = ..., candidates: _Optional[_Iterable[_Union[LeaderCandidate, _Mapping]]] = ...) -> None: ...
+
+class LeaderReport(_message.Message):
+    __slots__ = ("groups",)
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupLeadership]
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupLeadership, _Mapping]]] = ...) -> None: ...
+
+class ResignLeaderRequest(_message.Message):
+    __slots__ = ("group", "to", "timeout_s", "dry_run")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    to: str
+    timeout_s: float
+    dry_run: bool
+    def __init__(self, group: _Optional[str] = ..., to: _Optional[str] = ..., timeout_s: _Optional[float] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class ResignReport(_message.Message):
+    __slots__ = ("group", "from_leader", "to", "old_epoch", "new_epoch", "done", "dry_run", "leaderless_s", "detail", "target_lag", "at_risk")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    FROM_LEADER_FIELD_NUMBER: _ClassVar[int]
+    TO_FIELD_NUMBER: _ClassVar[int]
+    OLD_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    NEW_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    LEADERLESS_S_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    TARGET_LAG_FIELD_NUMBER: _ClassVar[int]
+    AT_RISK_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    from_leader: str
+    to: str
+    old_epoch: int
+    new_epoch: int
+    done: bool
+    dry_run: bool
+    leaderless_s: float
+    detail: str
+    target_lag: int
+    at_risk: str
+    def __init__(self, group: _Optional[str] = ..., from_leader: _Optional[str] = ..., to: _Optional[str] = ..., old_epoch: _Optional[int] = ..., new_epoch: _Optional[int] = ..., done: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., leaderless_s: _Optional[float] = ..., detail: _Optional[str] = ..., target_lag: _Optional[int] = ..., at_risk: _Optional[str] = ...) -> None: ...
+
+class PauseGroupRequest(_message.Message):
+    __slots__ = ("group", "paused")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    PAUSED_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    paused: bool
+    def __init__(self, group: _Optional[str] = ..., paused: _Optional[bool] = ...) -> None: ...
+
 class EngageEstopRequest(_message.Message):
     __slots__ = ("scope", "reason")
     SCOPE_FIELD_NUMBER: _ClassVar[int]

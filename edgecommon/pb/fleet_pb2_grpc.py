@@ -79,6 +79,21 @@ class FleetStub:
                 request_serializer=edgecommon_dot_pb_dot_fleet__pb2.SetAutonomyRequest.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.FromString,
                 _registered_method=True)
+        self.LeaderStatus = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/LeaderStatus',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.GroupLeaderRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.LeaderReport.FromString,
+                _registered_method=True)
+        self.ResignLeader = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/ResignLeader',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.ResignLeaderRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.ResignReport.FromString,
+                _registered_method=True)
+        self.PauseGroup = channel.unary_unary(
+                '/autonomyops.edge.v1.Fleet/PauseGroup',
+                request_serializer=edgecommon_dot_pb_dot_fleet__pb2.PauseGroupRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_fleet__pb2.LeaderReport.FromString,
+                _registered_method=True)
 
 
 class FleetServicer:
@@ -140,6 +155,25 @@ class FleetServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LeaderStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResignLeader(self, request, context):
+        """Graceful switchover; dry_run only shows the plan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseGroup(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FleetServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -187,6 +221,21 @@ def add_FleetServicer_to_server(servicer, server):
                     servicer.SetAutonomy,
                     request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.SetAutonomyRequest.FromString,
                     response_serializer=edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.SerializeToString,
+            ),
+            'LeaderStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.LeaderStatus,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.GroupLeaderRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.LeaderReport.SerializeToString,
+            ),
+            'ResignLeader': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResignLeader,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.ResignLeaderRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.ResignReport.SerializeToString,
+            ),
+            'PauseGroup': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseGroup,
+                    request_deserializer=edgecommon_dot_pb_dot_fleet__pb2.PauseGroupRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_fleet__pb2.LeaderReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -432,6 +481,87 @@ class Fleet:
             '/autonomyops.edge.v1.Fleet/SetAutonomy',
             edgecommon_dot_pb_dot_fleet__pb2.SetAutonomyRequest.SerializeToString,
             edgecommon_dot_pb_dot_fleet__pb2.AutonomyReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LeaderStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/LeaderStatus',
+            edgecommon_dot_pb_dot_fleet__pb2.GroupLeaderRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.LeaderReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResignLeader(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/ResignLeader',
+            edgecommon_dot_pb_dot_fleet__pb2.ResignLeaderRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.ResignReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseGroup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Fleet/PauseGroup',
+            edgecommon_dot_pb_dot_fleet__pb2.PauseGroupRequest.SerializeToString,
+            edgecommon_dot_pb_dot_fleet__pb2.LeaderReport.FromString,
             options,
             channel_credentials,
             insecure,

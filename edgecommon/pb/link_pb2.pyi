@@ -6,6 +6,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RenewLeaseRequest(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class ReleaseLeaseRequest(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+
+class LeaseAnswer(_message.Message):
+    __slots__ = ("verdict", "epoch", "leader", "ttl_s", "renew_interval_s", "renew_deadline_s", "margin_s", "reason")
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    TTL_S_FIELD_NUMBER: _ClassVar[int]
+    RENEW_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    RENEW_DEADLINE_S_FIELD_NUMBER: _ClassVar[int]
+    MARGIN_S_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    verdict: str
+    epoch: int
+    leader: str
+    ttl_s: float
+    renew_interval_s: float
+    renew_deadline_s: float
+    margin_s: float
+    reason: str
+    def __init__(self, verdict: _Optional[str] = ..., epoch: _Optional[int] = ..., leader: _Optional[str] = ..., ttl_s: _Optional[float] = ..., renew_interval_s: _Optional[float] = ..., renew_deadline_s: _Optional[float] = ..., margin_s: _Optional[float] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class EnrollRequest(_message.Message):
     __slots__ = ("token", "csr_pem", "agent_version")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -112,18 +144,26 @@ class Heartbeat(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., autonomy_effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., local_stop_ids: _Optional[_Iterable[str]] = ..., held_permits: _Optional[int] = ...) -> None: ...
 
 class HubMessage(_message.Message):
-    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch")
+    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch", "lease_nudge")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_FIELD_NUMBER: _ClassVar[int]
     ESTOP_FIELD_NUMBER: _ClassVar[int]
     ESTOP_RELEASE_FIELD_NUMBER: _ClassVar[int]
     FLEET_SWITCH_FIELD_NUMBER: _ClassVar[int]
+    LEASE_NUDGE_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     backoff: Backoff
     estop: EstopCommand
     estop_release: EstopRelease
     fleet_switch: FleetSwitch
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ...) -> None: ...
+    lease_nudge: LeaseNudge
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ..., lease_nudge: _Optional[_Union[LeaseNudge, _Mapping]] = ...) -> None: ...
+
+class LeaseNudge(_message.Message):
+    __slots__ = ("reason",)
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reason: str
+    def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("node_id", "group", "heartbeat_interval_s", "hub_time_unix", "stops", "releases", "fleet_switch")

@@ -44,6 +44,16 @@ class LinkStub:
                 request_serializer=edgecommon_dot_pb_dot_link__pb2.AgentMessage.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_link__pb2.HubMessage.FromString,
                 _registered_method=True)
+        self.RenewLease = channel.unary_unary(
+                '/autonomyops.edge.v1.Link/RenewLease',
+                request_serializer=edgecommon_dot_pb_dot_link__pb2.RenewLeaseRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_link__pb2.LeaseAnswer.FromString,
+                _registered_method=True)
+        self.ReleaseLease = channel.unary_unary(
+                '/autonomyops.edge.v1.Link/ReleaseLease',
+                request_serializer=edgecommon_dot_pb_dot_link__pb2.ReleaseLeaseRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_link__pb2.LeaseAnswer.FromString,
+                _registered_method=True)
 
 
 class LinkServicer:
@@ -65,6 +75,20 @@ class LinkServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenewLease(self, request, context):
+        """Leases are renewed with short-deadline unary calls, never by stream liveness.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLease(self, request, context):
+        """The holder confirms it stepped down (switchover): the lease is free at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LinkServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +101,16 @@ def add_LinkServicer_to_server(servicer, server):
                     servicer.Connect,
                     request_deserializer=edgecommon_dot_pb_dot_link__pb2.AgentMessage.FromString,
                     response_serializer=edgecommon_dot_pb_dot_link__pb2.HubMessage.SerializeToString,
+            ),
+            'RenewLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenewLease,
+                    request_deserializer=edgecommon_dot_pb_dot_link__pb2.RenewLeaseRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_link__pb2.LeaseAnswer.SerializeToString,
+            ),
+            'ReleaseLease': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLease,
+                    request_deserializer=edgecommon_dot_pb_dot_link__pb2.ReleaseLeaseRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_link__pb2.LeaseAnswer.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +167,60 @@ class Link:
             '/autonomyops.edge.v1.Link/Connect',
             edgecommon_dot_pb_dot_link__pb2.AgentMessage.SerializeToString,
             edgecommon_dot_pb_dot_link__pb2.HubMessage.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenewLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Link/RenewLease',
+            edgecommon_dot_pb_dot_link__pb2.RenewLeaseRequest.SerializeToString,
+            edgecommon_dot_pb_dot_link__pb2.LeaseAnswer.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLease(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.Link/ReleaseLease',
+            edgecommon_dot_pb_dot_link__pb2.ReleaseLeaseRequest.SerializeToString,
+            edgecommon_dot_pb_dot_link__pb2.LeaseAnswer.FromString,
             options,
             channel_credentials,
             insecure,

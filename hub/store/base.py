@@ -73,6 +73,15 @@ class AckRecord:
     latency_s: float
 
 
+@dataclass(frozen=True)
+class LeaseRecord:
+    group: str
+    holder: str
+    epoch: int
+    expires_unix: float
+    paused: bool
+
+
 class HubStore(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -124,3 +133,8 @@ class HubStore(Protocol):
     async def get_setting(self, name: str) -> str | None: ...
 
     async def put_setting(self, name: str, value: str) -> None: ...
+
+    async def save_lease(self, lease: LeaseRecord) -> None:
+        """Persist a group's lease; durable when this returns. Epochs never go down."""
+
+    async def list_leases(self) -> list[LeaseRecord]: ...

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import aiosqlite
 
-from hub.store.base import AckRecord, CertificateRecord, NodeRecord, StopRecord, TokenRecord
+from hub.store.base import (
+    AckRecord,
+    CertificateRecord,
+    LeaseRecord,
+    NodeRecord,
+    StopRecord,
+    TokenRecord,
+)
 from hub.store.migrations import all_migrations
 
 _NODE_COLUMNS = (
@@ -282,3 +289,20 @@ class SqliteStore:
                 "value = excluded.value",
                 (name, value),
             )
+
+    async def save_lease(self, lease: LeaseRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO leases VALUES (?, ?, ?, ?, ?) ON CONFLICT (group_name) DO UPDATE SET "
+                "holder = excluded.holder, epoch = excluded.epoch, "
+                "expires_unix = excluded.expires_unix, paused = excluded.paused "
+                "WHERE excluded.epoch >= leases.epoch",
+                (lease.group, lease.holder, lease.epoch, lease.expires_unix, int(lease.paused)),
+            )
+
+    async def list_leases(self) -> list[LeaseRecord]:
+        async with self._read() as db, db.execute("SELECT * FROM leases") as cur:
+            return [
+                LeaseRecord(g, h, int(e), float(x), bool(p))
+                for g, h, e, x, p in await cur.fetchall()
+            ]

@@ -1,0 +1,277 @@
+"""Leader leases per group on the hub: answer renewals, persist, run switchovers.
+
+Every member of a group calls RenewLease on a short cadence; `election.decide` answers,
+and a lease that changed is written to the store before the answer leaves (expiry as
+wall-clock time, so a restarted hub keeps the same deadline). Decisions for one group
+are serialized. Deadlines inside the hub use the monotonic clock.
+
+A switchover (`resign`) marks the target, nudges the holder to renew at once (it is told
+to step down, stops acting, and confirms with ReleaseLease), then nudges the target, which
+is granted the next epoch. The time between the release and the grant is the leaderless
+window the command reports.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from edgecommon.clock import Clock
+from edgecommon.errors import Conflict, InvalidArgument, NotFound
+from edgecommon.pb import fleet_pb2, link_pb2
+from hub.config import LeaseSection
+from hub.election import (
+    Candidate,
+    GroupState,
+    Lease,
+    Switchover,
+    Verdict,
+    best_candidate,
+    decide,
+    released,
+)
+from hub.estop import EstopManager
+from hub.registry import Registry
+from hub.store.base import HubStore, LeaseRecord
+
+log = logging.getLogger("edge-hub.leases")
+NO_LEASE = Lease("", 0, 0.0)
+# A member is healthy while its heartbeats arrive: a node that died is not a candidate
+# long before the registry calls it offline.
+HEALTHY_HEARTBEAT_PERIODS = 2.5
+
+
+@dataclass
+class GroupLease:
+    group: str
+    lease: Lease = NO_LEASE
+    paused: bool = False
+    switchover: Switchover | None = None
+    released_mono: float | None = None
+    granted_mono: float | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class LeaseManager:
+    def __init__(
+        self,
+        store: HubStore,
+        registry: Registry,
+        estops: EstopManager,
+        clock: Clock,
+        config: LeaseSection,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.estops = estops
+        self.clock = clock
+        self.config = config
+        self.groups: dict[str, GroupLease] = {}
+        self.renewals = 0
+        self.heartbeat_s = registry.config.heartbeat_interval_s
+
+    async def load(self) -> None:
+        wall, mono = self.clock.wall(), self.clock.monotonic()
+        for rec in await self.store.list_leases():
+            expires = mono + (rec.expires_unix - wall) if rec.holder else 0.0
+            self.groups[rec.group] = GroupLease(
+                rec.group, Lease(rec.holder, rec.epoch, expires), rec.paused
+            )
+
+    def _group(self, group: str) -> GroupLease:
+        return self.groups.setdefault(group, GroupLease(group))
+
+    def candidates(self, group: str) -> tuple[Candidate, ...]:
+        out = []
+        for view in self.registry.views(group):
+            node = view.record.node_id
+            beat = self.registry.heartbeat_of(node)
+            stopped = self.estops.covers(node, group) or bool(beat and beat.local_stop_ids)
+            age = self.registry.heartbeat_age(node)
+            healthy = age is not None and age <= HEALTHY_HEARTBEAT_PERIODS * self.heartbeat_s
+            out.append(Candidate(node, view.connected, stopped, healthy))
+        return tuple(out)
+
+    async def _persist(self, g: GroupLease) -> None:
+        lease = g.lease
+        expires_unix = (
+            self.clock.wall() + (lease.expires - self.clock.monotonic()) if lease.holder else 0.0
+        )
+        await self.store.save_lease(
+            LeaseRecord(g.group, lease.holder, lease.epoch, expires_unix, g.paused)
+        )
+
+    def _answer(self, verdict: str, g: GroupLease, reason: str) -> link_pb2.LeaseAnswer:
+        now = self.clock.monotonic()
+        holder = g.lease.holder if g.lease.valid(now) else ""
+        c = self.config
+        return link_pb2.LeaseAnswer(
+            verdict=verdict,
+            epoch=g.lease.epoch,
+            leader=holder,
+            ttl_s=c.ttl_s,
+            renew_interval_s=c.renew_interval_s,
+            renew_deadline_s=c.renew_deadline_s,
+            margin_s=c.margin_s,
+            reason=reason,
+        )
+
+    async def renew(self, node_id: str, group: str, epoch: int) -> link_pb2.LeaseAnswer:
+        g = self._group(group)
+        async with g.lock:
+            self.renewals += 1
+            now = self.clock.monotonic()
+            state = GroupState(g.lease, self.candidates(group), g.paused, g.switchover)
+            decision = decide(state, node_id, epoch, now, self.config.ttl_s)
+            if decision.verdict in (Verdict.RENEWED, Verdict.GRANTED):
+                previous, g.lease = g.lease, decision.lease
+                try:
+                    await self._persist(g)
+                except BaseException:
+                    g.lease = previous
+                    raise
+            if decision.verdict is Verdict.GRANTED:
+                g.granted_mono = now
+                g.switchover = None
+                g.changed.set()
+                log.warning(
+                    "group %s: %s leads at epoch %d (%s)",
+                    group,
+                    node_id,
+                    g.lease.epoch,
+                    decision.reason,
+                )
+            return self._answer(decision.verdict.value, g, decision.reason)
+
+    async def release(self, node_id: str, group: str, epoch: int) -> link_pb2.LeaseAnswer:
+        g = self._group(group)
+        async with g.lock:
+            if g.lease.holder != node_id or g.lease.epoch != epoch:
+                return self._answer("denied", g, "you do not hold this lease")
+            g.lease = released(g.lease)
+            await self._persist(g)
+            g.released_mono = self.clock.monotonic()
+            g.changed.set()
+            log.warning("group %s: %s stepped down from epoch %d", group, node_id, epoch)
+            if g.switchover is not None:
+                g.switchover = Switchover(g.switchover.target, released=True)
+                self._nudge(g.switchover.target, "switchover: the lease is yours to take")
+            return self._answer("released", g, "stepped down")
+
+    def _nudge(self, node_id: str, reason: str) -> None:
+        for session in self.registry.live_sessions():
+            if session.node_id == node_id:
+                session.outbox.put_nowait(
+                    link_pb2.HubMessage(lease_nudge=link_pb2.LeaseNudge(reason=reason))
+                )
+
+    def _known_group(self, group: str) -> GroupLease:
+        if not self.registry.views(group):
+            raise NotFound(f"group {group!r} has no enrolled nodes")
+        return self._group(group)
+
+    def report(self, group: str = "") -> fleet_pb2.LeaderReport:
+        names = [group] if group else sorted({v.record.group for v in self.registry.views()})
+        if group:
+            self._known_group(group)
+        now = self.clock.monotonic()
+        out = []
+        for name in names:
+            g = self._group(name)
+            valid = g.lease.valid(now)
+            out.append(
+                fleet_pb2.GroupLeadership(
+                    group=name,
+                    leader=g.lease.holder if valid else "",
+                    epoch=g.lease.epoch,
+                    time_left_s=max(0.0, g.lease.expires - now) if valid else 0.0,
+                    paused=g.paused,
+                    switchover_to=g.switchover.target if g.switchover else "",
+                    candidates=[
+                        fleet_pb2.LeaderCandidate(
+                            node_id=c.node_id,
+                            eligible=c.ineligible_because() is None,
+                            why_not=c.ineligible_because() or "",
+                            position=c.position,
+                            state="leader" if valid and c.node_id == g.lease.holder else "replica",
+                        )
+                        for c in self.candidates(name)
+                    ],
+                )
+            )
+        return fleet_pb2.LeaderReport(groups=out)
+
+    async def pause(self, group: str, paused: bool) -> None:
+        g = self._known_group(group)
+        async with g.lock:
+            g.paused = paused
+            await self._persist(g)
+        log.warning("group %s: automatic failover %s", group, "paused" if paused else "resumed")
+
+    def _plan(self, group: str, to: str) -> tuple[GroupLease, str, str]:
+        g = self._known_group(group)
+        if g.paused:
+            raise Conflict(
+                f"group {group} is paused: 'edgectl leader resume --group {group}' first"
+            )
+        if not g.lease.valid(self.clock.monotonic()):
+            raise Conflict(f"group {group} has no leader to resign")
+        holder = g.lease.holder
+        candidates = {c.node_id: c for c in self.candidates(group)}
+        if to:
+            if to not in candidates:
+                raise InvalidArgument(f"node {to!r} is not a member of group {group}")
+            if to == holder:
+                raise InvalidArgument(f"{to} already leads group {group}")
+            if why := candidates[to].ineligible_because():
+                raise Conflict(f"{to} cannot take over: {why}")
+            return g, holder, to
+        best = best_candidate(tuple(c for n, c in candidates.items() if n != holder))
+        if best is None:
+            raise Conflict(f"no other eligible member in group {group} to take over")
+        return g, holder, best.node_id
+
+    async def resign(
+        self, group: str, to: str, timeout_s: float, dry_run: bool
+    ) -> fleet_pb2.ResignReport:
+        g, holder, target = self._plan(group, to)
+        report = fleet_pb2.ResignReport(
+            group=group,
+            from_leader=holder,
+            to=target,
+            old_epoch=g.lease.epoch,
+            dry_run=dry_run,
+            target_lag=0,
+            at_risk="nothing: no replicated journal entries to lose",
+        )
+        if dry_run:
+            report.detail = f"would move leadership of {group} from {holder} to {target}"
+            return report
+        old_epoch = g.lease.epoch
+        g.switchover = Switchover(target)
+        g.released_mono = None
+        self._nudge(holder, f"switchover to {target}")
+        deadline = self.clock.monotonic() + timeout_s
+        while not (g.lease.holder == target and g.lease.epoch > old_epoch):
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                break
+            g.changed.clear()
+            try:
+                await asyncio.wait_for(g.changed.wait(), remaining)
+            except TimeoutError:
+                break
+        if g.lease.holder == target and g.lease.epoch > old_epoch:
+            report.done = True
+            report.new_epoch = g.lease.epoch
+            start = g.released_mono if g.released_mono is not None else g.granted_mono
+            report.leaderless_s = max(0.0, (g.granted_mono or 0.0) - (start or 0.0))
+            report.detail = f"{target} leads {group} at epoch {g.lease.epoch}"
+            return report
+        g.switchover = None
+        report.detail = f"{target} did not take over within {timeout_s:g}s; " + (
+            "the lease is free and goes to the best candidate"
+            if not g.lease.holder
+            else f"{holder} still leads"
+        )
+        return report
