@@ -46,6 +46,8 @@ HEARTBEAT_BODY = b"H" + bytes(47)
 FAILURE_KINDS = (
     ("Connection refused", "connection refused"),
     ("before receiving SETTINGS", "connect timeout (no HTTP/2 SETTINGS in time)"),
+    ("connect() timed out", "TCP connect timed out"),
+    ("Connection timed out", "TCP connect timed out"),
     ("Handshake", "TLS handshake failed"),
     ("handshaker shutdown", "handshake cut short (connect timeout)"),
     ("ping timeout", "keepalive ping timeout"),
@@ -55,6 +57,9 @@ FAILURE_KINDS = (
     ("StreamEnded", "stream ended by the server"),
     ("back off", "told to back off"),
     ("registration in time", "no registration answer in time"),
+    ("no register message within", "server timed out waiting for register"),
+    ("CANCELLED", "stream cancelled"),
+    ("Broken pipe", "broken pipe"),
     ("TimeoutError", "no registration answer in time"),
 )
 FAILURES: Counter[str] = Counter()

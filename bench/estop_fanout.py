@@ -183,9 +183,11 @@ class Children:
     the bench's temp dir, not in the project.
     """
 
-    def __init__(self, cwd: Path) -> None:
+    def __init__(self, cwd: Path, py_spy: str = "") -> None:
         self.cwd = cwd
+        self.py_spy = py_spy
         self.procs: list[Child] = []
+        self.stuck: list[str] = []  # what did not stop in time, for the notes
 
     async def spawn(self, name: str, argv: list[str], piped: bool = False) -> Child:
         log_file = self.cwd / f"{name}.log"
@@ -214,12 +216,30 @@ class Children:
             try:
                 await asyncio.wait_for(child.process.wait(), timeout_s)
             except TimeoutError:
-                progress(f"{child.name} did not stop in {timeout_s:g}s: killing it")
+                where = await self.dump_stacks(child)
+                self.stuck.append(f"{child.name} did not stop in {timeout_s:g}s{where}")
+                progress(f"{child.name} did not stop in {timeout_s:g}s: killing it{where}")
                 with contextlib.suppress(ProcessLookupError):
                     child.process.kill()
                 await child.process.wait()
         if child in self.procs:
             self.procs.remove(child)
+
+    async def dump_stacks(self, child: Child) -> str:
+        """With --py-spy: the stuck process's thread stacks, in a file next to its log."""
+        if not self.py_spy:
+            return ""
+        out = self.cwd / f"{child.name}-{child.process.pid}-stacks.txt"
+        with out.open("wb") as f:
+            dump = await asyncio.create_subprocess_exec(
+                self.py_spy, "dump", "--pid", str(child.process.pid), stdout=f, stderr=f
+            )
+            try:
+                await asyncio.wait_for(dump.wait(), 30.0)
+            except TimeoutError:
+                dump.kill()
+                await dump.wait()
+        return f" (stacks: {out})"
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(c, 5.0) for c in list(self.procs)))
@@ -364,15 +384,25 @@ class Bench:
             path.unlink()
 
     async def hub_with_operator(self, hub: Child) -> Operator:
-        """Wait for the hub's CA, bootstrap the operator, wait until the hub answers it."""
-        ca = CredentialPaths.under(self.hub_state)
+        """Wait until the hub listens, bootstrap the operator, wait until the hub answers it.
 
-        async def created() -> tuple[bool | None, str]:
+        Not earlier: the bootstrap opens the hub's store, and two processes opening a
+        fresh store at once race in its migrations (see the report).
+        """
+        host, _, port = self.hub_config.hub.listen.rpartition(":")
+
+        async def listening() -> tuple[bool | None, str]:
             if not hub.alive():
                 raise BenchError(f"hub exited; see {hub.log_file}")
-            return (True if ca.server_cert.exists() else None), "no CA yet"
+            try:
+                _, writer = await asyncio.open_connection(host, int(port))
+            except OSError:
+                return None, "not listening yet"
+            writer.close()
+            await writer.wait_closed()
+            return True, "listening"
 
-        await wait_until(created, self.args.timeout, "hub CA")
+        await wait_until(listening, self.args.timeout, "hub start", period_s=0.02)
         operator = await Operator.bootstrap(self.hub_config)
 
         async def answers() -> tuple[bool | None, str]:
@@ -655,6 +685,58 @@ def cpu_of(children: list[Child]) -> float:
     return sum(c.cpu_s() for c in children)
 
 
+@dataclasses.dataclass
+class Machine:
+    """How busy the machine was over a window, and how much of that was not the bench.
+
+    The bench shares the machine: another workload inflates every figure. `others_pct`
+    is the CPU used by processes other than the bench and its children, in % of all cores.
+    """
+
+    bench: list[Child]
+    wall: float = 0.0
+    busy: float = 0.0
+    ours: float = 0.0
+
+    @staticmethod
+    def _busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def _ours(self) -> float:
+        me = psutil.Process().cpu_times()
+        return me.user + me.system + cpu_of(self.bench)
+
+    def start(self) -> None:
+        self.wall, self.busy, self.ours = time.monotonic(), self._busy(), self._ours()
+
+    def stop(self) -> dict[str, float]:
+        wall = time.monotonic() - self.wall
+        busy, ours = self._busy() - self.busy, self._ours() - self.ours
+        cores = psutil.cpu_count() or 1
+        return {
+            "busy_pct": 100 * busy / (wall * cores),
+            "others_pct": 100 * max(0.0, busy - ours) / (wall * cores),
+            "loadavg_1m": os.getloadavg()[0],
+        }
+
+
+async def wait_for_quiet(bench: Bench, ours: list[Child], what: str) -> str:
+    """Wait (at most --quiet-wait s) until other processes use < --quiet-pct of the cores
+    over a 2 s window; a note if they never did."""
+    deadline = time.monotonic() + bench.args.quiet_wait
+    while True:
+        machine = Machine(ours)
+        machine.start()
+        await asyncio.sleep(2.0)
+        others = machine.stop()["others_pct"]
+        if others < bench.args.quiet_pct:
+            return ""
+        if time.monotonic() >= deadline:
+            return f"{what}: the machine never got quiet ({others:.0f}% used by others)"
+        progress(f"{what}: other processes use {others:.0f}% of the cores; waiting")
+
+
 async def engage_phase(
     bench: Bench, operator: Operator, hub: Child, workers: list[Child], n: int, k: int
 ) -> tuple[dict[str, Any], str]:
@@ -751,6 +833,7 @@ async def run_ours(bench: Bench, n: int) -> dict[str, Any]:
     workers: list[Child] = []
     trials: list[dict[str, Any]] = []
     notes: list[str] = []
+    load: dict[str, float] = {}
     try:
         operator = await bench.hub_with_operator(hub)
         workers = await bench.start_workers("agents", n, bench.hub_config.hub.listen)
@@ -761,6 +844,10 @@ async def run_ours(bench: Bench, n: int) -> dict[str, Any]:
             raise BenchError(f"ours: the hub sees {online}/{n} nodes online")
         progress(f"ours N={n}: all connected in {time.monotonic() - started:.1f}s")
         await asyncio.sleep(bench.args.settle_first)
+        if quiet := await wait_for_quiet(bench, [hub, *workers], f"ours N={n}"):
+            notes.append(quiet)
+        machine = Machine([hub, *workers])
+        machine.start()
         for k in range(bench.args.trials):
             trial = await ours_trial(bench, operator, hub, workers, n, k)
             trials.append(trial)
@@ -771,6 +858,7 @@ async def run_ours(bench: Bench, n: int) -> dict[str, Any]:
                 + ("" if trial["ok"] else f" PROBLEMS: {'; '.join(trial['problems'])}")
             )
             await asyncio.sleep(bench.args.settle)
+        load = machine.stop()
         ended = (await ask_all(workers, {"cmd": "status"}))[0]["ended"]
         notes += [f"ours: {why} x{count}" for why, count in ended.items()]
     except BenchError as exc:
@@ -782,7 +870,9 @@ async def run_ours(bench: Bench, n: int) -> dict[str, Any]:
         if operator is not None:
             await operator.close()
         await bench.children.stop(hub)
-    return {"trials": trials, "notes": notes}
+        notes += [f"ours N={n}: {what}" for what in bench.children.stuck]
+        bench.children.stuck.clear()
+    return {"trials": trials, "notes": notes, "machine": load}
 
 
 # --- the floor ---------------------------------------------------------------------------
@@ -837,7 +927,7 @@ async def run_floor(bench: Bench, n: int) -> dict[str, Any]:
     argv = [sys.executable, str(BENCH_DIR / "_estop_bare.py"), "server", str(spec_file)]
     server = await bench.children.spawn(f"floor-server-{n}", argv, piped=True)
     clients: list[Child] = []
-    result: dict[str, Any] = {"trials": [], "nodisk": [], "notes": []}
+    result: dict[str, Any] = {"trials": [], "nodisk": [], "notes": [], "machine": {}}
     try:
         await server.ready(bench.args.timeout)
         clients = await bench.start_workers("clients", n, f"127.0.0.1:{port}")
@@ -848,8 +938,13 @@ async def run_floor(bench: Bench, n: int) -> dict[str, Any]:
             raise BenchError(f"floor: the server sees {registered}/{n} streams")
         progress(f"floor N={n}: all connected in {time.monotonic() - started:.1f}s")
         await asyncio.sleep(bench.args.settle_first)
+        if quiet := await wait_for_quiet(bench, [server, *clients], f"floor N={n}"):
+            result["notes"].append(quiet)
+        machine = Machine([server, *clients])
+        machine.start()
         result["trials"], notes = await floor_broadcasts(bench, server, clients, n, True)
         result["nodisk"], more = await floor_broadcasts(bench, server, clients, n, False)
+        result["machine"] = machine.stop()
         result["notes"] += notes + more
         progress(
             f"floor N={n}: acked p50 {median_ms(result['trials'], 'acked_s')} ms, "
@@ -862,6 +957,8 @@ async def run_floor(bench: Bench, n: int) -> dict[str, Any]:
         for client in clients:
             await bench.children.stop(client, 5.0)
         await bench.children.stop(server, 5.0)
+        result["notes"] += [f"floor N={n}: {what}" for what in bench.children.stuck]
+        bench.children.stuck.clear()
     return result
 
 
@@ -946,6 +1043,14 @@ def table(result: dict[str, Any]) -> str:
             f"EstopStatus answer for the stop: {max(sizes):,} bytes "
             f"(the hub sends at most {grpcopts.MAX_LINK_MESSAGE_BYTES:,})"
         )
+    for side in ("ours", "floor"):
+        load = result[side]["machine"]
+        if load:
+            lines.append(
+                f"machine during the {side} trials: {load['busy_pct']:.0f}% of all cores busy, "
+                f"{load['others_pct']:.0f}% used by processes outside this bench; "
+                f"load average {load['loadavg_1m']:.1f}"
+            )
     lines += result["notes"]
     return "\n".join(lines)
 
@@ -1022,13 +1127,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--settle-first", type=float, default=3.0, help="pause after all connected (s)"
     )
     parser.add_argument(
+        "--quiet-pct",
+        type=float,
+        default=20.0,
+        help="before each side's trials, wait until other processes use less than this "
+        "%% of the cores (default 20)",
+    )
+    parser.add_argument(
+        "--quiet-wait", type=float, default=300.0, help="but wait at most this long (s)"
+    )
+    parser.add_argument(
         "--agent-log-level", default="info", help="simulated agents' log level (edge-agent: info)"
     )
     parser.add_argument(
         "--dir", type=Path, default=Path("/var/tmp"), help="where the temp dir goes (on disk)"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    parser.add_argument("--json-file", type=Path, help="also write the JSON to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument(
+        "--py-spy", default="", metavar="PATH", help="py-spy binary: dump a child that hangs"
+    )
     args = parser.parse_args(argv)
     if min(args.agents) < 1 or args.procs < 1 or args.trials < 1:
         parser.error("--agents, --procs and --trials must be at least 1")
@@ -1055,7 +1174,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{env['cores']} cores, RLIMIT_NOFILE {soft}, grpcio {env['grpc']}; agents' SQLite "
         f"files under {root} ({env['state_on']})"
     )
-    children = Children(root)
+    children = Children(root, args.py_spy)
     try:
         results = asyncio.run(bench_main(args, root, children))
     except KeyboardInterrupt:
@@ -1067,9 +1186,12 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    document = json.dumps({"env": env, "args": settings, "results": results}, indent=2)
     if args.json:
-        settings = vars(args) | {"dir": str(args.dir)}
-        print(json.dumps({"env": env, "args": settings, "results": results}, indent=2))
+        print(document)
+    if args.json_file:
+        args.json_file.write_text(document + "\n")
     return 0
 
 

@@ -123,6 +123,7 @@ class Proc:
 
     name: str
     process: asyncio.subprocess.Process
+    started: float = 0.0  # psutil create_time: a reused pid is never mistaken for it
     ready: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     latest: dict[str, Any] = dataclasses.field(default_factory=dict)
     follower: asyncio.Task[None] | None = None
@@ -169,6 +170,7 @@ class Children:
         self.py_spy = py_spy
         self.procs: list[Proc] = []
         self.stuck: list[str] = []  # what did not stop in time, for the report
+        self.dumped = False  # py-spy wrote stacks into cwd: keep it
 
     async def spawn(self, name: str, argv: list[str], log_file: Path, piped: bool = False) -> Proc:
         with log_file.open("ab") as out:
@@ -181,7 +183,7 @@ class Children:
                 start_new_session=True,  # Ctrl-C reaches the bench only; it stops them
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
-        proc = Proc(name, process)
+        proc = Proc(name, process, psutil.Process(process.pid).create_time())
         if piped:
             proc.follower = asyncio.create_task(proc.follow(), name=f"follow-{name}")
         self.procs.append(proc)
@@ -224,16 +226,17 @@ class Children:
             except TimeoutError:
                 dump.kill()
                 await dump.wait()
+        self.dumped = True
         return f" (py-spy stacks: {out})"
 
     async def stop_all(self) -> None:
         await asyncio.gather(*(self.stop(p, 5.0) for p in list(self.procs)))
 
     def kill_leftovers(self) -> None:
-        """Last resort outside the event loop: SIGKILL whatever is still running."""
+        """Last resort outside the event loop: SIGKILL whatever of ours still runs."""
         for proc in self.procs:
-            if proc.alive():
-                with contextlib.suppress(ProcessLookupError):
+            with contextlib.suppress(psutil.Error, ProcessLookupError):
+                if abs(psutil.Process(proc.pid).create_time() - proc.started) < 0.01:
                     os.kill(proc.pid, signal.SIGKILL)
 
 
@@ -1199,7 +1202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         children.kill_leftovers()
-        if args.keep:
+        if args.keep or children.dumped:
             progress(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)

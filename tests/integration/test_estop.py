@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import signal
 import sys
 import urllib.error
 import urllib.request
@@ -312,6 +311,3 @@ def test_permit_client_is_importable_from_a_workload(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.stdout.strip() == "ok"
-
-
-_ = signal

@@ -1,0 +1,279 @@
+"""Leader leases with real processes: election, switchover, failover, cuts, pause."""
+
+import itertools
+import random
+import re
+import time
+
+import pytest
+
+from tests.procs import Fleet, wait_until
+from tests.tcpproxy import TcpProxy
+
+FAST_LEASE = (
+    "[lease]\nttl_s = 2.0\nrenew_interval_s = 0.5\nrenew_deadline_s = 0.5\nmargin_s = 0.3\n"
+)
+NODES = ("node-a", "node-b", "node-c")
+
+
+def leader_report(fleet: Fleet, group: str = "site-a") -> dict:
+    result = fleet.edgectl("--output", "json", "leader", "status", "--group", group)
+    assert result.code == 0, result.stderr
+    return result.json["groups"][0]
+
+
+def local_view(fleet: Fleet, node: str) -> dict | None:
+    result = fleet.edgectl(
+        "--output", "json", "leader", "status", "--local", "--socket", str(fleet.socket(node))
+    )
+    return result.json if result.code == 0 else None
+
+
+def current_leader(fleet: Fleet) -> str | None:
+    return leader_report(fleet)["leader"]
+
+
+@pytest.fixture
+def group(fleet: Fleet) -> Fleet:
+    fleet.start_hub(FAST_LEASE)
+    fleet.bootstrap_operator()
+    for node in NODES:
+        fleet.start_agent(node, fleet.token(node))
+    for node in NODES:
+        fleet.wait_connected(node)
+    wait_until("a leader", lambda: current_leader(fleet))
+    return fleet
+
+
+def test_the_best_candidate_leads_and_replicas_answer_not_leader(group: Fleet) -> None:
+    fleet = group
+    report = leader_report(fleet)
+    assert report["leader"] == "node-a"
+    assert report["epoch"] >= 1
+    assert all(c["eligible"] for c in report["candidates"])
+    view = wait_until(
+        "node-a believes", lambda: (v := local_view(fleet, "node-a")) and v["is_leader"] and v
+    )
+    assert view["epoch"] == report["epoch"]
+    denied = fleet.edgectl(
+        "--output",
+        "json",
+        "permit",
+        "check",
+        "actuate",
+        "--leader-only",
+        "--socket",
+        str(fleet.socket("node-b")),
+    )
+    assert denied.code == 4
+    assert denied.json["reason"] == "not_leader"
+
+
+def test_graceful_resign_moves_leadership_and_reports_the_window(group: Fleet) -> None:
+    fleet = group
+    before = leader_report(fleet)
+    dry = fleet.edgectl(
+        "--output", "json", "leader", "resign", "--group", "site-a", "--to", "node-c", "--dry-run"
+    )
+    assert dry.code == 0, dry.stderr
+    assert dry.json["to"] == "node-c"
+    assert current_leader(fleet) == before["leader"]
+    done = fleet.edgectl(
+        "--output", "json", "leader", "resign", "--group", "site-a", "--to", "node-c"
+    )
+    assert done.code == 0, done.stderr
+    assert done.json["done"]
+    assert done.json["new_epoch"] == before["epoch"] + 1
+    assert done.json["leaderless_ms"] >= 0
+    assert current_leader(fleet) == "node-c"
+    assert not local_view(fleet, before["leader"])["is_leader"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "words"),
+    [
+        (["--group", "nowhere"], 1, "no enrolled nodes"),
+        (["--group", "site-a", "--to", "ghost"], 2, "not a member"),
+        (["--group", "site-a", "--to", "node-a"], 2, "already leads"),
+    ],
+)
+def test_bad_resign_requests_change_nothing(group: Fleet, args, code, words) -> None:
+    fleet = group
+    before = leader_report(fleet)
+    result = fleet.edgectl("leader", "resign", *args)
+    assert result.code == code, result.stderr
+    assert words in result.stderr
+    after = leader_report(fleet)
+    assert (after["leader"], after["epoch"]) == (before["leader"], before["epoch"])
+
+
+def test_resign_to_an_offline_or_stopped_node_is_refused(group: Fleet) -> None:
+    fleet = group
+    fleet.agents["node-c"].stop()
+    wait_until(
+        "node-c gone",
+        lambda: (
+            not next(c for c in leader_report(fleet)["candidates"] if c["node_id"] == "node-c")[
+                "eligible"
+            ]
+        ),
+    )
+    result = fleet.edgectl("leader", "resign", "--group", "site-a", "--to", "node-c")
+    assert result.code == 1
+    assert "cannot take over" in result.stderr
+    assert (
+        fleet.edgectl("estop", "engage", "--scope", "node:node-b", "--reason", "x", "--wait").code
+        == 0
+    )
+    result = fleet.edgectl("leader", "resign", "--group", "site-a", "--to", "node-b")
+    assert result.code == 1
+    assert "emergency stop" in result.stderr
+
+
+def test_paused_group_refuses_resign_and_does_not_fail_over(group: Fleet) -> None:
+    fleet = group
+    assert fleet.edgectl("leader", "pause", "--group", "site-a").code == 0
+    assert leader_report(fleet)["paused"]
+    result = fleet.edgectl("leader", "resign", "--group", "site-a")
+    assert result.code == 1
+    assert "paused" in result.stderr
+    leader = current_leader(fleet)
+    fleet.agents[leader].kill()
+    wait_until("lease expires", lambda: current_leader(fleet) is None)
+    assert leader_report(fleet)["leader"] is None
+    assert fleet.edgectl("leader", "resume", "--group", "site-a").code == 0
+    wait_until("failover after resume", lambda old=leader: current_leader(fleet) not in (None, old))
+
+
+def test_sigkill_of_the_leader_fails_over_with_the_next_epoch(group: Fleet) -> None:
+    fleet = group
+    before = leader_report(fleet)
+    fleet.agents[before["leader"]].kill()
+    new = wait_until(
+        "new leader",
+        lambda: (r := leader_report(fleet))["leader"] not in (None, before["leader"]) and r,
+    )
+    assert new["epoch"] == before["epoch"] + 1
+
+
+def test_cut_leader_steps_down_before_another_leads(fleet: Fleet) -> None:
+    """INV-LEASE-01: the cut-off leader stops believing before anyone else is granted."""
+    fleet.start_hub(FAST_LEASE)
+    fleet.bootstrap_operator()
+    host, _, port = fleet.listen.rpartition(":")
+    proxy = TcpProxy(host, int(port)).start()
+    try:
+        config = fleet.write_agent_config("node-a", fleet.token("node-a"))
+        config.write_text(
+            config.read_text().replace(f'hub = "{fleet.listen}"', f'hub = "{proxy.address}"')
+        )
+        fleet.start_agent("node-a", config=config)
+        fleet.start_agent("node-b", fleet.token("node-b"))
+        fleet.wait_connected("node-a")
+        fleet.wait_connected("node-b")
+        wait_until("node-a leads", lambda: current_leader(fleet) == "node-a")
+        proxy.cut()
+        wait_until("node-b leads", lambda: current_leader(fleet) == "node-b")
+        proxy.heal()
+        fleet.wait_connected("node-a")
+        intervals = leadership_intervals(fleet, ("node-a", "node-b"))
+        assert_no_overlap(intervals)
+    finally:
+        proxy.stop()
+
+
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+
+
+def log_stamp() -> str:
+    """Now, in the agents' log timestamp format (UTC here, like their logs)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f",{int(now % 1 * 1000):03d}"
+
+
+def leadership_intervals(
+    fleet: Fleet, nodes, deaths: dict[str, list[str]] | None = None
+) -> list[tuple[str, int, str, str]]:
+    """(node, epoch, from, to) of believed leadership, read from the agents' own logs; a
+    SIGKILLed leader's belief ends when the test killed it (`deaths`)."""
+    out = []
+    for node in nodes:
+        start: tuple[str, int] | None = None
+        kills = sorted((deaths or {}).get(node, []))
+        for line in (fleet.agent_dir(node) / "agent.log").read_text().splitlines():
+            stamp = LOG_TIME.match(line)
+            if not stamp:
+                continue
+            if start is not None and kills and kills[0] <= stamp.group(1):
+                out.append((node, start[1], start[0], kills[0]))
+                start = None
+            kills = [k for k in kills if k > stamp.group(1)]
+            if m := re.search(r"leading group \S+ at epoch (\d+)", line):
+                start = (stamp.group(1), int(m.group(1)))
+            elif "no longer leading" in line and start is not None:
+                out.append((node, start[1], start[0], stamp.group(1)))
+                start = None
+        if start is not None:
+            out.append((node, start[1], start[0], "9999"))
+    return out
+
+
+def assert_no_overlap(intervals) -> None:
+    ordered = sorted(intervals, key=lambda i: i[2])
+    for earlier, later in itertools.pairwise(ordered):
+        assert earlier[3] <= later[2], f"{earlier} overlaps {later}"
+        assert later[1] > earlier[1], f"epochs must grow: {earlier} then {later}"
+
+
+def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
+    """Bounded random trial: kills, restarts and link cuts; believed leadership never
+    overlaps and epochs only grow."""
+    rng = random.Random(20261123)
+    fleet.start_hub(FAST_LEASE)
+    fleet.bootstrap_operator()
+    host, _, port = fleet.listen.rpartition(":")
+    proxies = {}
+    try:
+        for node in NODES:
+            proxies[node] = TcpProxy(host, int(port)).start()
+            config = fleet.write_agent_config(node, fleet.token(node))
+            config.write_text(
+                config.read_text().replace(
+                    f'hub = "{fleet.listen}"', f'hub = "{proxies[node].address}"'
+                )
+            )
+            fleet.start_agent(node, config=config)
+        for node in NODES:
+            fleet.wait_connected(node)
+        deaths: dict[str, list[str]] = {}
+        for _ in range(8):
+            wait_until("some leader", lambda: current_leader(fleet), timeout_s=30)
+            leader = current_leader(fleet)
+            action = rng.choice(["kill", "cut", "resign"])
+            if action == "kill":
+                deaths.setdefault(leader, []).append(log_stamp())
+                fleet.agents[leader].kill()
+                wait_until(
+                    "failover",
+                    lambda old=leader: current_leader(fleet) not in (None, old),
+                    timeout_s=30,
+                )
+                fleet.start_agent(leader, config=fleet.agent_dir(leader) / "agent.toml")
+                fleet.wait_connected(leader)
+            elif action == "cut":
+                proxies[leader].cut()
+                wait_until(
+                    "failover",
+                    lambda old=leader: current_leader(fleet) not in (None, old),
+                    timeout_s=30,
+                )
+                proxies[leader].heal()
+                fleet.wait_connected(leader)
+            else:
+                fleet.edgectl("leader", "resign", "--group", "site-a")
+        intervals = leadership_intervals(fleet, NODES, deaths)
+        assert len(intervals) >= 8
+        assert_no_overlap(intervals)
+    finally:
+        for proxy in proxies.values():
+            proxy.stop()
