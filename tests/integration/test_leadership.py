@@ -277,3 +277,19 @@ def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
     finally:
         for proxy in proxies.values():
             proxy.stop()
+
+
+def test_hub_restart_keeps_the_lease_and_its_epoch(group: Fleet) -> None:
+    """Expiry and epoch are persisted: a restarted hub neither hands the lease to another
+    node nor starts epochs over."""
+    fleet = group
+    before = leader_report(fleet)
+    fleet.hub.stop()
+    fleet.start_hub()
+    after = wait_until("leader known again", lambda: (r := leader_report(fleet))["leader"] and r)
+    assert after["epoch"] >= before["epoch"]
+    if after["leader"] != before["leader"]:
+        # Only if the old leader's lease ran out while the hub was down.
+        assert after["epoch"] > before["epoch"]
+    else:
+        assert after["epoch"] == before["epoch"]
