@@ -44,6 +44,7 @@ class PermitRevoked(Exception):
 class HeldPermit:
     permit_id: str
     action: str
+    epoch: int = 0
     revoked: asyncio.Event = field(default_factory=asyncio.Event)
     reason: str = ""
     detail: str = ""
@@ -67,17 +68,26 @@ class PermitClient:
 
     @contextlib.asynccontextmanager
     async def permit(
-        self, action: str, units: int = 1, *, cancel_on_revoke: bool = True
+        self,
+        action: str,
+        units: int = 1,
+        *,
+        cancel_on_revoke: bool = True,
+        leader_only: bool = False,
     ) -> AsyncIterator[HeldPermit]:
+        """Hold a permit for the block. leader_only: only the group's leader is granted one
+        (`not_leader` elsewhere); `held.epoch` is then the fencing epoch to pass along."""
         async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
             stub = agent_pb2_grpc.AgentLocalStub(channel)
             decision = await stub.RequestPermit(
-                agent_pb2.PermitRequest(action=action, units=units, holder=self.holder),
+                agent_pb2.PermitRequest(
+                    action=action, units=units, holder=self.holder, leader_only=leader_only
+                ),
                 timeout=self.timeout_s,
             )
             if not decision.granted:
                 raise PermitDenied(action, decision.reason, decision.detail)
-            held = HeldPermit(decision.permit_id, action)
+            held = HeldPermit(decision.permit_id, action, epoch=decision.epoch)
             body = asyncio.current_task()
             watcher = asyncio.create_task(
                 self._watch(stub, held, body if cancel_on_revoke else None)

@@ -1,27 +1,35 @@
 """Benchmark the agent link at fleet scale against a real hub, next to the bare-gRPC floor.
 
-    .venv/bin/python bench/link.py --agents 100 [1000 ...] [--procs P] [--repeat K] [--json]
+    .venv/bin/python bench/link.py --agents N [N ...] [--procs P] [--repeat K] [--json]
+        [--ramp R] [--side both|ours|floor] [--timeout S] [--keep] [--py-spy PATH]
 
-For each N it runs, K times each:
+For each N, K times each:
 
 ours   a real hub process (`python -m hub.main`) and N simulated agents spread over P
        worker processes, each agent a real `agent.link.HubLink` with its own channel,
-       its own mTLS connection and its own node certificate signed by the hub's CA;
-       plus one real `python -m agent.main`, enrolled with a join token, measured idle.
+       its own mTLS connection and its own node certificate signed by the hub's CA
+       (signed here, instead of N enrollments); plus one real `python -m agent.main`,
+       enrolled with a join token, measured idle.
 floor  bench/_bare.py: a minimal grpc.aio bidi server and minimal clients with the same
        certificates, keepalive options, heartbeat period and reconnect backoff shape,
        and no product code.
 
-and prints, for both and as a ratio: time until all N registered (the hub's view from
-Fleet.FleetStatus, and the agents' own view), time until all N are back after the
-server is restarted (SIGTERM, start again on the same port and state), server RSS per
-connected agent, server CPU per 1000 heartbeats, and the idle agent's RSS and CPU.
+Phases of a run: start the server; start all N agents at once (or R per second with
+--ramp) and time until all are registered; a 10 s steady window (server CPU per 1000
+heartbeats, server RSS per agent); the idle edge-agent (ours only); then SIGTERM the
+server, start it again on the same port and state, and time until all N are back. The
+table gives both sides and ours/floor; with K > 1 each cell is median / p99 / max. The
+notes say why link attempts failed, and anything that went wrong.
 
-Times are taken from the timestamps the two sides record (the hub's state_since of
-each node, the agents' since), so the poll period only delays detection. Every
-wait is bounded (--timeout per phase); every child process is stopped and the
-temporary directory removed at the end, also on Ctrl-C. Loopback only. The figures
-come from a shared machine: the hub, the workers and the agent share its cores.
+Times come from the timestamps each side records (the hub's state_since per node from
+Fleet.FleetStatus, the bare server's, the agents' own), so polling only delays
+detection. HubLink.run() should never end: if it raises, edge-agent would exit and
+systemd restart it after 2 s; the bench counts it, logs the traceback in the worker log
+and starts a new HubLink after 2 s. Every wait is bounded (--timeout per phase); every
+child process is stopped and the temporary directory removed at the end, also on
+Ctrl-C (--keep keeps it, with all logs). Loopback only. The hub, the workers and the
+idle agent share this machine's cores: at large N the simulated agents' own CPU is
+part of what limits the result (see the agent-side CPU row).
 
 The product is imported from wherever Python finds it (the editable install, i.e. the
 working tree). To measure a commit while the tree has work in progress:
@@ -45,6 +53,7 @@ import resource
 import shutil
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -1157,6 +1166,21 @@ def product_dir() -> str:
     return str(Path(sys.modules[HubLink.__module__].__file__ or "?").parent.parent)
 
 
+def product_version() -> str:
+    """The product's git commit (+ 'dirty' with uncommitted changes), if it is a checkout."""
+    git = ["git", "-C", product_dir()]
+    try:
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True)
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True
+        )
+    except OSError:
+        return "unknown"
+    if commit.returncode != 0:
+        return "not a git checkout"
+    return commit.stdout.decode().strip() + (" + uncommitted changes" if dirty.stdout else "")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--agents", type=int, nargs="+", required=True, help="N (one or more)")
@@ -1184,6 +1208,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv: list[str] | None = None) -> int:
     if sys.argv[1:2] == ["_agents"]:
         run_worker(sys.argv[2])
@@ -1192,7 +1220,19 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()  # inherited by the hub, the workers and the bare server
     logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    progress(f"RLIMIT_NOFILE {soft}; {psutil.cpu_count()} cores; product from {product_dir()}")
+    meta = {
+        "product": product_dir(),
+        "version": product_version(),
+        "cores": psutil.cpu_count(),
+        "rlimit_nofile": soft,
+        "args": vars(args),
+    }
+    progress(
+        f"product {meta['product']} ({meta['version']}); {meta['cores']} cores; "
+        f"RLIMIT_NOFILE {soft}"
+    )
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # clean up as on Ctrl-C
+        signal.signal(signum, interrupted)
     root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
     children = Children(root, args.py_spy)
     try:
@@ -1207,7 +1247,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     if args.json:
-        print(json.dumps({"results": results}, indent=2))
+        print(json.dumps({"meta": meta, "results": results}, indent=2))
     return 0
 
 

@@ -1,12 +1,16 @@
 """Leader leases with real processes: election, switchover, failover, cuts, pause."""
 
+import asyncio
 import itertools
 import random
 import re
 import time
 
+import grpc
 import pytest
 
+from agent.permit_client import PermitClient, PermitDenied, PermitRevoked
+from edgecommon.pb import agent_pb2, agent_pb2_grpc
 from tests.procs import Fleet, wait_until
 from tests.tcpproxy import TcpProxy
 
@@ -293,3 +297,44 @@ def test_hub_restart_keeps_the_lease_and_its_epoch(group: Fleet) -> None:
         assert after["epoch"] > before["epoch"]
     else:
         assert after["epoch"] == before["epoch"]
+
+
+async def test_workloads_watch_leadership_and_lose_leader_permits_on_switchover(
+    group: Fleet,
+) -> None:
+    fleet = group
+    leader = await asyncio.to_thread(current_leader, fleet)
+    client = PermitClient(fleet.socket(leader))
+    views = []
+    holding = asyncio.Event()
+
+    async def watch() -> None:
+        async with grpc.aio.insecure_channel(f"unix:{fleet.socket(leader)}") as channel:
+            stream = agent_pb2_grpc.AgentLocalStub(channel).WatchLeader(
+                agent_pb2.LeaderStatusRequest(), timeout=60
+            )
+            async for view in stream:
+                views.append(view)
+                if not view.is_leader:
+                    return
+
+    async def leader_work() -> None:
+        async with client.permit("actuate", leader_only=True) as held:
+            assert held.epoch >= 1
+            holding.set()
+            await asyncio.sleep(60)
+
+    watcher = asyncio.create_task(watch())
+    work = asyncio.create_task(leader_work())
+    await asyncio.wait_for(holding.wait(), 20)
+    done = await asyncio.to_thread(fleet.edgectl, "leader", "resign", "--group", "site-a")
+    assert done.code == 0, done.stderr
+    with pytest.raises(PermitRevoked) as revoked:
+        await asyncio.wait_for(work, 20)
+    assert revoked.value.reason == "not_leader"
+    await asyncio.wait_for(watcher, 20)
+    assert views[0].is_leader
+    assert not views[-1].is_leader
+    with pytest.raises(PermitDenied, match="not_leader"):
+        async with client.permit("actuate", leader_only=True):
+            pass
