@@ -239,6 +239,7 @@ class Children:
             except TimeoutError:
                 dump.kill()
                 await dump.wait()
+        progress(f"py-spy dump of {child.name}:\n{out.read_text()}")
         return f" (stacks: {out})"
 
     async def stop_all(self) -> None:
@@ -721,6 +722,34 @@ class Machine:
         }
 
 
+@contextlib.asynccontextmanager
+async def profiled(bench: Bench, targets: list[Child], label: str) -> Any:
+    """With --profile DIR: py-spy record (collapsed stacks) of `targets` while in the block."""
+    if not bench.args.profile:
+        yield
+        return
+    if not bench.args.py_spy:
+        raise BenchError("--profile needs --py-spy PATH")
+    bench.args.profile.mkdir(parents=True, exist_ok=True)
+    recorders = []
+    for target in targets:
+        out = bench.args.profile / f"{label}-{target.name}.txt"
+        # --gil: only the thread holding the GIL (CPU, not the idle aiosqlite threads)
+        argv = [bench.args.py_spy, "record", "--format", "raw", "--nonblocking", "--gil"]
+        argv += ["--rate", "50", "--output", str(out), "--pid", str(target.process.pid)]
+        recorders.append(await bench.children.spawn(f"py-spy-{target.name}", argv))
+    try:
+        yield
+    finally:
+        for recorder in recorders:
+            with contextlib.suppress(ProcessLookupError):
+                recorder.process.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(recorder.process.wait(), 60.0)
+            await bench.children.stop(recorder, 5.0)
+        progress(f"profiles in {bench.args.profile}")
+
+
 async def wait_for_quiet(bench: Bench, ours: list[Child], what: str) -> str:
     """Wait (at most --quiet-wait s) until other processes use < --quiet-pct of the cores
     over a 2 s window; a note if they never did."""
@@ -825,6 +854,19 @@ async def ours_trial(
     return figures
 
 
+async def hub_sees_online(bench: Bench, operator: Operator, workers: list[Child], n: int) -> None:
+    """Until FleetStatus shows all N online and every agent says it is connected."""
+
+    async def check() -> tuple[bool | None, str]:
+        online = await operator.online(n)
+        answers = await ask_all(workers, {"cmd": "status"})
+        connected = sum(a["connected"] for a in answers)
+        done = online >= n and connected >= n
+        return (True if done else None), f"hub: {online}/{n} online, {connected} connected"
+
+    await wait_until(check, bench.args.timeout, "ours: the hub sees all online", period_s=0.5)
+
+
 async def run_ours(bench: Bench, n: int) -> dict[str, Any]:
     """The real hub and N real HubLinks: K trials."""
     bench.wipe_hub_store()
@@ -839,25 +881,27 @@ async def run_ours(bench: Bench, n: int) -> dict[str, Any]:
         workers = await bench.start_workers("agents", n, bench.hub_config.hub.listen)
         started = time.monotonic()
         await all_connected(bench, workers, n, "ours: agents connected")
-        online = await operator.online(n)
-        if online != n:
-            raise BenchError(f"ours: the hub sees {online}/{n} nodes online")
+        await hub_sees_online(bench, operator, workers, n)
         progress(f"ours N={n}: all connected in {time.monotonic() - started:.1f}s")
+        connects = sum(a["connects"] for a in await ask_all(workers, {"cmd": "status"}))
+        if connects > n:
+            notes.append(f"ours N={n}: {connects - n} extra connects while all {n} connected")
         await asyncio.sleep(bench.args.settle_first)
         if quiet := await wait_for_quiet(bench, [hub, *workers], f"ours N={n}"):
             notes.append(quiet)
         machine = Machine([hub, *workers])
         machine.start()
-        for k in range(bench.args.trials):
-            trial = await ours_trial(bench, operator, hub, workers, n, k)
-            trials.append(trial)
-            progress(
-                f"ours N={n} trial {k + 1}: acked polled {trial['polled_s'] * 1e3:.0f} ms, "
-                f"hub clock {trial['hub_clock_s'] * 1e3:.0f} ms, "
-                f"released {trial['release_s'] * 1e3:.0f} ms"
-                + ("" if trial["ok"] else f" PROBLEMS: {'; '.join(trial['problems'])}")
-            )
-            await asyncio.sleep(bench.args.settle)
+        async with profiled(bench, [hub, workers[0]], f"N{n}"):
+            for k in range(bench.args.trials):
+                trial = await ours_trial(bench, operator, hub, workers, n, k)
+                trials.append(trial)
+                progress(
+                    f"ours N={n} trial {k + 1}: acked polled {trial['polled_s'] * 1e3:.0f} ms, "
+                    f"hub clock {trial['hub_clock_s'] * 1e3:.0f} ms, "
+                    f"released {trial['release_s'] * 1e3:.0f} ms"
+                    + ("" if trial["ok"] else f" PROBLEMS: {'; '.join(trial['problems'])}")
+                )
+                await asyncio.sleep(bench.args.settle)
         load = machine.stop()
         ended = (await ask_all(workers, {"cmd": "status"}))[0]["ended"]
         notes += [f"ours: {why} x{count}" for why, count in ended.items()]
@@ -1147,6 +1191,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument(
         "--py-spy", default="", metavar="PATH", help="py-spy binary: dump a child that hangs"
+    )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="with --py-spy: record the hub and one agent worker during the ours trials "
+        "(collapsed stacks, one file each, in DIR)",
     )
     args = parser.parse_args(argv)
     if min(args.agents) < 1 or args.procs < 1 or args.trials < 1:

@@ -1026,6 +1026,7 @@ FIGURES = [
     ("worker_cpu_per_1k_ms", "agent-side CPU per 1000 heartbeats (ms)"),
     ("agent_rss_mib", "idle edge-agent RSS (MiB)"),
     ("agent_cpu_pct", "idle edge-agent CPU (% of a core)"),
+    ("other_cpu_pct", "CPU of other processes on the machine (% of a core)"),
 ]
 PER_RUN = ("register_s", "restart_s")
 
@@ -1100,6 +1101,25 @@ def progress(message: str) -> None:
 # --- main --------------------------------------------------------------------------------
 
 
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall, CPU seconds the machine was busy, CPU seconds of the bench and its children).
+
+    Children count once reaped; run_side leaves none running, so two snapshots around it
+    bracket all of a run's own CPU.
+    """
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + t.irq + t.softirq + t.steal
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.monotonic(), busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def other_cpu_pct(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
+    """CPU used by processes that are not the bench's, in % of a core, between snapshots."""
+    wall, busy, ours = (a - b for a, b in zip(after, before, strict=True))
+    return max(0.0, busy - ours) / wall * 100
+
+
 def write_hub_toml(root: Path) -> Path:
     listen, enroll = free_port(), free_port()
     while enroll == listen:
@@ -1148,7 +1168,9 @@ async def bench_main(args: argparse.Namespace, root: Path, children: Children) -
                 for side in (Ours(bench, n), Floor(bench, n)):
                     if args.side in ("both", side.name):
                         progress(f"N={n} run {k + 1}/{args.repeat}: {side.name}")
+                        before = cpu_snapshot()
                         run[side.name], side_notes = await run_side(side)
+                        run[side.name]["other_cpu_pct"] = other_cpu_pct(before, cpu_snapshot())
                         notes += side_notes
                 runs.append(run)
             summary = {"ours": summary_of(runs, "ours"), "floor": summary_of(runs, "floor")}

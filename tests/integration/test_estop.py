@@ -311,3 +311,17 @@ def test_permit_client_is_importable_from_a_workload(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.stdout.strip() == "ok"
+
+
+def test_agent_keeps_the_last_fleet_switch_without_the_hub(stop_fleet: Fleet) -> None:
+    fleet = stop_fleet
+    result = fleet.edgectl("autonomy", "disable", "--reason", "keep me off")
+    assert result.code == 0, result.stderr
+    fleet.hub.stop()
+    fleet.agents["node-a"].stop()
+    fleet.start_agent("node-a")
+    wait_until("agent answers", lambda: fleet.agent_status("node-a"))
+    code, decision = permit(fleet, "node-a")
+    assert code == 4
+    assert decision["reason"] == "autonomy_disabled"
+    assert "fleet-wide" in decision["detail"]
