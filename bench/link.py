@@ -114,6 +114,8 @@ IDLE_WINDOW_S = 10.0
 STOP_TIMEOUT_S = 20.0  # edge-hub.service: TimeoutStopSec=20s, then SIGKILL
 AGENT_RESTART_S = 2.0  # edge-agent.service: Restart=on-failure, RestartSec=2s
 RPC_TIMEOUT_S = 10.0
+QUIET_PCT = 20.0  # other processes' CPU (% of a core) below which a run may start
+QUIET_WAIT_S = 120.0
 T = TypeVar("T")
 log = logging.getLogger("bench.link")
 LINKS_ENDED: collections.Counter[str] = collections.Counter()  # in a worker: why links died
@@ -1114,6 +1116,22 @@ def cpu_snapshot() -> tuple[float, float, float]:
     return time.monotonic(), busy, me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+async def wait_quiet(n: int, side: str) -> list[str]:
+    """Before a run (nothing of ours running): wait, bounded, for other load to go away."""
+    deadline, said = time.monotonic() + QUIET_WAIT_S, False
+    while True:
+        before = cpu_snapshot()
+        await asyncio.sleep(1.0)
+        busy = other_cpu_pct(before, cpu_snapshot())
+        if busy <= QUIET_PCT:
+            return []
+        if time.monotonic() > deadline:
+            return [f"N={n} {side}: the machine was busy ({busy:.0f}% of a core) at the start"]
+        if not said:
+            progress(f"other processes use {busy:.0f}% of a core: waiting for quiet")
+            said = True
+
+
 def other_cpu_pct(before: tuple[float, float, float], after: tuple[float, float, float]) -> float:
     """CPU used by processes that are not the bench's, in % of a core, between snapshots."""
     wall, busy, ours = (a - b for a, b in zip(after, before, strict=True))
@@ -1168,6 +1186,7 @@ async def bench_main(args: argparse.Namespace, root: Path, children: Children) -
                 for side in (Ours(bench, n), Floor(bench, n)):
                     if args.side in ("both", side.name):
                         progress(f"N={n} run {k + 1}/{args.repeat}: {side.name}")
+                        notes += await wait_quiet(n, side.name)
                         before = cpu_snapshot()
                         run[side.name], side_notes = await run_side(side)
                         run[side.name]["other_cpu_pct"] = other_cpu_pct(before, cpu_snapshot())

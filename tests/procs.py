@@ -307,4 +307,5 @@ def fleet_fixture() -> Iterator[Fleet]:
         yield fleet
     finally:
         fleet.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("AUTONOMY_TEST_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
