@@ -53,7 +53,7 @@ def test_restarted_agent_keeps_its_identity_and_does_not_re_enroll(running_fleet
 def test_hub_marks_a_silent_node_offline_and_back_online(running_fleet: Fleet) -> None:
     fleet = running_fleet
     fleet.hub.stop()
-    fleet.start_hub("[link]\noffline_after_s = 2.0\n")
+    fleet.start_hub("[link]\noffline_after_s = 3.0\n")
     agent = fleet.start_agent("node-a", fleet.token("node-a"))
     fleet.wait_connected("node-a")
     agent.signal(signal.SIGSTOP)
@@ -64,7 +64,12 @@ def test_hub_marks_a_silent_node_offline_and_back_online(running_fleet: Fleet) -
         assert "no heartbeat" in offline["state_reason"]
     finally:
         agent.signal(signal.SIGCONT)
-    wait_until("node-a back online", lambda: fleet.node("node-a")["state"] == "online")
+    try:
+        wait_until("node-a back online", lambda: fleet.node("node-a")["state"] == "online")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}\nhub log:\n{fleet.hub.output()[-3000:]}\nagent log:\n{agent.output()[-3000:]}"
+        ) from None
 
 
 def test_agents_reconnect_after_a_hub_restart(running_fleet: Fleet) -> None:
