@@ -5,10 +5,8 @@ destructive direction and asks to confirm the scope unless --force.
 """
 
 import argparse
-import asyncio
 import getpass
 import sys
-import time
 
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
@@ -18,8 +16,6 @@ from edgectl.app import App
 from edgectl.clients import fleet, local_agent
 from edgectl.context import agent_socket
 from edgectl.output import Column, iso
-
-POLL_S = 0.05
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -134,12 +130,10 @@ def _pending(report: fleet_pb2.EstopReport) -> int:
 
 
 async def _wait(app: App, stub, call, stop_id: str, timeout_s: float) -> fleet_pb2.EstopReport:
-    deadline = time.monotonic() + timeout_s
-    report = await call(stub.EstopStatus, fleet_pb2.EstopStatusRequest(stop_id=stop_id))
-    while _pending(report) and time.monotonic() < deadline:
-        await asyncio.sleep(POLL_S)
-        report = await call(stub.EstopStatus, fleet_pb2.EstopStatusRequest(stop_id=stop_id))
-    return report
+    """One call that the hub answers once nothing is pending (or at the timeout)."""
+    return await call(
+        stub.EstopStatus, fleet_pb2.EstopStatusRequest(stop_id=stop_id, wait_s=timeout_s)
+    )
 
 
 def _local_data(state: agent_pb2.EstopState) -> dict[str, object]:
@@ -197,8 +191,11 @@ async def engage_cmd(app: App) -> int:
     if not args.scope:
         raise InvalidArgument("--scope is required: fleet, group:G or node:N (or --local)")
     wait_s = _timeout(args.wait_timeout)
+    if not 0 < wait_s <= 300:
+        raise InvalidArgument("--wait-timeout must be more than 0 and at most 300s")
     context = app.context
-    async with fleet(context, app.hub(context), app.timeout_s) as (stub, call):
+    deadline_s = app.timeout_s + (wait_s if args.wait else 0.0)
+    async with fleet(context, app.hub(context), deadline_s) as (stub, call):
         report = await call(
             stub.EngageEstop, fleet_pb2.EngageEstopRequest(scope=args.scope, reason=args.reason)
         )
@@ -221,8 +218,11 @@ async def status_cmd(app: App) -> int:
         render_local(app, state)
         return exitcodes.OK
     wait_s = _timeout(args.wait_timeout)
+    if not 0 < wait_s <= 300:
+        raise InvalidArgument("--wait-timeout must be more than 0 and at most 300s")
     context = app.context
-    async with fleet(context, app.hub(context), app.timeout_s) as (stub, call):
+    deadline_s = app.timeout_s + (wait_s if args.wait else 0.0)
+    async with fleet(context, app.hub(context), deadline_s) as (stub, call):
         if args.wait:
             report = await _wait(app, stub, call, args.stop, wait_s)
         else:

@@ -207,6 +207,32 @@ class EstopManager:
         batch, self._unsaved = self._unsaved, []
         await self.store.save_acks(batch)
 
+    def pending(self, stop_id: str = "") -> int:
+        """Connected nodes in scope of the stop (or of every active stop) that have not
+        acknowledged it yet."""
+        stops = [self.stops[stop_id]] if stop_id in self.stops else self.active()
+        count = 0
+        for stop in stops:
+            scope, acks = parse_scope(stop.scope), self.acks.get(stop.stop_id, {})
+            count += sum(
+                1
+                for s in self.registry.live_sessions()
+                if scope.applies_to(s.node_id, s.group) and s.node_id not in acks
+            )
+        return count
+
+    async def wait_acknowledged(self, stop_id: str, wait_s: float) -> None:
+        """Return once no connected node in scope is pending, or after wait_s."""
+        if stop_id and stop_id not in self.stops:
+            raise NotFound(f"no stop {stop_id!r}; 'edgectl estop status' lists active stops")
+        deadline = self.clock.monotonic() + wait_s
+        while self.pending(stop_id):
+            remaining = deadline - self.clock.monotonic()
+            if remaining <= 0:
+                return
+            self.ack_event.clear()
+            await wait_for_event(self.ack_event, min(remaining, 1.0))
+
     def report(self, stop_id: str = "") -> fleet_pb2.EstopReport:
         if stop_id:
             if stop_id not in self.stops:

@@ -150,6 +150,10 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         self, request: fleet_pb2.EstopStatusRequest, context: grpc.aio.ServicerContext
     ) -> fleet_pb2.EstopReport:
         self.verifier.require(context, Kind.OPERATOR)
+        if not 0 <= request.wait_s <= 300:
+            raise InvalidArgument("wait must be between 0 and 300 seconds")
+        if request.wait_s:
+            await self.estops.wait_acknowledged(request.stop_id, request.wait_s)
         return self.estops.report(request.stop_id)
 
     @handle_errors

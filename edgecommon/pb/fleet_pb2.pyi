@@ -113,10 +113,12 @@ class ReleaseEstopRequest(_message.Message):
     def __init__(self, scope: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EstopStatusRequest(_message.Message):
-    __slots__ = ("stop_id",)
+    __slots__ = ("stop_id", "wait_s")
     STOP_ID_FIELD_NUMBER: _ClassVar[int]
+    WAIT_S_FIELD_NUMBER: _ClassVar[int]
     stop_id: str
-    def __init__(self, stop_id: _Optional[str] = ...) -> None: ...
+    wait_s: float
+    def __init__(self, stop_id: _Optional[str] = ..., wait_s: _Optional[float] = ...) -> None: ...
 
 class EstopNode(_message.Message):
     __slots__ = ("node_id", "group", "state", "ack_latency_s", "acked_unix")
