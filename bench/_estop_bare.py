@@ -5,8 +5,8 @@
 
 Raw bytes on `/bench.Estop/Connect` (no protobuf). A client opens its stream, sends
 `R<name>`, waits for the answer, then sends a heartbeat of about the product's size every
-HEARTBEAT_S from its single writer task (the agent's shape) while it reads. The server
-keeps one reader task and one outbox per stream (the hub's shape).
+spec["heartbeat_s"] from its single writer task (the agent's shape) while it reads. The
+server keeps one reader task and one outbox per stream (the hub's shape).
 
 A broadcast puts one small message on every stream's outbox:
     E<id>  latch: INSERT a row into the client's own SQLite file (WAL, synchronous=FULL,
@@ -230,10 +230,10 @@ async def write_loop(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[byte
         await call.write(await outbox.get())
 
 
-async def heartbeat_loop(outbox: asyncio.Queue[bytes]) -> None:
+async def heartbeat_loop(outbox: asyncio.Queue[bytes], period_s: float) -> None:
     while True:
         outbox.put_nowait(HEARTBEAT_BODY)
-        await asyncio.sleep(HEARTBEAT_S)
+        await asyncio.sleep(period_s)
 
 
 async def read_loop(
@@ -260,7 +260,7 @@ async def attempt(spec: dict[str, Any], ca: bytes, client: Client) -> None:
             outbox: asyncio.Queue[bytes] = asyncio.Queue()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(write_loop(call, outbox))
-                tg.create_task(heartbeat_loop(outbox))
+                tg.create_task(heartbeat_loop(outbox, spec.get("heartbeat_s", HEARTBEAT_S)))
                 tg.create_task(read_loop(call, client, outbox))
         finally:
             client.connected = False
@@ -288,6 +288,7 @@ class ClientPool:
     ca: bytes
     clients: list[Client]
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    starter: asyncio.Task[None] | None = None
 
     async def rows(self, message_id: str) -> int:
         """How many clients hold a latch row for `message_id`, read from their databases."""
@@ -301,14 +302,16 @@ class ClientPool:
 
         return sum(await asyncio.gather(*(one(c) for c in self.clients)))
 
+    async def start(self, rate: float) -> None:
+        """Start the clients `rate` per second (connecting is not what is measured)."""
+        for i, client in enumerate(self.clients):
+            rng = random.Random(self.spec["seed"] + i)
+            self.tasks.append(asyncio.create_task(run_client(self.spec, self.ca, client, rng)))
+            await asyncio.sleep(1.0 / rate)
+
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         if command["cmd"] == "connect":
-            self.tasks = [
-                asyncio.create_task(
-                    run_client(self.spec, self.ca, c, random.Random(self.spec["seed"] + i))
-                )
-                for i, c in enumerate(self.clients)
-            ]
+            self.starter = asyncio.create_task(self.start(command["rate"]))
             return {"ok": True}
         if command["cmd"] == "status":
             return {

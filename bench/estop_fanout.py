@@ -70,7 +70,7 @@ from _estop_bare import raise_nofile, serve_commands
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from agent.config import AgentConfig, AgentSection, SafetySection
+from agent.config import AgentConfig, AgentSection, LinkSection, SafetySection
 from agent.credentials import NodeCredentials
 from agent.link import HubLink
 from agent.permits import PermitTable
@@ -295,8 +295,12 @@ def sign_node_certs(hub_state: Path, certs: Path, n: int) -> None:
         (certs / f"{name}.crt").write_bytes(pki.pem(cert))
 
 
-def write_hub_toml(root: Path) -> Path:
-    """hub.toml on free loopback ports, a temp state dir and autonomy file, HTTP off."""
+def write_hub_toml(root: Path, heartbeat_s: float) -> Path:
+    """hub.toml on free loopback ports, a temp state dir and autonomy file, HTTP off.
+
+    The heartbeat period is the product default (1 s) unless --heartbeat-s says otherwise;
+    offline_after_s keeps the default ratio (5 heartbeats).
+    """
     autonomy = root / "autonomy.yaml"
     autonomy.write_text("autonomy_enabled: true\n")
     path = root / "hub.toml"
@@ -306,6 +310,7 @@ def write_hub_toml(root: Path) -> Path:
         f'trust_domain = "{TRUST_DOMAIN}"\n'
         f'[autonomy]\nfile = "{autonomy}"\n'
         '[http]\nlisten = ""\n'
+        f"[link]\nheartbeat_interval_s = {heartbeat_s}\noffline_after_s = {5 * heartbeat_s}\n"
     )
     return path
 
@@ -432,6 +437,7 @@ class Bench:
                 "db_dir": str(self.root / f"{kind}-{n}" / f"w{w}"),
                 "client_options": grpcopts.client_options(private_connection=True),
                 "log_level": self.args.agent_log_level,
+                "heartbeat_s": self.args.heartbeat_s,
             }
             spec_file = self.root / f"{kind}-{n}-{w}.json"
             spec_file.write_text(json.dumps(spec))
@@ -450,15 +456,20 @@ async def ask_all(workers: list[Child], command: dict[str, Any], timeout_s: floa
 
 
 async def all_connected(bench: Bench, workers: list[Child], n: int, what: str) -> None:
-    """Start every agent/client and wait until all N say they are connected."""
-    await ask_all(workers, {"cmd": "connect"})
+    """Start every agent/client (--ramp per second) and wait until all N say they are connected.
+
+    All at once, 5000 agents sharing 2 cores with the hub never settled: handshakes took
+    longer than grpc's connect timeout and the retries kept everything saturated.
+    """
+    await ask_all(workers, {"cmd": "connect", "rate": bench.args.ramp / len(workers)})
 
     async def check() -> tuple[bool | None, str]:
         answers = await ask_all(workers, {"cmd": "status"})
         connected = sum(a["connected"] for a in answers)
         return (True if connected >= n else None), f"{connected}/{n} connected"
 
-    await wait_until(check, bench.args.timeout, what, period_s=0.5)
+    timeout = bench.args.timeout + n / bench.args.ramp
+    await wait_until(check, timeout, what, period_s=0.5)
 
 
 # --- the product side: a worker process of simulated agents -------------------------------
@@ -507,6 +518,7 @@ def agent_config(spec: dict[str, Any], switch_file: Path) -> AgentConfig:
     state_dir = Path(spec["db_dir"])
     return AgentConfig(
         agent=AgentSection(state_dir=state_dir, hub=spec["target"]),
+        link=LinkSection(heartbeat_interval_s=spec["heartbeat_s"]),  # the hub's answer rules
         safety=SafetySection(node_switch_file=switch_file),
     )
 
@@ -564,12 +576,18 @@ class AgentPool:
     config: AgentConfig
     agents: list[SimAgent]
     tasks: list[asyncio.Task[None]] = dataclasses.field(default_factory=list)
+    starter: asyncio.Task[None] | None = None
 
-    def connect(self) -> dict[str, Any]:
+    async def start(self, rate: float) -> None:
+        """Start the agents `rate` per second (connecting is not what is measured)."""
         for i, agent in enumerate(self.agents):
             rng = random.Random(self.spec["seed"] + i)
             self.tasks.append(asyncio.create_task(run_link(agent, self.config, rng)))
             self.tasks.append(asyncio.create_task(run_safety(agent)))
+            await asyncio.sleep(1.0 / rate)
+
+    def connect(self, rate: float) -> dict[str, Any]:
+        self.starter = asyncio.create_task(self.start(rate))
         return {"ok": True}
 
     def status(self) -> dict[str, Any]:
@@ -601,7 +619,7 @@ class AgentPool:
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         cmd = command["cmd"]
         if cmd == "connect":
-            return self.connect()
+            return self.connect(command["rate"])
         if cmd == "status":
             return self.status()
         if cmd == "latches":
@@ -951,6 +969,8 @@ async def floor_broadcasts(
         if not trial["ok"]:
             notes.append(f"floor N={n} {message_id}: {trial}")
         trials.append(trial)
+        acked_ms = f"{trial['acked_s'] * 1e3:.0f}" if trial["acked_s"] is not None else "-"
+        progress(f"floor N={n} {message_id}: {trial['acked']}/{n} acked in {acked_ms} ms")
         await asyncio.sleep(bench.args.settle)
     return trials, notes
 
@@ -1130,7 +1150,7 @@ async def prepare(bench: Bench) -> None:
 
 
 async def bench_main(args: argparse.Namespace, root: Path, children: Children) -> list[dict]:
-    config_file = write_hub_toml(root)
+    config_file = write_hub_toml(root, args.heartbeat_s)
     config = config_loader.load(HubConfig, config_file, {})
     bench = Bench(args, root, children, config_file, config)
     results = []
@@ -1169,6 +1189,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--settle", type=float, default=1.0, help="pause between trials (s)")
     parser.add_argument(
         "--settle-first", type=float, default=3.0, help="pause after all connected (s)"
+    )
+    parser.add_argument(
+        "--heartbeat-s",
+        type=float,
+        default=1.0,
+        help="agents' heartbeat period, both sides (default 1, the product's); the hub's "
+        "offline_after_s is 5 times it",
+    )
+    parser.add_argument(
+        "--ramp", type=float, default=500.0, help="agents started per second (default 500)"
     )
     parser.add_argument(
         "--quiet-pct",

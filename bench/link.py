@@ -1176,6 +1176,9 @@ async def bench_main(args: argparse.Namespace, root: Path, children: Children) -
     config_file = write_hub_toml(root)
     config = config_loader.load(HubConfig, config_file, {})
     bench = Bench(args, root, children, config_file, config, root / "certs", free_port())
+    main_task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # stop cleanly, as on Ctrl-C
+        loop.add_signal_handler(signum, main_task.cancel)  # type: ignore[union-attr]
     try:
         await prepare(bench, max(args.agents))
         results = []
@@ -1249,10 +1252,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def interrupted(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def main(argv: list[str] | None = None) -> int:
     if sys.argv[1:2] == ["_agents"]:
         run_worker(sys.argv[2])
@@ -1272,13 +1271,11 @@ def main(argv: list[str] | None = None) -> int:
         f"product {meta['product']} ({meta['version']}); {meta['cores']} cores; "
         f"RLIMIT_NOFILE {soft}"
     )
-    for signum in (signal.SIGTERM, signal.SIGHUP):  # clean up as on Ctrl-C
-        signal.signal(signum, interrupted)
     root = Path(tempfile.mkdtemp(prefix="lb-", dir="/tmp"))
     children = Children(root, args.py_spy)
     try:
         results = asyncio.run(bench_main(args, root, children))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         progress("interrupted; child processes stopped")
         return 130
     finally:
