@@ -812,6 +812,7 @@ class Side:
 
     def __init__(self, bench: Bench, n: int) -> None:
         self.bench, self.n = bench, n
+        self.rss0 = 0  # server RSS before any agent connected
 
     @property
     def address(self) -> str:
@@ -907,7 +908,7 @@ def failures_note(n: int, side: str, phase: str, delta: collections.Counter[str]
 
 
 async def registration(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
-    """Start all N agents at once; time until the server and the agents saw all registered."""
+    """Start the N agents (at once, or --ramp per second); time until all are registered."""
     t0 = time.time()
     pool.go(side.bench.args.ramp)
     _, register_s = await side.registered(pool.server, t0, f"{side.name}: registration")
@@ -951,13 +952,12 @@ async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
     try:
         await side.ready(server)
         await asyncio.sleep(SETTLE_S)
-        rss0 = server.rss()
+        side.rss0 = server.rss()
         pool = await Pool.start(bench, side.workers, side.address, n, server)
         for phase in (registration, steady, extras, restart):
             more, more_notes = await phase(side, pool)
             figures |= more
             notes += more_notes
-        figures["rss_per_agent_kib"] = (figures.pop("rss_n") - rss0) / n / 1024
     except BenchTimeout as exc:
         notes.append(f"N={n} {side.name}: {exc}")
         progress(f"{side.name}: {exc}")
@@ -983,12 +983,14 @@ async def run_side(side: Side) -> tuple[dict[str, float], list[str]]:
 
 
 async def steady(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
+    """The steady window, then the server's RSS per connected agent."""
     figures = await steady_window(pool.server, pool, lambda: side.messages(pool.server))
-    figures["rss_n"] = pool.server.rss()
+    figures["rss_per_agent_kib"] = (pool.server.rss() - side.rss0) / side.n / 1024
     return figures, []
 
 
 async def extras(side: Side, pool: Pool) -> tuple[dict[str, float], list[str]]:
+    """What only one side measures (the idle edge-agent, the whole-fleet FleetStatus)."""
     return await side.extras()
 
 
