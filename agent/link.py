@@ -81,6 +81,9 @@ class HubLink:
                 error = describe_rpc_error(err, self.config.agent.hub, self.creds, self.status)
             except TimeoutError:
                 error = f"hub {self.config.agent.hub} did not answer registration in time"
+            except asyncio.InvalidStateError as exc:
+                # Writing the registration on a call the hub already finished.
+                error = f"the hub ended the stream ({exc})"
             finally:
                 self.safety.link_changed(up=False)
             if self.status.connects > registered_before:
@@ -107,10 +110,13 @@ class HubLink:
                     tg.create_task(self._write(call, outbox))
                     tg.create_task(self._send_heartbeats(outbox))
                     tg.create_task(self._receive(call, outbox))
-            except* StreamEnded as group:
-                raise group.exceptions[0] from None
-            except* grpc.aio.AioRpcError as group:
-                raise group.exceptions[0] from None
+            except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
+                # One ending reported by several tasks (say the reader saw the hub close and
+                # the writer hit the finished call): the first one says why.
+                first = group.exceptions[0]
+                if isinstance(first, asyncio.InvalidStateError):
+                    raise StreamEnded(f"the hub ended the stream ({first})") from None
+                raise first from None
             finally:
                 call.cancel()
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import aiosqlite
 
+from edgecommon.sqlite_tx import transaction
+
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS estop_latch (stop_id TEXT PRIMARY KEY, scope TEXT NOT NULL, "
     "reason TEXT NOT NULL, operator TEXT NOT NULL, source TEXT NOT NULL, "
@@ -62,14 +64,8 @@ class AgentStateDB:
     async def _tx(self) -> AsyncIterator[aiosqlite.Connection]:
         if self._db is None:
             raise RuntimeError("agent state is not open")
-        async with self._lock:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
+        async with transaction(self._db, self._lock) as db:
+            yield db
 
     async def latch(self, stop: LatchedStop) -> None:
         async with self._tx() as db:

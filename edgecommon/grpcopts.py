@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 MAX_LINK_MESSAGE_BYTES = 256 * 1024
 MAX_LOCAL_MESSAGE_BYTES = 1024 * 1024
+MAX_REPORT_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def server_options(
         ("grpc.max_connection_age_ms", policy.max_connection_age_ms),
         ("grpc.max_connection_age_grace_ms", policy.max_connection_age_grace_ms),
         ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
+        # What the hub receives is bounded tightly; what it sends (fleet-wide reports for
+        # operators) grows with the fleet.
+        ("grpc.max_send_message_length", MAX_REPORT_BYTES),
         ("grpc.so_reuseport", 0),
     ]

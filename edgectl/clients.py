@@ -52,7 +52,11 @@ async def fleet(
 ) -> AsyncIterator[tuple[fleet_pb2_grpc.FleetStub, Call]]:
     creds = operator_credentials(context)
     async with grpc.aio.secure_channel(
-        address, creds, options=grpcopts.client_options(private_connection=False)
+        address,
+        creds,
+        options=grpcopts.client_options(
+            private_connection=False, max_message_bytes=grpcopts.MAX_REPORT_BYTES
+        ),
     ) as channel:
         yield fleet_pb2_grpc.FleetStub(channel), Call(f"hub {address}", timeout_s)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from edgecommon.sqlite_tx import transaction
 from hub.store.base import (
     AckRecord,
     CertificateRecord,
@@ -111,14 +112,8 @@ class SqliteStore:
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            await self.db.execute("COMMIT")
+        async with transaction(self.db, self._lock) as db:
+            yield db
 
     @contextlib.asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
