@@ -1149,11 +1149,17 @@ async def prepare(bench: Bench) -> None:
         await bench.children.stop(hub)
 
 
-async def bench_main(args: argparse.Namespace, root: Path, children: Children) -> list[dict]:
+async def bench_main(
+    args: argparse.Namespace,
+    root: Path,
+    children: Children,
+    checkpoint: Callable[[], object],
+    results: list[dict],
+) -> None:
+    """Prepare, then both sides for each N; `results` grows and `checkpoint` runs per N."""
     config_file = write_hub_toml(root, args.heartbeat_s)
     config = config_loader.load(HubConfig, config_file, {})
     bench = Bench(args, root, children, config_file, config)
-    results = []
     try:
         await prepare(bench)
         for n in args.agents:
@@ -1170,11 +1176,11 @@ async def bench_main(args: argparse.Namespace, root: Path, children: Children) -
                 "notes": ours["notes"] + floor["notes"],
             }
             results.append(result)
+            checkpoint()
             shutil.rmtree(root / f"agents-{n}", ignore_errors=True)
             shutil.rmtree(root / f"clients-{n}", ignore_errors=True)
             if not args.json:
                 print(table(result) + "\n", flush=True)
-        return results
     finally:
         await children.stop_all()
 
@@ -1235,11 +1241,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM and SIGHUP stop the bench as Ctrl-C does: children stopped, temp dir removed."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def write_json(args: argparse.Namespace, env: dict[str, Any], results: list[dict]) -> str:
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    document = json.dumps({"env": env, "args": settings, "results": results}, indent=2)
+    if args.json_file:
+        args.json_file.write_text(document + "\n")
+    return document
+
+
 def main(argv: list[str] | None = None) -> int:
     if sys.argv[1:2] == ["_agents"]:
         run_agents_worker(sys.argv[2])
         return 0
     args = parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     raise_nofile()  # inherited by the hub; the workers raise their own as well
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="estop-fanout-", dir=args.dir))
@@ -1256,10 +1277,13 @@ def main(argv: list[str] | None = None) -> int:
         f"files under {root} ({env['state_on']})"
     )
     children = Children(root, args.py_spy)
+    results: list[dict] = []  # filled N by N, so that an interruption keeps what was done
     try:
-        results = asyncio.run(bench_main(args, root, children))
-    except KeyboardInterrupt:
-        progress("interrupted; child processes stopped")
+        asyncio.run(
+            bench_main(args, root, children, lambda: write_json(args, env, results), results)
+        )
+    except KeyboardInterrupt as exc:
+        progress(f"interrupted ({exc or 'SIGINT'}); child processes stopped")
         return 130
     finally:
         children.kill_leftovers()
@@ -1267,12 +1291,9 @@ def main(argv: list[str] | None = None) -> int:
             progress(f"kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    document = json.dumps({"env": env, "args": settings, "results": results}, indent=2)
+    document = write_json(args, env, results)
     if args.json:
         print(document)
-    if args.json_file:
-        args.json_file.write_text(document + "\n")
     return 0
 
 
