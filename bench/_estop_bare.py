@@ -343,6 +343,7 @@ def main() -> None:
     if role == "server":
         asyncio.run(serve(spec))
     elif role == "clients":
+        os.nice(spec.get("nice", 0))
         asyncio.run(clients_main(spec))
     else:
         raise SystemExit(f"unknown role {role!r}")

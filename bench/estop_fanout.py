@@ -438,6 +438,7 @@ class Bench:
                 "client_options": grpcopts.client_options(private_connection=True),
                 "log_level": self.args.agent_log_level,
                 "heartbeat_s": self.args.heartbeat_s,
+                "nice": self.args.worker_nice,
             }
             spec_file = self.root / f"{kind}-{n}-{w}.json"
             spec_file.write_text(json.dumps(spec))
@@ -647,6 +648,7 @@ async def agents_main(spec: dict[str, Any]) -> None:
 def run_agents_worker(spec_file: str) -> None:
     spec = json.loads(Path(spec_file).read_text())
     raise_nofile()
+    os.nice(spec["nice"])
     setup_logging(spec["log_level"])  # as edge-agent: to stderr, here the worker's log file
     asyncio.run(agents_main(spec))
 
@@ -1202,6 +1204,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1.0,
         help="agents' heartbeat period, both sides (default 1, the product's); the hub's "
         "offline_after_s is 5 times it",
+    )
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=0,
+        help="nice value of the agent/client worker processes, both sides (default 0): the "
+        "simulated agents then leave the CPU to the hub / floor server when it needs it",
     )
     parser.add_argument(
         "--ramp", type=float, default=500.0, help="agents started per second (default 500)"
