@@ -1158,7 +1158,15 @@ async def bench_main(
     checkpoint: Callable[[], object],
     results: list[dict],
 ) -> None:
-    """Prepare, then both sides for each N; `results` grows and `checkpoint` runs per N."""
+    """Prepare, then both sides for each N; `results` grows and `checkpoint` runs per N.
+
+    SIGTERM and SIGHUP cancel it as Ctrl-C does (asyncio's own SIGINT handling): the
+    `finally` blocks stop every child inside the running loop.
+    """
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        asyncio.get_running_loop().add_signal_handler(signum, main_task.cancel)
     config_file = write_hub_toml(root, args.heartbeat_s)
     config = config_loader.load(HubConfig, config_file, {})
     bench = Bench(args, root, children, config_file, config)
@@ -1250,11 +1258,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def interrupt(signum: int, frame: object) -> None:
-    """SIGTERM and SIGHUP stop the bench as Ctrl-C does: children stopped, temp dir removed."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def write_json(args: argparse.Namespace, env: dict[str, Any], results: list[dict]) -> str:
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     document = json.dumps({"env": env, "args": settings, "results": results}, indent=2)
@@ -1268,8 +1271,6 @@ def main(argv: list[str] | None = None) -> int:
         run_agents_worker(sys.argv[2])
         return 0
     args = parse_args(argv)
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
     raise_nofile()  # inherited by the hub; the workers raise their own as well
     logging.basicConfig(level=logging.WARNING)
     root = Path(tempfile.mkdtemp(prefix="estop-fanout-", dir=args.dir))
@@ -1291,8 +1292,8 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(
             bench_main(args, root, children, lambda: write_json(args, env, results), results)
         )
-    except KeyboardInterrupt as exc:
-        progress(f"interrupted ({exc or 'SIGINT'}); child processes stopped")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        progress("interrupted; child processes stopped")
         return 130
     finally:
         children.kill_leftovers()
