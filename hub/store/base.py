@@ -82,6 +82,24 @@ class LeaseRecord:
     paused: bool
 
 
+@dataclass(frozen=True)
+class RoleRecord:
+    name: str
+    description: str
+    permissions: tuple[str, ...]
+    created_by: str
+    created_unix: float
+
+
+@dataclass(frozen=True)
+class AssignmentRecord:
+    operator: str
+    role: str
+    scope: str
+    created_by: str
+    created_unix: float
+
+
 class HubStore(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -138,3 +156,18 @@ class HubStore(Protocol):
         """Persist a group's lease; durable when this returns. Epochs never go down."""
 
     async def list_leases(self) -> list[LeaseRecord]: ...
+
+    async def list_roles(self) -> list[RoleRecord]:
+        """Custom roles only; the built-in ones live in code."""
+
+    async def put_role(self, role: RoleRecord) -> None: ...
+
+    async def delete_role(self, name: str, *, with_assignments: bool) -> int:
+        """Delete a role (and its assignments if asked); returns the assignments removed."""
+
+    async def list_assignments(self) -> list[AssignmentRecord]: ...
+
+    async def add_assignment(self, assignment: AssignmentRecord) -> bool:
+        """False when the same operator, role and scope were already assigned."""
+
+    async def remove_assignment(self, operator: str, role: str, scope: str) -> bool: ...

@@ -12,9 +12,11 @@ import aiosqlite
 from edgecommon.sqlite_tx import transaction
 from hub.store.base import (
     AckRecord,
+    AssignmentRecord,
     CertificateRecord,
     LeaseRecord,
     NodeRecord,
+    RoleRecord,
     StopRecord,
     TokenRecord,
 )
@@ -125,9 +127,11 @@ class SqliteStore:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_unix DOUBLE PRECISION)"
         )
-        current = await self.schema_version()
+        # Applied versions, not the highest: a migration numbered below one already applied
+        # (two lines of work merged) must still run.
+        applied = await self.applied_migrations()
         for migration in all_migrations():
-            if migration.version <= current:
+            if migration.version in applied:
                 continue
             async with self._transaction() as db:
                 for statement in migration.statements():
@@ -141,6 +145,13 @@ class SqliteStore:
         if self._db is not None:
             await self._db.close()
             self._db = None
+
+    async def applied_migrations(self) -> set[int]:
+        async with (
+            self._read() as db,
+            db.execute("SELECT version FROM schema_migrations") as cur,
+        ):
+            return {int(row[0]) for row in await cur.fetchall()}
 
     async def schema_version(self) -> int:
         async with (
@@ -301,3 +312,57 @@ class SqliteStore:
                 LeaseRecord(g, h, int(e), float(x), bool(p))
                 for g, h, e, x, p in await cur.fetchall()
             ]
+
+    async def list_roles(self) -> list[RoleRecord]:
+        async with self._read() as db, db.execute("SELECT * FROM rbac_roles ORDER BY name") as cur:
+            return [
+                RoleRecord(n, d, tuple(json.loads(p)), b, float(t))
+                for n, d, p, b, t in await cur.fetchall()
+            ]
+
+    async def put_role(self, role: RoleRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO rbac_roles VALUES (?, ?, ?, ?, ?)",
+                (
+                    role.name,
+                    role.description,
+                    json.dumps(sorted(role.permissions)),
+                    role.created_by,
+                    role.created_unix,
+                ),
+            )
+
+    async def delete_role(self, name: str, *, with_assignments: bool) -> int:
+        async with self._transaction() as db:
+            removed = 0
+            if with_assignments:
+                cur = await db.execute("DELETE FROM rbac_assignments WHERE role = ?", (name,))
+                removed = cur.rowcount
+            await db.execute("DELETE FROM rbac_roles WHERE name = ?", (name,))
+            return removed
+
+    async def list_assignments(self) -> list[AssignmentRecord]:
+        async with (
+            self._read() as db,
+            db.execute("SELECT * FROM rbac_assignments ORDER BY operator, scope, role") as cur,
+        ):
+            return [
+                AssignmentRecord(o, r, s, b, float(t)) for o, r, s, b, t in await cur.fetchall()
+            ]
+
+    async def add_assignment(self, assignment: AssignmentRecord) -> bool:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "INSERT INTO rbac_assignments VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                astuple(assignment),
+            )
+            return cur.rowcount == 1
+
+    async def remove_assignment(self, operator: str, role: str, scope: str) -> bool:
+        async with self._transaction() as db:
+            cur = await db.execute(
+                "DELETE FROM rbac_assignments WHERE operator = ? AND role = ? AND scope = ?",
+                (operator, role, scope),
+            )
+            return cur.rowcount == 1
