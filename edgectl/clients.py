@@ -1,6 +1,7 @@
 """Channels from edgectl: to the hub with the operator credential, to the local agent."""
 
 import contextlib
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,7 +11,7 @@ import grpc
 
 from edgecommon import grpcopts, pki
 from edgecommon.errors import CredentialError, Unreachable
-from edgecommon.pb import agent_pb2_grpc, fleet_pb2_grpc
+from edgecommon.pb import agent_pb2_grpc, audit_pb2_grpc, fleet_pb2_grpc, rbac_pb2_grpc
 from edgecommon.rpc import raise_from_rpc
 from edgectl.context import Context
 
@@ -38,18 +39,35 @@ class Call:
 
     target: str
     timeout_s: float
+    metadata: tuple[tuple[str, str], ...] = ()
 
     async def __call__(self, method: Any, request: Any) -> Any:
         try:
-            return await method(request, timeout=self.timeout_s)
+            return await method(request, timeout=self.timeout_s, metadata=self.metadata)
+        except grpc.aio.AioRpcError as err:
+            raise_from_rpc(err, self.target)
+
+    async def stream(self, method: Any, request: Any) -> AsyncIterator[Any]:
+        """A server-streaming call; the deadline covers the whole stream."""
+        try:
+            async for item in method(request, timeout=self.timeout_s, metadata=self.metadata):
+                yield item
         except grpc.aio.AioRpcError as err:
             raise_from_rpc(err, self.target)
 
 
+def hub_metadata(context: Context) -> tuple[tuple[str, str], ...]:
+    """A request id for the audit log, and AUTONOMY_OPERATOR when set."""
+    metadata = [("x-request-id", secrets.token_hex(8))]
+    if context.claimed_operator:
+        metadata.append(("autonomy-operator", context.claimed_operator))
+    return tuple(metadata)
+
+
 @contextlib.asynccontextmanager
-async def fleet(
+async def hub_channel(
     context: Context, address: str, timeout_s: float
-) -> AsyncIterator[tuple[fleet_pb2_grpc.FleetStub, Call]]:
+) -> AsyncIterator[tuple[grpc.aio.Channel, Call]]:
     creds = operator_credentials(context)
     async with grpc.aio.secure_channel(
         address,
@@ -58,7 +76,31 @@ async def fleet(
             private_connection=False, max_message_bytes=grpcopts.MAX_REPORT_BYTES
         ),
     ) as channel:
-        yield fleet_pb2_grpc.FleetStub(channel), Call(f"hub {address}", timeout_s)
+        yield channel, Call(f"hub {address}", timeout_s, hub_metadata(context))
+
+
+@contextlib.asynccontextmanager
+async def fleet(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[fleet_pb2_grpc.FleetStub, Call]]:
+    async with hub_channel(context, address, timeout_s) as (channel, call):
+        yield fleet_pb2_grpc.FleetStub(channel), call
+
+
+@contextlib.asynccontextmanager
+async def rbac(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[rbac_pb2_grpc.RbacStub, Call]]:
+    async with hub_channel(context, address, timeout_s) as (channel, call):
+        yield rbac_pb2_grpc.RbacStub(channel), call
+
+
+@contextlib.asynccontextmanager
+async def audit(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[audit_pb2_grpc.AuditStub, Call]]:
+    async with hub_channel(context, address, timeout_s) as (channel, call):
+        yield audit_pb2_grpc.AuditStub(channel), call
 
 
 @contextlib.asynccontextmanager

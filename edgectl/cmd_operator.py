@@ -25,7 +25,7 @@ from edgectl.clients import fleet
 from edgectl.context import Context, user_context_dir
 from hub.config import HubConfig
 from hub.credentials import CredentialPaths, load_ca
-from hub.store.base import CertificateRecord
+from hub.store.base import AssignmentRecord, CertificateRecord
 from hub.store.sqlite import SqliteStore
 
 
@@ -130,6 +130,10 @@ async def issue_bootstrap_credential(
                 fingerprint=pki.fingerprint(cert),
             )
         )
+        if not hub_config.rbac.dir:
+            await store.add_assignment(
+                AssignmentRecord(name, "admin", "fleet", "operator bootstrap", now.timestamp())
+            )
     finally:
         await store.close()
     return key, pki.pem(cert), pki.pem(ca_cert)
@@ -151,9 +155,21 @@ async def bootstrap(app: App) -> int:
         cert_pem,
         bundle_pem,
     )
-    data = {"operator": app.args.name, "context": str(directory), "hub": context.hub}
+    rbac_dir = hub_config.rbac.dir
+    data = {
+        "operator": app.args.name,
+        "context": str(directory),
+        "hub": context.hub,
+        "role": None if rbac_dir else "admin",
+    }
+    grant = (
+        f"RBAC is managed in {rbac_dir}: assign a role to {app.args.name} there"
+        if rbac_dir
+        else "role admin on fleet"
+    )
     app.out.text(
-        data, f"operator {app.args.name} credential written to {directory}; hub {context.hub}"
+        data,
+        f"operator {app.args.name} credential written to {directory}; hub {context.hub}; {grant}",
     )
     return exitcodes.OK
 

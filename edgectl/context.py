@@ -30,6 +30,9 @@ class Context:
     enroll_address: str = ""
     operator: str = ""
     agents: dict[str, str] = field(default_factory=dict)
+    # AUTONOMY_OPERATOR, sent with every hub call: the hub refuses it unless it matches
+    # the credential. Never saved.
+    claimed_operator: str = ""
 
     @property
     def key_path(self) -> Path:
@@ -50,6 +53,7 @@ class Context:
     def save(self) -> None:
         data = asdict(self)
         data.pop("directory")
+        data.pop("claimed_operator")
         pki.atomic_write(
             self.file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600
         )
@@ -89,12 +93,10 @@ def find_dev_dir(start: Path) -> Path | None:
 
 def resolve(explicit: str | None, environ: Mapping[str, str], cwd: Path) -> Context:
     chosen = explicit or environ.get("AUTONOMY_CONTEXT")
-    if chosen:
-        return Context.load(Path(chosen))
-    dev = find_dev_dir(cwd)
-    if dev is not None:
-        return Context.load(dev)
-    return Context.load(user_context_dir(environ))
+    directory = Path(chosen) if chosen else find_dev_dir(cwd) or user_context_dir(environ)
+    context = Context.load(directory)
+    context.claimed_operator = environ.get("AUTONOMY_OPERATOR", "").strip()
+    return context
 
 
 def hub_address(flag: str | None, environ: Mapping[str, str], context: Context) -> str:

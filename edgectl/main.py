@@ -15,6 +15,7 @@ from pathlib import Path
 from edgecommon.errors import EdgeError
 from edgecommon.version import PRODUCT_VERSION
 from edgectl import (
+    cmd_audit,
     cmd_autonomy,
     cmd_dev,
     cmd_estop,
@@ -23,6 +24,7 @@ from edgectl import (
     cmd_node,
     cmd_operator,
     cmd_permit,
+    cmd_rbac,
     cmd_token,
     exitcodes,
 )
@@ -119,6 +121,8 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
         cmd_permit,
         cmd_leader,
         cmd_operator,
+        cmd_rbac,
+        cmd_audit,
         cmd_dev,
     ):
         module.register(sub)

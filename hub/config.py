@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgecommon.config import at_least, host_port, one_of, positive, setting
-from edgecommon.identity import NAME_RE
+from edgecommon.identity import NAME_RE, name_problem
 
 
 def _trust_domain(value: str) -> str | None:
@@ -97,6 +97,11 @@ class HttpSection:
     token_file: str = setting(
         "", "File holding the bearer token for the HTTP API; the API is off while empty."
     )
+    token_operator: str = setting(
+        "status-api",
+        "The operator name the bearer token acts as for RBAC and audit (needs autonomy.read).",
+        lambda v: name_problem("operator", v),
+    )
 
 
 @dataclass(frozen=True)
@@ -111,6 +116,41 @@ class LeaseSection:
     )
 
 
+def _pg_url(value: str) -> str | None:
+    if not value or value.startswith(("postgresql://", "postgres://")):
+        return None
+    return "a URL like postgresql://user@host:5432/dbname (or empty for the file log only)"
+
+
+@dataclass(frozen=True)
+class RbacSection:
+    dir: str = setting(
+        "",
+        "Directory of YAML files holding roles and assignments (reloaded on change; API edits "
+        "are then refused). Empty: RBAC lives in the hub store and is edited with edgectl rbac.",
+    )
+    enforcement: bool = setting(
+        True,
+        "Check every operator request against RBAC. false (AUTONOMY_RBAC_ENFORCEMENT=0) is "
+        "break-glass: requests are let through, logged loudly and audited as bypassed.",
+    )
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    dir: str = setting(
+        "",
+        "Directory of the file audit log (JSON lines, fsynced, rotated by size); empty means "
+        "<state_dir>/audit. Always written when PostgreSQL is not set or cannot be reached.",
+    )
+    pg_url: str = setting(
+        "",
+        "PostgreSQL URL of the audit_events table; empty: the file log only.",
+        _pg_url,
+    )
+    rotate_mb: float = setting(64.0, "Size at which a file log segment is rotated.", positive)
+
+
 @dataclass(frozen=True)
 class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
@@ -120,6 +160,8 @@ class HubConfig:
     autonomy: AutonomySection = field(default_factory=AutonomySection)
     http: HttpSection = field(default_factory=HttpSection)
     lease: LeaseSection = field(default_factory=LeaseSection)
+    rbac: RbacSection = field(default_factory=RbacSection)
+    audit: AuditSection = field(default_factory=AuditSection)
 
     def problems(self) -> list[str]:
         found = []
@@ -142,6 +184,10 @@ class HubConfig:
         if self.hub.listen == self.hub.enroll_listen:
             found.append("[hub].listen and [hub].enroll_listen must differ")
         return found
+
+    @property
+    def audit_dir(self) -> Path:
+        return Path(self.audit.dir) if self.audit.dir else self.hub.state_dir / "audit"
 
     @property
     def db_path(self) -> Path:

@@ -5,22 +5,34 @@
 
 Every request needs `Authorization: Bearer <token>`; the token is read from
 [http].token_file (never logged) and compared in constant time. Missing or wrong
-token: 401. Unknown node: 404.
+token: 401. The token acts as operator [http].token_operator, which RBAC must allow
+autonomy.read (403 otherwise; the gate audits denials). Unknown node: 404.
 """
 
 import hmac
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 from aiohttp import web
 
-from edgecommon.errors import ConfigError, NotFound
+from edgecommon.errors import ConfigError, EdgeError, InvalidArgument, NotFound, PermissionDenied
 from edgecommon.scope import parse_scope
 from hub.autonomy import FleetSwitch
 from hub.estop import EstopManager
+from hub.gate import Gate, GateCall
 
 log = logging.getLogger("edge-hub.http")
-TOKEN_KEY = web.AppKey("token", bytes)
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    token: bytes
+    operator: str
+    gate: Gate
+
+
+AUTH_KEY = web.AppKey("auth", HttpAuth)
 SWITCH_KEY = web.AppKey("switch", FleetSwitch)
 ESTOPS_KEY = web.AppKey("estops", EstopManager)
 
@@ -40,7 +52,25 @@ def _authorized(request: web.Request) -> bool:
     scheme, _, presented = header.partition(" ")
     if scheme.lower() != "bearer" or not presented:
         return False
-    return hmac.compare_digest(presented.strip().encode(), request.app[TOKEN_KEY])
+    return hmac.compare_digest(presented.strip().encode(), request.app[AUTH_KEY].token)
+
+
+async def _admit(request: web.Request, node_id: str | None) -> web.Response | None:
+    auth = request.app[AUTH_KEY]
+    call = GateCall(
+        operator=auth.operator,
+        permission="autonomy.read",
+        target=f"node:{node_id}" if node_id else "fleet",
+        action="autonomy.read",
+        request_id=auth.gate.request_id(request.headers.get("X-Request-Id", "")),
+    )
+    try:
+        await auth.gate.admit(call)
+    except PermissionDenied as exc:
+        return web.json_response({"error": str(exc)}, status=403)
+    except EdgeError as exc:
+        return web.json_response({"error": str(exc)}, status=503)
+    return None
 
 
 async def autonomy_status(request: web.Request) -> web.Response:
@@ -50,12 +80,18 @@ async def autonomy_status(request: web.Request) -> web.Response:
             status=401,
             headers={"WWW-Authenticate": 'Bearer realm="edge-hub"'},
         )
+    node_id = request.query.get("node")
+    try:
+        refused = await _admit(request, node_id)
+    except InvalidArgument as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    if refused is not None:
+        return refused
     switch = request.app[SWITCH_KEY]
     body: dict[str, object] = {
         "autonomy_enabled": switch.reading.enabled,
         "source": switch.reading.source,
     }
-    node_id = request.query.get("node")
     if node_id is None:
         return web.json_response(body)
     try:
@@ -86,10 +122,10 @@ async def autonomy_status(request: web.Request) -> web.Response:
 
 
 async def start_http(
-    listen: str, token: bytes, switch: FleetSwitch, estops: EstopManager
+    listen: str, auth: HttpAuth, switch: FleetSwitch, estops: EstopManager
 ) -> web.AppRunner:
     app = web.Application()
-    app[TOKEN_KEY] = token
+    app[AUTH_KEY] = auth
     app[SWITCH_KEY] = switch
     app[ESTOPS_KEY] = estops
     app.router.add_get("/v1/autonomy/status", autonomy_status)

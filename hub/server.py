@@ -7,6 +7,7 @@ reflection are useful on the enrollment port.
 """
 
 import asyncio
+import functools
 import logging
 import random
 from dataclasses import dataclass
@@ -25,17 +26,35 @@ from edgecommon.daemon import (
     announce_stopping,
     raise_when_set,
 )
-from edgecommon.pb import fleet_pb2, fleet_pb2_grpc, link_pb2, link_pb2_grpc
+from edgecommon.errors import EdgeError
+from edgecommon.pb import (
+    audit_pb2,
+    audit_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    link_pb2,
+    link_pb2_grpc,
+    rbac_pb2,
+    rbac_pb2_grpc,
+)
 from hub import credentials as hub_credentials
+from hub.audit.emitter import AuditEmitter
+from hub.audit.event import NewEvent
+from hub.audit.file_log import FileAuditLog
+from hub.audit.pg_log import PgAuditLog
+from hub.audit_service import AuditService
 from hub.auth import PeerVerifier
 from hub.autonomy import FleetSwitch
 from hub.config import HubConfig
 from hub.enrollment import Enrollment
 from hub.estop import EstopManager
 from hub.fleet_service import FleetService
-from hub.http_api import read_token, start_http
+from hub.gate import Gate, GateInterceptor
+from hub.http_api import HttpAuth, read_token, start_http
 from hub.leases import LeaseManager
 from hub.link_service import LinkService
+from hub.rbac.source import RbacSource
+from hub.rbac_service import RbacService
 from hub.registry import Registry
 from hub.store.sqlite import SqliteStore
 
@@ -43,6 +62,8 @@ log = logging.getLogger("edge-hub")
 SERVICE_NAMES = (
     link_pb2.DESCRIPTOR.services_by_name["Link"].full_name,
     fleet_pb2.DESCRIPTOR.services_by_name["Fleet"].full_name,
+    rbac_pb2.DESCRIPTOR.services_by_name["Rbac"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
 )
 GRACE_S = 5.0
 
@@ -58,6 +79,9 @@ class HubParts:
     fleet_switch: FleetSwitch
     http_token: bytes | None
     leases: LeaseManager
+    rbac: RbacSource
+    gate: Gate
+    audit: AuditEmitter
 
 
 async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts:
@@ -75,17 +99,34 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     await leases.load()
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
+    audit = await open_audit(config, clock)
+    rbac = RbacSource(store, Path(config.rbac.dir) if config.rbac.dir else None, clock)
+    rbac.on_reload = functools.partial(audit_reload, audit, str(config.rbac.dir))
+    await rbac.load()
+    gate = Gate(rbac, registry, audit, rng, enforce=config.rbac.enforcement)
+    if not config.rbac.enforcement:
+        log.warning(
+            "RBAC ENFORCEMENT IS OFF ([rbac].enforcement = false / AUTONOMY_RBAC_ENFORCEMENT=0): "
+            "every operator request is let through and audited as bypassed. Restore it as soon "
+            "as the break-fix is over."
+        )
     enrollment = Enrollment(store, creds, config, clock)
     link = LinkService(
         enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch, leases
     )
 
-    server = grpc.aio.server(options=grpcopts.server_options())
+    server = grpc.aio.server(
+        options=grpcopts.server_options(), interceptors=[GateInterceptor(gate, verifier)]
+    )
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
         FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases),
         server,
     )
+    rbac_pb2_grpc.add_RbacServicer_to_server(
+        RbacService(gate, verifier, lambda: {v.record.group for v in registry.views("")}), server
+    )
+    audit_pb2_grpc.add_AuditServicer_to_server(AuditService(audit, gate, verifier, clock), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -100,8 +141,54 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
         if server.add_secure_port(address, server_creds) == 0:
             raise OSError(f"cannot listen on {address}")
     return HubParts(
-        store, registry, server, health_servicer, link, estops, fleet_switch, http_token, leases
+        store,
+        registry,
+        server,
+        health_servicer,
+        link,
+        estops,
+        fleet_switch,
+        http_token,
+        leases,
+        rbac,
+        gate,
+        audit,
     )
+
+
+async def open_audit(config: HubConfig, clock: Clock) -> AuditEmitter:
+    """The file log always (the fallback); PostgreSQL first when configured. A database
+    that is down at start is reported, not fatal: events go to the file log meanwhile."""
+    file_log = FileAuditLog(config.audit_dir, clock, int(config.audit.rotate_mb * 2**20))
+    await file_log.open()
+    primary = None
+    if config.audit.pg_url:
+        primary = PgAuditLog(config.audit.pg_url, clock)
+        try:
+            await primary.open()
+        except EdgeError as exc:
+            log.error(
+                "audit: %s; events go to the file log %s until it answers", exc, file_log.name
+            )
+    return AuditEmitter(primary, file_log, log)
+
+
+async def audit_reload(audit: AuditEmitter, directory: str, ok: bool, detail: str) -> None:
+    event = NewEvent(
+        operator="hub",
+        action="rbac.reload",
+        target=directory,
+        scope="fleet",
+        outcome="success" if ok else "failure",
+        request_id="",
+        detail=detail,
+    )
+    try:
+        await audit.emit([event])
+    except EdgeError as exc:
+        log.critical(
+            "AUDIT EVENT NOT RECORDED (%s): RBAC reload %s: %s", exc, event.outcome, detail
+        )
 
 
 async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
@@ -111,7 +198,10 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
         await parts.server.start()
         if parts.http_token is not None and config.http.listen:
             http = await start_http(
-                config.http.listen, parts.http_token, parts.fleet_switch, parts.estops
+                config.http.listen,
+                HttpAuth(parts.http_token, config.http.token_operator, parts.gate),
+                parts.fleet_switch,
+                parts.estops,
             )
             log.info("HTTP status API on %s", config.http.listen)
         elif config.http.listen:
@@ -129,6 +219,7 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
                 registry_task = tg.create_task(parts.registry.run(), name="registry")
                 tg.create_task(parts.estops.run(), name="estop-acks")
                 tg.create_task(parts.fleet_switch.run(), name="fleet-switch")
+                tg.create_task(parts.rbac.run(), name="rbac-files")
                 announce_ready("serving", tg, lambda: not registry_task.done())
                 tg.create_task(raise_when_set(stop), name="shutdown")
         except* ShutdownRequested:
@@ -143,4 +234,5 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
         await parts.registry.flush()
         await parts.estops.flush()
         await parts.store.close()
+        await parts.audit.close()
         log.info("hub stopped")

@@ -173,14 +173,16 @@ class Fleet:
             + (extra or self.hub_extra)
         )
 
-    def start_hub(self, extra: str = "", wait: bool = True) -> Proc:
+    def start_hub(
+        self, extra: str = "", wait: bool = True, env: dict[str, str] | None = None
+    ) -> Proc:
         if not self.hub_toml.exists() or extra:
             self.write_hub_config(extra)
         self.hub = Proc(
             "hub",
             [sys.executable, "-m", "hub.main", "--config", str(self.hub_toml)],
             self.root / "hub" / "hub.log",
-            clean_env(),
+            clean_env(**(env or {})),
         ).start()
         if wait:
             wait_until(
@@ -219,6 +221,31 @@ class Fleet:
             name,
         )
         assert result.code == 0, result.stderr
+
+    def login_operator(self, name: str, role: str = "", scope: str = "fleet") -> Path:
+        """Enroll operator `name` with a token from the admin context; assign `role` if
+        given. Returns the new operator's context directory."""
+        created = self.edgectl("--output", "json", "token", "create", "--operator", name)
+        assert created.code == 0, created.stderr
+        directory = self.root / f"op-{name}"
+        login = self.edgectl(
+            "--context",
+            str(directory),
+            "login",
+            "--token",
+            created.json["token"],
+            "--hub",
+            self.listen,
+            "--enroll-address",
+            self.enroll,
+            "--dir",
+            str(directory),
+        )
+        assert login.code == 0, login.stderr
+        if role:
+            assigned = self.edgectl("rbac", "assign", name, role, "--scope", scope)
+            assert assigned.code == 0, assigned.stderr
+        return directory
 
     def token(self, node: str, group: str = "site-a", ttl: str = "10m") -> str:
         result = self.edgectl(

@@ -1,0 +1,28 @@
+"""Every RPC the hub serves has a permission mapping (or is a node or public RPC)."""
+
+import re
+from pathlib import Path
+
+from edgecommon.pb import audit_pb2, fleet_pb2, link_pb2, rbac_pb2
+from hub import server
+from hub.rbac.permissions import BUILTIN_ROLES, PERMISSIONS
+from hub.rpc_permissions import NODE_METHODS, OPERATOR_RULES, PUBLIC_SERVICES
+
+
+def test_every_served_rpc_has_a_permission_mapping() -> None:
+    """A new RPC without a mapping fails here (and is refused by the gate at run time)."""
+    pool = {
+        s.full_name: s
+        for module in (audit_pb2, fleet_pb2, link_pb2, rbac_pb2)
+        for s in module.DESCRIPTOR.services_by_name.values()
+    }
+    registered = set(re.findall(r"add_(\w+)Servicer_to_server", Path(server.__file__).read_text()))
+    served = {f"autonomyops.edge.v1.{name}" for name in registered} - PUBLIC_SERVICES
+    assert served <= set(server.SERVICE_NAMES) | {"grpc.health.v1.Health"}
+    for name in server.SERVICE_NAMES:
+        for method in pool[name].methods:
+            path = f"/{name}/{method.name}"
+            assert path in OPERATOR_RULES or path in NODE_METHODS, f"{path} has no mapping"
+    for rule in OPERATOR_RULES.values():
+        assert rule.permission is None or rule.permission in PERMISSIONS
+    assert set(BUILTIN_ROLES["admin"]) == set(PERMISSIONS)
