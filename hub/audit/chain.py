@@ -185,16 +185,36 @@ def _in_order(effs: Sequence[int]) -> set[int]:
     return keep
 
 
+def _moved_problems(links: Sequence[_Link]) -> list[str]:
+    """Events stored under another seq; a run shifted by the same amount is one line."""
+    problems: list[str] = []
+    run: list[_Link] = []
+    for x in [*links, None]:
+        if run and (
+            x is None or x.seq - x.eff != run[-1].seq - run[-1].eff or x.eff != run[-1].eff + 1
+        ):
+            a, b = run[0], run[-1]
+            if len(run) == 1:
+                problems.append(f"event {a.eff} was reordered: it is stored as seq {a.seq}")
+            else:
+                problems.append(
+                    f"events {a.eff}..{b.eff} were renumbered: they are stored as seq "
+                    f"{a.seq}..{b.seq}"
+                )
+            run = []
+        if x is not None and x.eff != x.seq:
+            run.append(x)
+    return problems
+
+
 def _order_problems(links: Sequence[_Link]) -> list[str]:
-    problems = [
-        f"event {x.eff} was reordered: it is stored as seq {x.seq}" for x in links if x.eff != x.seq
-    ]
+    problems = _moved_problems(links)
     effs = [x.eff for x in links]
     if all(a <= b for a, b in itertools.pairwise(effs)):
         return problems
     keep = _in_order(effs)
     for i, x in enumerate(links):
-        if i not in keep:
+        if i not in keep and x.eff == x.seq:
             before = links[i - 1].eff if i else None
             where = f"stored after event {before}" if before is not None else "stored first"
             problems.append(f"event {x.eff} was reordered: it is {where}")
@@ -276,26 +296,48 @@ def _walk(
     return problems, first, prev_seq if first else 0
 
 
+class ChainChecker:
+    """Collects what verification needs of each stored event (not the event itself), so a
+    large log can be streamed through it."""
+
+    def __init__(self) -> None:
+        self._links: list[_Link] = []
+
+    def add(self, event: AuditEvent) -> None:
+        self._links.append(_link(len(self._links), event))
+
+    def report(
+        self, anchor: Anchor | None, head: Head | None = None, unreadable: Sequence[str] = ()
+    ) -> VerifyReport:
+        links = self._links
+        problems = list(unreadable) + _order_problems(links)
+        walked, first, last = _walk(links, anchor, head)
+        problems.extend(walked)
+        if anchor is not None:
+            note = anchor_note(anchor)
+            if not any(x.note.startswith(note) and x.eff > anchor.seq for x in links):
+                problems.append(
+                    f"the prune anchor at seq {anchor.seq} is not confirmed by an "
+                    f"{PRUNE_ACTION} event in the log: the anchor was edited or written "
+                    "outside a prune"
+                )
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = [*problems[:MAX_PROBLEMS], f"... and {more} more problems"]
+        return VerifyReport(not problems, len(links), first, last, tuple(problems))
+
+
 def verify_chain(
     events: Iterable[AuditEvent],
     anchor: Anchor | None,
     head: Head | None = None,
     unreadable: Sequence[str] = (),
 ) -> VerifyReport:
-    """Check events in storage order. `unreadable` lists stored records that could not be
-    parsed (each a problem already). Problems are capped at MAX_PROBLEMS lines."""
-    links = [_link(i, e) for i, e in enumerate(events)]
-    problems = list(unreadable) + _order_problems(links)
-    walked, first, last = _walk(links, anchor, head)
-    problems.extend(walked)
-    if anchor is not None:
-        note = anchor_note(anchor)
-        if not any(x.note.startswith(note) and x.eff > anchor.seq for x in links):
-            problems.append(
-                f"the prune anchor at seq {anchor.seq} is not confirmed by an {PRUNE_ACTION} "
-                "event in the log: the anchor was edited or written outside a prune"
-            )
-    if len(problems) > MAX_PROBLEMS:
-        more = len(problems) - MAX_PROBLEMS
-        problems = [*problems[:MAX_PROBLEMS], f"... and {more} more problems"]
-    return VerifyReport(not problems, len(links), first, last, tuple(problems))
+    """Check events in storage order against the anchor (None: the chain starts at seq 1)
+    and the head (None: unknown). `unreadable` names stored records that could not be
+    parsed, each a problem; it is read after `events` is consumed, so a reader may fill it
+    while yielding. Problems are capped at MAX_PROBLEMS lines."""
+    checker = ChainChecker()
+    for event in events:
+        checker.add(event)
+    return checker.report(anchor, head, unreadable)
