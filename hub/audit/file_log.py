@@ -65,6 +65,39 @@ def segment_name(first_seq: int) -> str:
     return f"audit-{first_seq:012d}.jsonl"
 
 
+_PREFIX = b'{"seq":'
+
+
+def _peek(line: bytes) -> tuple[int, float] | None:
+    """seq and time of a stored line without parsing all of it (None: parse it fully)."""
+    if not line.startswith(_PREFIX):
+        return None
+    comma = line.find(b",", 7)
+    colon = line.find(b":", comma)
+    end = line.find(b",", colon)
+    if comma < 0 or colon < 0 or end < 0 or line[comma : colon + 1] != b',"time":':
+        return None
+    try:
+        return int(line[7:comma]), float(line[colon + 1 : end])
+    except ValueError:
+        return None
+
+
+def _may_match(line: bytes, f: AuditFilter, needles: list[bytes]) -> bool:
+    """False only for lines that certainly do not match (the rest are parsed and checked)."""
+    if not all(n in line for n in needles):
+        return False
+    peeked = _peek(line)
+    if peeked is None:
+        return True
+    seq, time = peeked
+    return (
+        seq > f.after_seq
+        and (f.since is None or time >= f.since)
+        and (f.until is None or time < f.until)
+    )
+
+
 def _needles(f: AuditFilter) -> list[bytes]:
     """Byte strings every matching line contains (a cheap test before parsing)."""
     pairs = [("operator", f.operator), ("action", f.action), ("outcome", f.outcome)]
@@ -123,15 +156,15 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def _lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:
-    """(line number, line without newline) of whole lines up to byte `end`."""
+def _blocks(path: Path, end: int | None) -> Iterator[bytes]:
+    """Runs of whole lines (no trailing newline) up to byte `end`; a partial last line
+    is left out."""
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         return  # removed by a prune after the snapshot
     with handle:
         remaining = end
-        number = 0
         rest = b""
         while remaining is None or remaining > 0:
             want = CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining)
@@ -140,11 +173,37 @@ def _lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:
                 break
             if remaining is not None:
                 remaining -= len(block)
-            parts = (rest + block).split(b"\n")
-            rest = parts.pop()
-            for line in parts:
-                number += 1
-                yield number, line
+            data = rest + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            rest = data[cut + 1 :]
+            yield data[:cut]
+
+
+def _lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without newline) of whole lines up to byte `end`."""
+    number = 0
+    for block in _blocks(path, end):
+        for line in block.split(b"\n"):
+            number += 1
+            yield number, line
+
+
+def _candidates(block: bytes, needles: list[bytes]) -> Iterator[bytes]:
+    """The lines of `block` that contain the first needle (all lines if there is none),
+    found by searching the whole block rather than testing line by line."""
+    if not needles:
+        yield from block.split(b"\n")
+        return
+    first, pos = needles[0], 0
+    while (hit := block.find(first, pos)) >= 0:
+        start = block.rfind(b"\n", 0, hit) + 1
+        stop = block.find(b"\n", hit)
+        stop = len(block) if stop < 0 else stop
+        yield block[start:stop]
+        pos = stop + 1
 
 
 def _parse(line: bytes) -> AuditEvent:
@@ -408,8 +467,8 @@ class FileAuditLog:
         for i, (seg, end) in enumerate(snap.ranges()):
             if i + 1 < len(segments) and segments[i + 1].first_seq - 1 <= f.after_seq:
                 continue
-            for _, line in _lines(seg.path, end):
-                if not all(n in line for n in needles):
+            for line in (c for b in _blocks(seg.path, end) for c in _candidates(b, needles)):
+                if not _may_match(line, f, needles):
                     continue
                 try:
                     event = _parse(line)
@@ -535,6 +594,7 @@ class FileAuditLog:
         return {
             "backend": "file",
             "name": self.name,
+            "events": self._head.seq - (self._anchor.seq if self._anchor else 0),
             "last_seq": self._head.seq,
             "anchor_seq": self._anchor.seq if self._anchor else 0,
             "segments": len(self._segments),

@@ -145,6 +145,18 @@ def _where(f: AuditFilter) -> tuple[str, list[Any]]:
     return " AND ".join(conds), args
 
 
+def _insert_sql(schema: str) -> str:
+    """One statement (one round trip): the rows, from arrays, and the new head."""
+    types = ["bigint", "timestamptz"] + ["text"] * (len(EVENT_FIELDS) - 2)
+    arrays = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    n = len(EVENT_FIELDS)
+    return (
+        f"WITH rows AS (INSERT INTO {schema}.audit_events ({COLUMNS}) "
+        f"SELECT * FROM unnest({arrays})) "
+        f"UPDATE {schema}.audit_head SET seq = ${n + 1}, hash = ${n + 2}"
+    )
+
+
 class PgAuditLog:
     def __init__(
         self,
@@ -172,6 +184,7 @@ class PgAuditLog:
         self._opening = asyncio.Lock()
         self._commit = GroupCommit(self._write)
         self._head = Head(0, GENESIS_HASH)
+        self._anchor_seq = 0
         self._stats = {"appended": 0, "errors": 0}
         self._last_error = ""
 
@@ -205,11 +218,13 @@ class PgAuditLog:
                     )
                     await conn.execute(DDL.format(s=self._schema, genesis=GENESIS_HASH))
                     row = await conn.fetchrow(f"SELECT seq, hash FROM {self._schema}.audit_head")
+                    anchor = await self._anchor(conn)
             except FAILURES as exc:
                 await pool.close()
                 raise self._unavailable(exc) from exc
             self._pool = pool
             self._head = Head(row["seq"], row["hash"])
+            self._anchor_seq = anchor.seq if anchor else 0
             self._log.info("audit: PostgreSQL log %s open at event %d", self.name, row["seq"])
 
     async def _ready(self) -> asyncpg.Pool:
@@ -246,11 +261,9 @@ class PgAuditLog:
         s = self._schema
         head = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head FOR UPDATE")
         events = seal_all(news, head["seq"], head["hash"], self._clock.wall())
-        await conn.copy_records_to_table(
-            "audit_events", schema_name=s, columns=EVENT_FIELDS, records=map(_record, events)
-        )
+        columns = list(zip(*map(_record, events), strict=True))
         last = events[-1]
-        await conn.execute(f"UPDATE {s}.audit_head SET seq = $1, hash = $2", last.seq, last.hash)
+        await conn.execute(_insert_sql(s), *columns, last.seq, last.hash)
         return events
 
     async def query(self, f: AuditFilter) -> list[AuditEvent]:
@@ -316,6 +329,8 @@ class PgAuditLog:
         except FAILURES as exc:
             raise self._unavailable(exc) from exc
         self._committed([report.event])
+        if report.anchor is not None:
+            self._anchor_seq = report.anchor.seq
         self._log.info(
             "audit: pruned %d events before %s from %s", report.removed, stamp(cutoff), self.name
         )
@@ -365,7 +380,9 @@ class PgAuditLog:
             "name": self.name,
             "schema": self._schema,
             "connected": self._pool is not None,
+            "events": self._head.seq - self._anchor_seq,
             "last_seq": self._head.seq,
+            "anchor_seq": self._anchor_seq,
             "batches": self._commit.batches,
             "last_error": self._last_error,
             **self._stats,

@@ -214,6 +214,7 @@ async def test_append_seals_a_chain_that_reopening_continues(backend: Backend) -
         assert (report.checked, report.first_seq, report.last_seq) == (3, 1, 3)
         assert await log.query(AuditFilter()) == [*first, third]
         assert log.statistics()["last_seq"] == 3
+        assert log.statistics()["events"] == 3
 
 
 async def test_concurrent_appends_share_writes_and_lose_nothing(backend: Backend) -> None:
@@ -282,6 +283,7 @@ async def test_prune_leaves_an_anchor_that_verify_accepts(backend: Backend) -> N
         verified = await log.verify()
         assert verified.ok, verified.problems
         assert (verified.first_seq, verified.last_seq) == (9, 21)
+        assert (log.statistics()["events"], log.statistics()["anchor_seq"]) == (13, 8)
     async with opened(backend.make()) as log:
         assert (await log.verify()).ok
         again = await log.prune(T0 + 15, ev(1, action="audit.prune"))
