@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from edgecommon.errors import InvalidArgument
+from edgecommon.errors import Conflict, InvalidArgument
 from hub.audit.chain import Anchor, VerifyReport
 from hub.audit.event import AuditEvent, AuditFilter, NewEvent, validate_new_event
 
@@ -58,6 +58,15 @@ def check_cutoff(cutoff: float, now: float) -> None:
         )
 
 
+def refuse_unverified_prune(name: str, report: VerifyReport) -> None:
+    """A prune must not turn tampering into a clean anchor."""
+    if not report.ok:
+        raise Conflict(
+            f"audit log {name}: prune refused, the events it would remove do not verify "
+            f"({report.problems[0]}); run audit verify and keep a copy of the log first"
+        )
+
+
 async def to_the_end(fut: Awaitable[T]) -> T:
     """Await `fut`; if the caller is cancelled meanwhile, let it finish before re-raising,
     so no write is left running behind a released lock."""
@@ -98,6 +107,11 @@ class GroupCommit:
                 continue
             try:
                 stored = await self._write([e for events, _ in batch for e in events])
+            except asyncio.CancelledError:
+                for _, waiter in batch + self._queue:
+                    waiter.cancel()
+                self._queue = []
+                raise
             except Exception as exc:
                 for _, waiter in batch:
                     if not waiter.done():

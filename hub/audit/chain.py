@@ -307,13 +307,19 @@ class ChainChecker:
         self._links.append(_link(len(self._links), event))
 
     def report(
-        self, anchor: Anchor | None, head: Head | None = None, unreadable: Sequence[str] = ()
+        self,
+        anchor: Anchor | None,
+        head: Head | None = None,
+        unreadable: Sequence[str] = (),
+        confirm_anchor: bool = True,
     ) -> VerifyReport:
+        """`confirm_anchor=False` checks a prefix of the log (what a prune removes), whose
+        confirming audit.prune event lies beyond it."""
         links = self._links
         problems = list(unreadable) + _order_problems(links)
         walked, first, last = _walk(links, anchor, head)
         problems.extend(walked)
-        if anchor is not None:
+        if anchor is not None and confirm_anchor:
             note = anchor_note(anchor)
             if not any(x.note.startswith(note) and x.eff > anchor.seq for x in links):
                 problems.append(

@@ -32,15 +32,24 @@ from pathlib import Path
 from typing import Any
 
 from edgecommon.clock import Clock, stamp
-from edgecommon.errors import InvalidArgument
+from edgecommon.errors import Conflict, InvalidArgument
 from hub.audit.backend import (
     GroupCommit,
     PruneReport,
     check_cutoff,
     checked_events,
+    refuse_unverified_prune,
     to_the_end,
 )
-from hub.audit.chain import Anchor, Head, VerifyReport, anchor_note, seal_all, verify_chain
+from hub.audit.chain import (
+    Anchor,
+    ChainChecker,
+    Head,
+    VerifyReport,
+    anchor_note,
+    seal_all,
+    verify_chain,
+)
 from hub.audit.event import (
     GENESIS_HASH,
     AuditEvent,
@@ -253,6 +262,8 @@ class FileAuditLog:
     # -- opening -------------------------------------------------------------------------
 
     async def open(self) -> None:
+        if self._lock_fd is not None:
+            return
         try:
             await to_the_end(asyncio.to_thread(self._open_sync))
         except OSError as exc:
@@ -542,14 +553,29 @@ class FileAuditLog:
         return PruneReport(removed, anchor, stored)
 
     def _prune_boundary(self, snap: _Snapshot, cutoff: float) -> tuple[AuditEvent | None, int]:
-        """The last event of the oldest run of events all older than cutoff, and its length."""
+        """The last event of the oldest run of events all older than cutoff, and its
+        length; Conflict if that run does not verify."""
         last, count = None, 0
+        checker = ChainChecker()
         for seg, end in snap.ranges():
-            for _, line in _lines(seg.path, end):
-                event = _parse(line)
+            for number, line in _lines(seg.path, end):
+                try:
+                    event = _parse(line)
+                except ValueError as exc:
+                    raise Conflict(
+                        f"audit log {self.name}: prune refused, {seg.path.name} line {number} "
+                        f"is damaged ({exc}); run audit verify and keep a copy of the log first"
+                    ) from exc
                 if event.time >= cutoff:
-                    return last, count
+                    break
+                checker.add(event)
                 last, count = event, count + 1
+            else:
+                continue
+            break
+        if last is not None:
+            prefix = checker.report(snap.anchor, Head(last.seq, last.hash), confirm_anchor=False)
+            refuse_unverified_prune(self.name, prefix)
         return last, count
 
     def _apply_anchor(self, anchor: Anchor) -> None:

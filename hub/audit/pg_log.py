@@ -23,7 +23,13 @@ import asyncpg
 
 from edgecommon.clock import Clock, stamp
 from edgecommon.errors import InvalidArgument
-from hub.audit.backend import GroupCommit, PruneReport, check_cutoff, checked_events
+from hub.audit.backend import (
+    GroupCommit,
+    PruneReport,
+    check_cutoff,
+    checked_events,
+    refuse_unverified_prune,
+)
 from hub.audit.chain import Anchor, ChainChecker, Head, VerifyReport, anchor_note, seal_all
 from hub.audit.event import (
     EVENT_FIELDS,
@@ -350,10 +356,15 @@ class PgAuditLog:
         removed = row["n"]
         anchor = None
         if removed:
-            last_hash = await conn.fetchval(
-                f"SELECT hash FROM {s}.audit_events WHERE seq = $1", row["last"]
+            checker = ChainChecker()
+            sql = f"SELECT {COLUMNS} FROM {s}.audit_events WHERE seq <= $1 ORDER BY seq"
+            async for found in conn.cursor(sql, row["last"], prefetch=2000):
+                checker.add(newest := _event(found))
+            prefix = checker.report(
+                await self._anchor(conn), Head(newest.seq, newest.hash), confirm_anchor=False
             )
-            anchor = Anchor(row["last"], last_hash, cutoff)
+            refuse_unverified_prune(self.name, prefix)
+            anchor = Anchor(newest.seq, newest.hash, cutoff)
         note = (
             f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"
             if anchor

@@ -18,7 +18,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from edgecommon.errors import InvalidArgument
+from edgecommon.errors import Conflict, InvalidArgument
 from hub.audit.backend import AuditLog
 from hub.audit.chain import seal
 from hub.audit.event import AuditEvent, AuditFilter, AuditUnavailable, NewEvent
@@ -319,6 +319,19 @@ async def test_inv_audit_01_tampering_is_detected_and_named(backend: Backend, ki
         report = await log.verify()
     assert not report.ok
     assert any(all(w in p for w in expected) for p in report.problems), report.problems
+
+
+async def test_prune_refuses_to_remove_events_that_do_not_verify(backend: Backend) -> None:
+    async with opened(backend.make()) as log:
+        await fill(log, backend.clock, 10)
+    await backend.tamper.edit(3, operator="nobody")
+    async with opened(backend.make()) as log:
+        backend.clock.now = T0 + 100
+        with pytest.raises(Conflict, match=r"prune refused.*event 3 was edited"):
+            await log.prune(T0 + 5, ev(0, action="audit.prune"))
+        assert len(await log.query(AuditFilter())) == 10
+        report = await log.prune(T0 + 2, ev(0, action="audit.prune"))
+        assert report.removed == 2
 
 
 # -- PostgreSQL only ----------------------------------------------------------------------
