@@ -311,9 +311,9 @@ def main() -> int:
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    for name in ("events", "appends", "repeats", "file_repeats"):
-        if getattr(args, name) < 16:
-            parser.error(f"--{name.replace('_', '-')} must be at least 16")
+    for name, least in (("events", 16), ("appends", 16), ("repeats", 1), ("file_repeats", 1)):
+        if getattr(args, name) < least:
+            parser.error(f"--{name.replace('_', '-')} must be at least {least}")
     with contextlib.suppress(KeyboardInterrupt):
         results = asyncio.run(run(args))
         if args.json:
