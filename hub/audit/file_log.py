@@ -272,6 +272,19 @@ class FileAuditLog:
     def _open_sync(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._take_lock()
+        try:
+            self._load()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._lock_fd = None
+
+    def _load(self) -> None:
         self._anchor = _read_anchor(self.directory)
         self._segments = self._list_segments()
         self._head = self._anchor_head()
@@ -386,10 +399,7 @@ class FileAuditLog:
     async def close(self) -> None:
         await self._commit.close()
         async with self._io:
-            for fd in (self._fd, self._lock_fd):
-                if fd is not None:
-                    os.close(fd)
-            self._fd = self._lock_fd = None
+            self._release()
 
     # -- appending -----------------------------------------------------------------------
 

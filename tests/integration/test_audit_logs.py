@@ -382,6 +382,8 @@ async def test_unreachable_postgresql_is_a_clear_error() -> None:
     with pytest.raises(AuditUnavailable, match=r"PostgreSQL audit log postgresql://127\.0\.0\.1"):
         await log.append([ev(0)])
     assert log.statistics()["errors"] == 1
+    with pytest.raises(InvalidArgument, match="must start with postgresql://"):
+        PgAuditLog("mysql://root@127.0.0.1/x", FakeClock())
     with pytest.raises(InvalidArgument, match="plain lower-case SQL name"):
         PgAuditLog(PG_URL, FakeClock(), "x; drop table y")
 
@@ -433,9 +435,16 @@ async def test_damaged_last_line_refuses_to_open(tmp_path: Path) -> None:
     async with opened(FileAuditLog(tmp_path, clock)) as log:
         await fill(log, clock, 2)
     (segment,) = tmp_path.glob("audit-*.jsonl")
-    segment.write_bytes(segment.read_bytes() + b"not json\n")
+    good = segment.read_bytes()
+    segment.write_bytes(good + b"not json\n")
+    refused = FileAuditLog(tmp_path, clock)
     with pytest.raises(AuditUnavailable, match=r"last event in audit-000000000001\.jsonl is not"):
-        await FileAuditLog(tmp_path, clock).open()
+        await refused.open()
+    segment.write_bytes(good)
+    async with opened(FileAuditLog(tmp_path, clock)) as log:
+        assert (await log.verify()).ok
+    with pytest.raises(AuditUnavailable, match="is not open"):
+        await refused.append([ev(0)])
 
 
 async def test_an_edited_line_that_no_longer_parses_is_named(tmp_path: Path) -> None:
