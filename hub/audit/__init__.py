@@ -1,0 +1,6 @@
+"""The tamper-evident audit log: hash-chained events in JSON-line files or PostgreSQL.
+
+event.py (data and validation) <- chain.py (pure sealing and verification) <- export.py
+(pure formats) <- file_log.py, pg_log.py (the two backends, same behaviour) <- emitter.py
+(PostgreSQL first, the file log as fallback).
+"""

@@ -1,0 +1,167 @@
+"""Audit events: what callers hand in (NewEvent), what is stored (AuditEvent), how to ask
+for them back (AuditFilter), and the errors of the audit package.
+
+    EdgeError
+    ├── InvalidArgument        a bad event field or filter (nothing is stored)
+    └── Unreachable
+        └── AuditUnavailable   a backend cannot be written or read; names it and the fix
+
+Times are unix wall seconds quantized to whole microseconds, so that PostgreSQL's
+timestamptz and the JSON lines of the file log hold exactly the value that was hashed.
+"""
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from edgecommon.errors import InvalidArgument, Unreachable
+
+OUTCOMES = ("attempt", "success", "failure", "denied", "bypassed")
+GENESIS_HASH = "0" * 64
+MAX_FIELD_CHARS = 1024
+MAX_TEXT_CHARS = 16384  # reason and detail may carry an error message or a prune summary
+
+
+class AuditUnavailable(Unreachable):
+    """An audit backend cannot be written or read; the message names it and how to fix it."""
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    operator: str
+    action: str
+    target: str
+    scope: str
+    outcome: str
+    request_id: str
+    reason: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    seq: int
+    time: float
+    operator: str
+    action: str
+    target: str
+    scope: str
+    outcome: str
+    request_id: str
+    reason: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+    @property
+    def time_us(self) -> int:
+        return round(self.time * 1_000_000)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in EVENT_FIELDS}
+
+
+EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditEvent))
+_TEXT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    """Events with since <= time < until, matching every non-empty field, seq > after_seq,
+    at most `limit` of them (0 = all), in ascending seq."""
+
+    since: float | None = None
+    until: float | None = None
+    operator: str = ""
+    action: str = ""
+    outcome: str = ""
+    target: str = ""
+    after_seq: int = 0
+    limit: int = 1000
+
+    def matches(self, event: AuditEvent) -> bool:
+        return (
+            event.seq > self.after_seq
+            and (self.since is None or event.time >= self.since)
+            and (self.until is None or event.time < self.until)
+            and (not self.operator or event.operator == self.operator)
+            and (not self.action or event.action == self.action)
+            and (not self.outcome or event.outcome == self.outcome)
+            and (not self.target or event.target == self.target)
+        )
+
+
+def quantize_time(unix: float) -> float:
+    """The wall time as stored: whole microseconds."""
+    return round(unix * 1_000_000) / 1_000_000
+
+
+def validate_new_event(event: NewEvent) -> None:
+    """Raise InvalidArgument naming the first bad field of `event`."""
+    if not isinstance(event, NewEvent):
+        raise InvalidArgument(f"audit event must be a NewEvent, got {type(event).__name__}")
+    for name in _TEXT_FIELDS:
+        value = getattr(event, name)
+        limit = MAX_TEXT_CHARS if name in ("reason", "detail") else MAX_FIELD_CHARS
+        if not isinstance(value, str):
+            raise InvalidArgument(f"audit event field {name} must be text, got {value!r}")
+        if len(value) > limit:
+            raise InvalidArgument(
+                f"audit event field {name} is {len(value)} characters; the limit is {limit}"
+            )
+        if "\x00" in value:
+            raise InvalidArgument(f"audit event field {name} contains a NUL character")
+    for name in ("operator", "action", "outcome"):
+        if not getattr(event, name):
+            raise InvalidArgument(f"audit event field {name} is empty; name who/what/how")
+    if event.outcome not in OUTCOMES:
+        raise InvalidArgument(
+            f"audit event outcome {event.outcome!r} is unknown; use one of {', '.join(OUTCOMES)}"
+        )
+
+
+def validate_filter(f: AuditFilter) -> None:
+    """Raise InvalidArgument naming what is wrong with the filter."""
+    for name in ("since", "until"):
+        value = getattr(f, name)
+        if value is not None and (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise InvalidArgument(f"audit filter {name} must be unix seconds, got {value!r}")
+    if f.since is not None and f.until is not None and f.since > f.until:
+        raise InvalidArgument(
+            f"audit filter since ({f.since}) is after until ({f.until}); swap them"
+        )
+    for name in ("after_seq", "limit"):
+        value = getattr(f, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise InvalidArgument(f"audit filter {name} must be an integer >= 0, got {value!r}")
+    for name in ("operator", "action", "outcome", "target"):
+        if not isinstance(getattr(f, name), str):
+            raise InvalidArgument(f"audit filter {name} must be text")
+    if f.outcome and f.outcome not in OUTCOMES:
+        raise InvalidArgument(
+            f"audit filter outcome {f.outcome!r} is unknown; use one of {', '.join(OUTCOMES)}"
+        )
+
+
+def event_from_dict(data: object) -> AuditEvent:
+    """An AuditEvent from its to_dict() form; ValueError naming the bad field otherwise."""
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    if set(data) != set(EVENT_FIELDS):
+        missing = sorted(set(EVENT_FIELDS) - set(data))
+        extra = sorted(set(data) - set(EVENT_FIELDS))
+        raise ValueError(f"fields differ (missing {missing}, unexpected {extra})")
+    seq, time = data["seq"], data["time"]
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ValueError(f"seq {seq!r} is not a positive integer")
+    if isinstance(time, bool) or not isinstance(time, int | float) or not math.isfinite(time):
+        raise ValueError(f"time {time!r} is not a number")
+    for name in EVENT_FIELDS[2:]:
+        if not isinstance(data[name], str):
+            raise ValueError(f"{name} is not text")
+    return AuditEvent(**{**data, "time": float(time)})

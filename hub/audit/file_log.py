@@ -1,0 +1,648 @@
+"""The file audit log: JSON lines in numbered segments under one directory.
+
+    DIR/audit-000000000001.jsonl   events 1..N, one JSON object a line (name = first seq)
+    DIR/audit-0000000000NN.jsonl   the next segment, started once the last one reached
+                                   rotate_bytes; the chain continues across segments
+    DIR/anchor.json                left by prune: seq and hash of the last removed event
+    DIR/torn-*.partial             the unfinished last line found after a crash, kept aside
+    DIR/lock                       flock held by the one process that owns the log
+
+An append is acknowledged after write + fdatasync (and a directory fsync when it started a
+segment). A crash can leave a partial last line: it was never acknowledged, so open() moves
+it to a torn-*.partial file, reports it, and continues the chain from the last whole line.
+A crash can also leave whole lines whose append was never acknowledged; they are valid
+events and stay (written, not acknowledged — never the opposite).
+
+Prune appends its audit.prune event first (naming the anchor to be), then writes
+anchor.json atomically, then deletes the segments wholly before the anchor and rewrites
+the segment holding it (new file, fsync, rename). open() finishes an interrupted prune.
+"""
+
+import asyncio
+import contextlib
+import fcntl
+import itertools
+import json
+import logging
+import os
+import re
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from edgecommon.clock import Clock, stamp
+from edgecommon.errors import Conflict, InvalidArgument
+from hub.audit.backend import (
+    GroupCommit,
+    PruneReport,
+    check_cutoff,
+    checked_events,
+    refuse_unverified_prune,
+    to_the_end,
+)
+from hub.audit.chain import (
+    Anchor,
+    ChainChecker,
+    Head,
+    VerifyReport,
+    anchor_note,
+    seal_all,
+    verify_chain,
+)
+from hub.audit.event import (
+    GENESIS_HASH,
+    AuditEvent,
+    AuditFilter,
+    AuditUnavailable,
+    NewEvent,
+    event_from_dict,
+    validate_filter,
+)
+
+MIB = 1024 * 1024
+SEGMENT = re.compile(r"^audit-(\d{12})\.jsonl$")
+ANCHOR_FILE = "anchor.json"
+CHUNK_BYTES = 4 * MIB
+
+
+def encode(event: AuditEvent) -> bytes:
+    return (json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def segment_name(first_seq: int) -> str:
+    return f"audit-{first_seq:012d}.jsonl"
+
+
+_PREFIX = b'{"seq":'
+
+
+def _peek(line: bytes) -> tuple[int, float] | None:
+    """seq and time of a stored line without parsing all of it (None: parse it fully)."""
+    if not line.startswith(_PREFIX):
+        return None
+    comma = line.find(b",", 7)
+    colon = line.find(b":", comma)
+    end = line.find(b",", colon)
+    if comma < 0 or colon < 0 or end < 0 or line[comma : colon + 1] != b',"time":':
+        return None
+    try:
+        return int(line[7:comma]), float(line[colon + 1 : end])
+    except ValueError:
+        return None
+
+
+def _may_match(line: bytes, f: AuditFilter, needles: list[bytes]) -> bool:
+    """False only for lines that certainly do not match (the rest are parsed and checked)."""
+    if not all(n in line for n in needles):
+        return False
+    peeked = _peek(line)
+    if peeked is None:
+        return True
+    seq, time = peeked
+    return (
+        seq > f.after_seq
+        and (f.since is None or time >= f.since)
+        and (f.until is None or time < f.until)
+    )
+
+
+def _needles(f: AuditFilter) -> list[bytes]:
+    """Byte strings every matching line contains (a cheap test before parsing)."""
+    pairs = [("operator", f.operator), ("action", f.action), ("outcome", f.outcome)]
+    pairs.append(("target", f.target))
+    return [
+        f'"{name}":{json.dumps(value, ensure_ascii=False)}'.encode()
+        for name, value in pairs
+        if value
+    ]
+
+
+@dataclass(frozen=True)
+class _Segment:
+    path: Path
+    first_seq: int
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a reader may look at: segments and the durable size of the last one."""
+
+    segments: tuple[_Segment, ...]
+    tail_size: int
+    head: Head
+    anchor: Anchor | None
+
+    def ranges(self) -> Iterator[tuple[_Segment, int | None]]:
+        for i, seg in enumerate(self.segments):
+            last = i == len(self.segments) - 1
+            yield seg, (self.tail_size if last else None)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _blocks(path: Path, end: int | None) -> Iterator[bytes]:
+    """Runs of whole lines (no trailing newline) up to byte `end`; a partial last line
+    is left out."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        return  # removed by a prune after the snapshot
+    with handle:
+        remaining = end
+        rest = b""
+        while remaining is None or remaining > 0:
+            want = CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining)
+            block = handle.read(want)
+            if not block:
+                break
+            if remaining is not None:
+                remaining -= len(block)
+            data = rest + block
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                rest = data
+                continue
+            rest = data[cut + 1 :]
+            yield data[:cut]
+
+
+def _lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:
+    """(line number, line without newline) of whole lines up to byte `end`."""
+    number = 0
+    for block in _blocks(path, end):
+        for line in block.split(b"\n"):
+            number += 1
+            yield number, line
+
+
+def _candidates(block: bytes, needles: list[bytes]) -> Iterator[bytes]:
+    """The lines of `block` that contain the first needle (all lines if there is none),
+    found by searching the whole block rather than testing line by line."""
+    if not needles:
+        yield from block.split(b"\n")
+        return
+    first, pos = needles[0], 0
+    while (hit := block.find(first, pos)) >= 0:
+        start = block.rfind(b"\n", 0, hit) + 1
+        stop = block.find(b"\n", hit)
+        stop = len(block) if stop < 0 else stop
+        yield block[start:stop]
+        pos = stop + 1
+
+
+def _parse(line: bytes) -> AuditEvent:
+    return event_from_dict(json.loads(line))
+
+
+def _read_anchor(directory: Path) -> Anchor | None:
+    path = directory / ANCHOR_FILE
+    try:
+        data = json.loads(path.read_bytes())
+        return Anchor(int(data["seq"]), str(data["hash"]), float(data["pruned_before"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise AuditUnavailable(
+            f"file audit log {directory}: {ANCHOR_FILE} is damaged ({exc}); restore it from "
+            "a backup, or move it aside and expect verify to report the pruned events"
+        ) from exc
+
+
+class FileAuditLog:
+    def __init__(
+        self,
+        directory: Path,
+        clock: Clock,
+        rotate_bytes: int = 64 * MIB,
+        log: logging.Logger | None = None,
+    ) -> None:
+        if rotate_bytes < 4096:
+            raise InvalidArgument(f"audit rotate_bytes must be >= 4096, got {rotate_bytes}")
+        self.directory = Path(directory)
+        self.name = f"file:{self.directory}"
+        self._clock = clock
+        self._rotate_bytes = rotate_bytes
+        self._log = log or logging.getLogger("hub.audit")
+        self._commit = GroupCommit(self._write)
+        self._io = asyncio.Lock()
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._segments: list[_Segment] = []
+        self._tail_size = 0
+        self._head = Head(0, GENESIS_HASH)
+        self._anchor: Anchor | None = None
+        self._stats = {"appended": 0, "errors": 0, "torn_tails": 0, "bytes": 0}
+        self._last_error = ""
+
+    # -- opening -------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._lock_fd is not None:
+            return
+        try:
+            await to_the_end(asyncio.to_thread(self._open_sync))
+        except OSError as exc:
+            raise self._unavailable("cannot open", exc) from exc
+
+    def _open_sync(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._take_lock()
+        try:
+            self._load()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        for fd in (self._fd, self._lock_fd):
+            if fd is not None:
+                os.close(fd)
+        self._fd = self._lock_fd = None
+
+    def _load(self) -> None:
+        self._anchor = _read_anchor(self.directory)
+        self._segments = self._list_segments()
+        self._head = self._anchor_head()
+        self._find_tail()
+        if self._anchor is not None:
+            self._drop_through(self._anchor.seq)
+        if self._segments:
+            last = self._segments[-1].path
+            self._fd = os.open(last, os.O_WRONLY | os.O_APPEND)
+            self._tail_size = os.fstat(self._fd).st_size
+        self._stats["bytes"] = sum(s.path.stat().st_size for s in self._segments)
+        self._log.info(
+            "audit: file log %s open at event %d (%d segments)",
+            self.directory,
+            self._head.seq,
+            len(self._segments),
+        )
+
+    def _take_lock(self) -> None:
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise AuditUnavailable(
+                f"file audit log {self.directory} is in use by another process; "
+                "give each hub its own AUTONOMY_AUDIT_DIR"
+            ) from exc
+        self._lock_fd = fd
+
+    def _list_segments(self) -> list[_Segment]:
+        found = []
+        for path in self.directory.iterdir():
+            match = SEGMENT.match(path.name)
+            if match:
+                found.append(_Segment(path, int(match.group(1))))
+        return sorted(found, key=lambda s: s.first_seq)
+
+    def _anchor_head(self) -> Head:
+        return Head(self._anchor.seq, self._anchor.hash) if self._anchor else Head(0, GENESIS_HASH)
+
+    def _find_tail(self) -> None:
+        for seg in reversed(self._segments):
+            size = self._drop_torn_line(seg.path)
+            if size == 0:
+                continue
+            line = self._last_line(seg.path, size)
+            try:
+                event = _parse(line)
+            except ValueError as exc:
+                raise AuditUnavailable(
+                    f"file audit log {self.directory}: the last event in {seg.path.name} is "
+                    f"not valid ({exc}); run audit verify and move the damaged segment aside"
+                ) from exc
+            self._head = Head(event.seq, event.hash)
+            return
+
+    def _drop_torn_line(self, path: Path) -> int:
+        """Move an unfinished last line aside; return the size of the whole lines."""
+        with path.open("r+b") as handle:
+            size = handle.seek(0, os.SEEK_END)
+            keep = self._whole_lines_size(handle, size)
+            if keep == size:
+                return size
+            handle.seek(keep)
+            torn = handle.read()
+            aside = self.directory / f"torn-{path.stem}-{keep}.partial"
+            _write_atomic(aside, torn)
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._stats["torn_tails"] += 1
+        self._log.warning(
+            "audit: %s ended with an unfinished line of %d bytes (a crash during a write that "
+            "was never acknowledged); moved it to %s",
+            path,
+            len(torn),
+            aside.name,
+        )
+        return keep
+
+    @staticmethod
+    def _whole_lines_size(handle: Any, size: int) -> int:
+        pos = size
+        while pos > 0:
+            start = max(0, pos - 65536)
+            handle.seek(start)
+            block = handle.read(pos - start)
+            if pos == size and block.endswith(b"\n"):
+                return size
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                return start + newline + 1
+            pos = start
+        return 0
+
+    @staticmethod
+    def _last_line(path: Path, size: int) -> bytes:
+        with path.open("rb") as handle:
+            start = size - 1
+            while True:
+                begin = max(0, start - 65536)
+                handle.seek(begin)
+                block = handle.read(size - 1 - begin)
+                newline = block.rfind(b"\n")
+                if newline >= 0 or begin == 0:
+                    return block[newline + 1 :]
+                start = begin
+
+    async def close(self) -> None:
+        await self._commit.close()
+        async with self._io:
+            self._release()
+
+    # -- appending -----------------------------------------------------------------------
+
+    async def append(self, events: Sequence[NewEvent]) -> list[AuditEvent]:
+        return await self._commit.submit(checked_events(events))
+
+    async def _write(self, news: list[NewEvent]) -> list[AuditEvent]:
+        async with self._io:
+            return await self._write_locked(news)
+
+    async def _write_locked(self, news: list[NewEvent]) -> list[AuditEvent]:
+        if self._lock_fd is None:
+            raise AuditUnavailable(f"file audit log {self.directory} is not open")
+        events = seal_all(news, self._head.seq, self._head.hash, self._clock.wall())
+        data = b"".join(encode(e) for e in events)
+        try:
+            await to_the_end(asyncio.to_thread(self._write_sync, data, events[0].seq))
+        except OSError as exc:
+            self._stats["errors"] += 1
+            raise self._unavailable("cannot write", exc) from exc
+        self._head = Head(events[-1].seq, events[-1].hash)
+        self._stats["appended"] += len(events)
+        self._stats["bytes"] += len(data)
+        return events
+
+    def _write_sync(self, data: bytes, first_seq: int) -> None:
+        if self._fd is None or self._tail_size >= self._rotate_bytes:
+            self._start_segment(first_seq)
+        fd = self._fd
+        if fd is None:
+            raise OSError("no segment is open")
+        try:
+            _write_all(fd, data)
+            os.fdatasync(fd)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._tail_size)
+                os.fdatasync(fd)
+            raise
+        self._tail_size += len(data)
+
+    def _start_segment(self, first_seq: int) -> None:
+        path = self.directory / segment_name(first_seq)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if os.fstat(fd).st_size:
+            os.close(fd)
+            raise FileExistsError(f"{path.name} already holds events")
+        _fsync_dir(self.directory)
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd, self._tail_size = fd, 0
+        if not self._segments or self._segments[-1].path != path:
+            self._segments.append(_Segment(path, first_seq))
+
+    def _unavailable(self, doing: str, exc: OSError) -> AuditUnavailable:
+        self._last_error = f"{doing} {self.directory}: {exc.strerror or exc}"
+        return AuditUnavailable(
+            f"file audit log {self.directory}: {doing} ({exc.strerror or exc}); free disk space "
+            "or fix the directory's permissions (AUTONOMY_AUDIT_DIR)"
+        )
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def _snapshot(self) -> _Snapshot:
+        async with self._io:
+            if self._lock_fd is None:
+                raise AuditUnavailable(f"file audit log {self.directory} is not open")
+            return _Snapshot(tuple(self._segments), self._tail_size, self._head, self._anchor)
+
+    async def query(self, f: AuditFilter) -> list[AuditEvent]:
+        validate_filter(f)
+        snap = await self._snapshot()
+        return await asyncio.to_thread(self._collect, snap, f)
+
+    def _collect(self, snap: _Snapshot, f: AuditFilter) -> list[AuditEvent]:
+        found = []
+        for event in self._matching(snap, f):
+            found.append(event)
+            if f.limit and len(found) >= f.limit:
+                break
+        return found
+
+    def _matching(self, snap: _Snapshot, f: AuditFilter) -> Iterator[AuditEvent]:
+        needles = _needles(f)
+        segments = snap.segments
+        for i, (seg, end) in enumerate(snap.ranges()):
+            if i + 1 < len(segments) and segments[i + 1].first_seq - 1 <= f.after_seq:
+                continue
+            for line in (c for b in _blocks(seg.path, end) for c in _candidates(b, needles)):
+                if not _may_match(line, f, needles):
+                    continue
+                try:
+                    event = _parse(line)
+                except ValueError:
+                    continue  # verify names damaged lines; a query shows what it can read
+                if f.matches(event):
+                    yield event
+
+    async def export(self, f: AuditFilter) -> AsyncIterator[AuditEvent]:
+        validate_filter(f)
+        snap = await self._snapshot()
+        found = self._matching(snap, f)
+        sent = 0
+        try:
+            while True:
+                chunk = await asyncio.to_thread(list, itertools.islice(found, 2000))
+                for event in chunk:
+                    yield event
+                    sent += 1
+                    if f.limit and sent >= f.limit:
+                        return
+                if len(chunk) < 2000:
+                    return
+        finally:
+            found.close()
+
+    async def verify(self) -> VerifyReport:
+        snap = await self._snapshot()
+        return await asyncio.to_thread(self._verify_sync, snap)
+
+    def _verify_sync(self, snap: _Snapshot) -> VerifyReport:
+        unreadable: list[str] = []
+
+        def stored() -> Iterator[AuditEvent]:
+            for seg, end in snap.ranges():
+                for number, line in _lines(seg.path, end):
+                    try:
+                        yield _parse(line)
+                    except ValueError as exc:
+                        unreadable.append(
+                            f"{seg.path.name} line {number} is not a valid event (edited or "
+                            f"damaged): {exc}"
+                        )
+
+        return verify_chain(stored(), snap.anchor, snap.head, unreadable)
+
+    # -- pruning -------------------------------------------------------------------------
+
+    async def prune(self, cutoff: float, event: NewEvent) -> PruneReport:
+        (event,) = checked_events([event])
+        check_cutoff(cutoff, self._clock.wall())
+        async with self._io:
+            snap = _Snapshot(tuple(self._segments), self._tail_size, self._head, self._anchor)
+            last, removed = await to_the_end(asyncio.to_thread(self._prune_boundary, snap, cutoff))
+            anchor = Anchor(last.seq, last.hash, cutoff) if last is not None else None
+            note = (
+                f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"
+                if anchor
+                else f"nothing to remove before {stamp(cutoff)}"
+            )
+            detail = f"{note}; {event.detail}" if event.detail else note
+            (stored,) = await self._write_locked([replace(event, detail=detail)])
+            if anchor is not None:
+                try:
+                    await to_the_end(asyncio.to_thread(self._apply_anchor, anchor))
+                except OSError as exc:
+                    raise self._unavailable("cannot finish the prune", exc) from exc
+        self._log.info(
+            "audit: pruned %d events before %s from %s", removed, stamp(cutoff), self.name
+        )
+        return PruneReport(removed, anchor, stored)
+
+    def _prune_boundary(self, snap: _Snapshot, cutoff: float) -> tuple[AuditEvent | None, int]:
+        """The last event of the oldest run of events all older than cutoff, and its
+        length; Conflict if that run does not verify."""
+        last, count = None, 0
+        checker = ChainChecker()
+        for seg, end in snap.ranges():
+            for number, line in _lines(seg.path, end):
+                try:
+                    event = _parse(line)
+                except ValueError as exc:
+                    raise Conflict(
+                        f"audit log {self.name}: prune refused, {seg.path.name} line {number} "
+                        f"is damaged ({exc}); run audit verify and keep a copy of the log first"
+                    ) from exc
+                if event.time >= cutoff:
+                    break
+                checker.add(event)
+                last, count = event, count + 1
+            else:
+                continue
+            break
+        if last is not None:
+            prefix = checker.report(snap.anchor, Head(last.seq, last.hash), confirm_anchor=False)
+            refuse_unverified_prune(self.name, prefix)
+        return last, count
+
+    def _apply_anchor(self, anchor: Anchor) -> None:
+        body = {"seq": anchor.seq, "hash": anchor.hash, "pruned_before": anchor.pruned_before}
+        _write_atomic(self.directory / ANCHOR_FILE, json.dumps(body).encode() + b"\n")
+        self._anchor = anchor
+        self._drop_through(anchor.seq)
+
+    def _drop_through(self, seq: int) -> None:
+        """Remove every event with seq <= `seq`: whole segments, and rewrite the segment
+        that holds `seq` (idempotent, so open() can finish an interrupted prune)."""
+        kept: list[_Segment] = []
+        for i, seg in enumerate(self._segments):
+            nxt = self._segments[i + 1].first_seq if i + 1 < len(self._segments) else None
+            if nxt is not None and nxt - 1 <= seq:
+                seg.path.unlink(missing_ok=True)
+            elif seg.first_seq <= seq:
+                kept.append(self._rewrite_from(seg, seq, last=nxt is None))
+            else:
+                kept.append(seg)
+        _fsync_dir(self.directory)
+        self._segments = [s for s in kept if s.path.exists()]
+
+    def _rewrite_from(self, seg: _Segment, seq: int, last: bool) -> _Segment:
+        lines = [line + b"\n" for _, line in _lines(seg.path, None)]
+        keep = [line for line in lines if _seq_of(line) > seq]
+        if not keep and not last:
+            seg.path.unlink()
+            return seg
+        first = _seq_of(keep[0]) if keep else seq + 1
+        new = _Segment(self.directory / segment_name(first), first)
+        _write_atomic(new.path, b"".join(keep))
+        if new.path != seg.path:
+            seg.path.unlink()
+        if last and self._fd is not None:
+            os.close(self._fd)
+            self._fd = os.open(new.path, os.O_WRONLY | os.O_APPEND)
+            self._tail_size = os.fstat(self._fd).st_size
+        return new
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "backend": "file",
+            "name": self.name,
+            "events": self._head.seq - (self._anchor.seq if self._anchor else 0),
+            "last_seq": self._head.seq,
+            "anchor_seq": self._anchor.seq if self._anchor else 0,
+            "segments": len(self._segments),
+            "batches": self._commit.batches,
+            "last_error": self._last_error,
+            **self._stats,
+        }
+
+
+def _seq_of(line: bytes) -> int:
+    """The seq of a stored line; a damaged line counts as newer than anything (it is kept)."""
+    try:
+        return _parse(line.rstrip(b"\n")).seq
+    except ValueError:
+        return 1 << 62
