@@ -65,6 +65,25 @@ def handle_errors(handler: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def handle_stream_errors(handler: F) -> F:
+    """`handle_errors` for server-streaming handlers (async generators)."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in handler(self, request, context):
+                yield item
+        except errors.EdgeError as exc:
+            await context.abort(status_of(exc), str(exc))
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("internal error in %s", handler.__qualname__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; see the service log")
+
+    return wrapper  # type: ignore[return-value]
+
+
 def raise_from_rpc(err: grpc.aio.AioRpcError, target: str) -> NoReturn:
     """Re-raise a failed call as the matching EdgeError with a message fit for an operator."""
     code = err.code()

@@ -190,7 +190,6 @@ def render_events(app: App, events: list[AuditEvent], backend: str, more: bool) 
         {
             **e.to_dict(),
             "when": iso(e.time),
-            "why": e.reason or e.detail,
         }
         for e in events
     ]
@@ -208,7 +207,8 @@ def render_events(app: App, events: list[AuditEvent], backend: str, more: bool) 
             Column("ACTION", "action"),
             Column("TARGET", "target"),
             Column("OUTCOME", "outcome"),
-            Column("REASON / DETAIL", "why"),
+            Column("REASON", "reason"),
+            Column("DETAIL", "detail"),
         ],
         footer=footer,
     )

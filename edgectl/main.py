@@ -146,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exitcodes.exit_code(exc)
     except KeyboardInterrupt:
         return exitcodes.FAILED
+    except BrokenPipeError:
+        # The reader went away (edgectl ... | head): say nothing more, as a pipe expects.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return exitcodes.FAILED
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from edgecommon.clock import Clock
 from edgecommon.errors import InvalidArgument
 from edgecommon.identity import Kind
 from edgecommon.pb import audit_pb2, audit_pb2_grpc
-from edgecommon.rpc import handle_errors
+from edgecommon.rpc import handle_errors, handle_stream_errors
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import AuditEvent, AuditFilter, NewEvent
 from hub.auth import PeerVerifier
@@ -75,7 +75,7 @@ class AuditService(audit_pb2_grpc.AuditServicer):
             more=len(events) > limit,
         )
 
-    @handle_errors
+    @handle_stream_errors
     async def Export(
         self, request: audit_pb2.AuditQueryRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[audit_pb2.AuditEventList]:
@@ -140,7 +140,7 @@ class AuditService(audit_pb2_grpc.AuditServicer):
         return audit_pb2.AuditStatusReport(
             primary=str(stats.get("primary") or ""),
             fallback=str(stats.get("fallback") or ""),
-            fallbacks=int(stats.get("fallbacks") or 0),
+            fallbacks=int(stats.get("fallback_events") or 0),
             last_error=str(stats.get("last_error") or ""),
             unrecorded=self.gate.stats.unrecorded,
             detail_json=json.dumps(stats, default=str, sort_keys=True),

@@ -148,7 +148,9 @@ class AuditSection:
         "PostgreSQL URL of the audit_events table; empty: the file log only.",
         _pg_url,
     )
-    rotate_mb: float = setting(64.0, "Size at which a file log segment is rotated.", positive)
+    rotate_mb: float = setting(
+        64.0, "Size at which a file log segment is rotated (at least 0.01).", at_least(0.01)
+    )
 
 
 @dataclass(frozen=True)

@@ -123,9 +123,12 @@ class Gate:
             )
         if call.permission is None:
             return Admission(call, None, bypassed=False)
-        decision = check(
-            self.rbac.policy, call.operator, call.permission, self.target_of(call.target)
-        )
+        target = self.target_of(call.target)
+        decision = check(self.rbac.policy, call.operator, call.permission, target)
+        if not decision.allowed and not self.rbac.managed_in_files:
+            # The store may have changed since the last refresh (a bootstrap, another hub).
+            await self.rbac.refresh()
+            decision = check(self.rbac.policy, call.operator, call.permission, target)
         if not self.enforcing:
             self.stats.bypassed += 1
             verdict = "allowed" if decision.allowed else f"would be denied: {decision.reason}"

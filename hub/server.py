@@ -84,11 +84,10 @@ class HubParts:
     audit: AuditEmitter
 
 
-async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts:
-    config.hub.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+async def build(
+    config: HubConfig, clock: Clock, rng: random.Random, store: SqliteStore, audit: AuditEmitter
+) -> HubParts:
     creds = hub_credentials.load_or_create(config, clock.wall())
-    store = SqliteStore(config.db_path)
-    await store.open()
     registry = Registry(store, clock, config.link)
     await registry.load()
     estops = EstopManager(store, registry, clock)
@@ -99,7 +98,6 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     await leases.load()
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
-    audit = await open_audit(config, clock)
     rbac = RbacSource(store, Path(config.rbac.dir) if config.rbac.dir else None, clock)
     rbac.on_reload = functools.partial(audit_reload, audit, str(config.rbac.dir))
     await rbac.load()
@@ -160,17 +158,10 @@ async def open_audit(config: HubConfig, clock: Clock) -> AuditEmitter:
     """The file log always (the fallback); PostgreSQL first when configured. A database
     that is down at start is reported, not fatal: events go to the file log meanwhile."""
     file_log = FileAuditLog(config.audit_dir, clock, int(config.audit.rotate_mb * 2**20))
-    await file_log.open()
-    primary = None
-    if config.audit.pg_url:
-        primary = PgAuditLog(config.audit.pg_url, clock)
-        try:
-            await primary.open()
-        except EdgeError as exc:
-            log.error(
-                "audit: %s; events go to the file log %s until it answers", exc, file_log.name
-            )
-    return AuditEmitter(primary, file_log, log)
+    primary = PgAuditLog(config.audit.pg_url, clock) if config.audit.pg_url else None
+    emitter = AuditEmitter(primary, file_log, log, clock)
+    await emitter.open()
+    return emitter
 
 
 async def audit_reload(audit: AuditEmitter, directory: str, ok: bool, detail: str) -> None:
@@ -192,7 +183,24 @@ async def audit_reload(audit: AuditEmitter, directory: str, ok: bool, detail: st
 
 
 async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
-    parts = await build(config, clock, rng)
+    """Open the store and the audit log, serve until `stop`, close both whatever happens
+    (an open aiosqlite connection would keep the process from exiting)."""
+    config.hub.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = SqliteStore(config.db_path)
+    await store.open()
+    try:
+        audit = await open_audit(config, clock)
+        try:
+            await _serve(config, clock, rng, stop, await build(config, clock, rng, store, audit))
+        finally:
+            await audit.close()
+    finally:
+        await store.close()
+
+
+async def _serve(
+    config: HubConfig, clock: Clock, rng: random.Random, stop: asyncio.Event, parts: HubParts
+) -> None:
     http: web.AppRunner | None = None
     try:
         await parts.server.start()
@@ -233,6 +241,4 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
         await parts.server.stop(None)
         await parts.registry.flush()
         await parts.estops.flush()
-        await parts.store.close()
-        await parts.audit.close()
         log.info("hub stopped")

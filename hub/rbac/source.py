@@ -69,13 +69,20 @@ class RbacSource:
         log.info("RBAC from %s: %s", self.directory, self._summary())
 
     async def run(self) -> None:
-        """Re-read the directory when it changes; nothing to do for the store."""
-        if self.directory is None:
-            return
+        """Re-read the directory when it changes, or the store (another writer, such as
+        `edgectl operator bootstrap` or a second hub, may have changed it)."""
         while True:
             await wait_for_event(self.changed, RELOAD_CHECK_S)
             self.changed.clear()
-            await self.reload_if_changed()
+            if self.directory is None:
+                await self.refresh()
+            else:
+                await self.reload_if_changed()
+
+    async def refresh(self) -> None:
+        """Store mode: read roles and assignments again (two small tables)."""
+        if self.directory is None:
+            await self._load_store()
 
     async def reload_if_changed(self) -> bool:
         if self.directory is None:

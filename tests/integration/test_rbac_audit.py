@@ -5,9 +5,11 @@ loudly, each audited as bypassed. INV-AUDIT-01: `audit verify` names a changed e
 """
 
 import json
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -289,23 +291,64 @@ def test_bad_rbac_directory_stops_the_hub_with_a_clear_error(fleet: Fleet) -> No
     assert "Traceback" not in hub.output()
 
 
-def test_unwritable_audit_log_refuses_actions_but_not_emergency_stops(fleet: Fleet) -> None:
-    fleet.start_hub(extra="[audit]\nrotate_mb = 0.000001\n")
+@pytest.fixture
+def small_disk(fleet: Fleet) -> Iterator[Path]:
+    """A 256 KiB tmpfs for the audit log, so that a full disk is real."""
+    mount = fleet.root / "auditfs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        if fleet.hub is not None:
+            fleet.hub.stop()
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as out:
+        for _ in range(4096):  # at most 16 MiB, far beyond the mount
+            try:
+                out.write(b"\0" * 4096)
+            except OSError:
+                break
+    return filler
+
+
+def test_full_audit_disk_refuses_actions_but_never_emergency_stops(
+    fleet: Fleet, small_disk: Path
+) -> None:
+    fleet.start_hub(extra=f'[audit]\ndir = "{small_disk / "audit"}"\n')
     fleet.bootstrap_operator()
-    audit_dir = fleet.hub_state / "audit"
-    assert fleet.edgectl("leader", "pause", "--group", "site-a").code in (OK, FAILED, 2)
-    for child in audit_dir.iterdir():
-        if child.is_file():
-            child.unlink()
-    audit_dir.rmdir()
-    audit_dir.write_text("not a directory\n")
-    refused = fleet.edgectl("token", "create", "--node", "n5", "--group", "site-a")
+    assert fleet.edgectl("token", "create", "--node", "n5", "--group", "site-a").code == OK
+    filler = fill(small_disk)
+    refused = None
+    for attempt in range(40):  # the segment's last page may take a few more events
+        result = fleet.edgectl("token", "create", "--node", f"m{attempt}", "--group", "site-a")
+        if result.code != OK:
+            refused = result
+            break
+    assert refused is not None, "no action was refused with the audit disk full"
     assert refused.code == UNREACHABLE
     assert "refusing token.create: the audit log cannot record it" in refused.stderr
-    engaged = fleet.edgectl("estop", "engage", "--scope", "fleet", "--reason", "disk gone")
+    engaged = fleet.edgectl("estop", "engage", "--scope", "fleet", "--reason", "disk full")
     assert engaged.code == OK, engaged.stderr
     assert "AUDIT EVENT NOT RECORDED" in fleet.hub.output()
-    audit_dir.unlink()
+    status = fleet.edgectl("-o", "json", "audit", "status")
+    assert status.code == PARTIAL
+    assert status.json["unrecorded"] >= 1
+    filler.unlink()
+    again = fleet.edgectl("token", "create", "--node", "n6", "--group", "site-a")
+    assert again.code == OK, again.stderr
+    assert fleet.edgectl("audit", "verify").code == OK
 
 
 def test_http_status_needs_autonomy_read(running_fleet: Fleet) -> None:
@@ -326,3 +369,21 @@ def test_http_status_needs_autonomy_read(running_fleet: Fleet) -> None:
     assert get() == 403
     denied = audit_events(fleet, "--operator", "status-api", "--outcome", "denied")
     assert denied
+
+
+def test_export_streams_every_event_as_jsonl_and_csv(rbac_fleet: Fleet) -> None:
+    fleet = rbac_fleet
+    queried = audit_events(fleet)
+    jsonl = fleet.edgectl("audit", "export", "--format", "jsonl")
+    assert jsonl.code == OK, jsonl.stderr
+    exported = [json.loads(line) for line in jsonl.stdout.splitlines()]
+    assert [e["seq"] for e in exported[: len(queried)]] == [e["seq"] for e in queried]
+    out = fleet.root / "denied.csv"
+    csv_run = fleet.edgectl(
+        "audit", "export", "--format", "csv", "--outcome", "denied", "--file", str(out)
+    )
+    assert csv_run.code == OK, csv_run.stderr
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("seq,time,time_utc,operator,action")
+    assert len(rows) > 1
+    assert all(",denied," in row for row in rows[1:])
