@@ -48,7 +48,7 @@ async def _sql(url: str, sql: str, *, replica: bool = False) -> object:
         await conn.close()
 
 
-def test_hub_audits_to_postgresql_and_edgectl_reads_it_directly(
+def test_inv_audit_01_hub_audits_to_postgresql_and_edgectl_reads_it_directly(
     fleet: Fleet, pg_database: str
 ) -> None:
     fleet.start_hub(env={"AUTONOMY_AUDIT_PG_URL": pg_database})

@@ -192,7 +192,7 @@ def test_rbac_commands_and_bad_input(rbac_fleet: Fleet) -> None:
     assert {e["target"] for e in changes} >= {"role:auditor", "operator:viewer-a"}
 
 
-def test_audit_verify_detects_an_edited_event(rbac_fleet: Fleet) -> None:
+def test_inv_audit_01_verify_through_the_hub_names_an_edited_event(rbac_fleet: Fleet) -> None:
     fleet = rbac_fleet
     ok = fleet.edgectl("-o", "json", "audit", "verify")
     assert ok.code == OK, ok.stderr
@@ -214,7 +214,7 @@ def test_audit_verify_detects_an_edited_event(rbac_fleet: Fleet) -> None:
         segments[0].write_text("".join(lines))
 
 
-def test_break_glass_is_loud_and_audited_as_bypassed(fleet: Fleet) -> None:
+def test_inv_rbac_01_break_glass_is_loud_and_audited_as_bypassed(fleet: Fleet) -> None:
     """INV-RBAC-01."""
     fleet.start_hub(env={"AUTONOMY_RBAC_ENFORCEMENT": "0"})
     fleet.bootstrap_operator()
@@ -235,7 +235,7 @@ def test_break_glass_is_loud_and_audited_as_bypassed(fleet: Fleet) -> None:
     assert status.json["bypassed"] >= 1
 
 
-def test_enforcement_is_on_by_default(running_fleet: Fleet) -> None:
+def test_inv_rbac_01_enforcement_is_on_by_default(running_fleet: Fleet) -> None:
     """INV-RBAC-01: with nothing configured, an operator without a role is refused."""
     fleet = running_fleet
     fleet.login_operator("newcomer")
