@@ -48,7 +48,6 @@ from hub.audit.chain import (
     VerifyReport,
     anchor_note,
     seal_all,
-    verify_chain,
 )
 from hub.audit.event import (
     GENESIS_HASH,
@@ -521,20 +520,31 @@ class FileAuditLog:
         return await asyncio.to_thread(self._verify_sync, snap)
 
     def _verify_sync(self, snap: _Snapshot) -> VerifyReport:
-        unreadable: list[str] = []
+        quick, unreadable = self._check(snap, keep_links=False)
+        report = quick.quick_report(snap.anchor, snap.head, unreadable)
+        if report is not None:
+            return report
+        full, unreadable = self._check(snap, keep_links=True)
+        return full.report(snap.anchor, snap.head, unreadable)
 
-        def stored() -> Iterator[AuditEvent]:
-            for seg, end in snap.ranges():
-                for number, line in _lines(seg.path, end):
-                    try:
-                        yield _parse(line)
-                    except ValueError as exc:
-                        unreadable.append(
-                            f"{seg.path.name} line {number} is not a valid event (edited or "
-                            f"damaged): {exc}"
-                        )
-
-        return verify_chain(stored(), snap.anchor, snap.head, unreadable)
+    def _check(
+        self, snap: _Snapshot, keep_links: bool, through: int | None = None
+    ) -> tuple[ChainChecker, list[str]]:
+        """Every stored event (the first `through` events, if given) through a checker."""
+        checker, unreadable, seen = ChainChecker(keep_links), [], 0
+        for seg, end in snap.ranges():
+            for number, line in _lines(seg.path, end):
+                if through is not None and seen >= through:
+                    return checker, unreadable
+                seen += 1
+                try:
+                    checker.add(_parse(line))
+                except ValueError as exc:
+                    unreadable.append(
+                        f"{seg.path.name} line {number} is not a valid event (edited or "
+                        f"damaged): {exc}"
+                    )
+        return checker, unreadable
 
     # -- pruning -------------------------------------------------------------------------
 
@@ -566,7 +576,7 @@ class FileAuditLog:
         """The last event of the oldest run of events all older than cutoff, and its
         length; Conflict if that run does not verify."""
         last, count = None, 0
-        checker = ChainChecker()
+        checker = ChainChecker(keep_links=False)
         for seg, end in snap.ranges():
             for number, line in _lines(seg.path, end):
                 try:
@@ -584,8 +594,12 @@ class FileAuditLog:
                 continue
             break
         if last is not None:
-            prefix = checker.report(snap.anchor, Head(last.seq, last.hash), confirm_anchor=False)
-            refuse_unverified_prune(self.name, prefix)
+            head = Head(last.seq, last.hash)
+            if checker.quick_report(snap.anchor, head, confirm_anchor=False) is None:
+                full, _ = self._check(snap, keep_links=True, through=count)
+                refuse_unverified_prune(
+                    self.name, full.report(snap.anchor, head, confirm_anchor=False)
+                )
         return last, count
 
     def _apply_anchor(self, anchor: Anchor) -> None:

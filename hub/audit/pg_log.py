@@ -299,23 +299,36 @@ class PgAuditLog:
 
     async def verify(self) -> VerifyReport:
         s = self._schema
-        checker = ChainChecker()
         pool = await self._ready()
         try:
             async with (
                 pool.acquire() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                head = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head")
+                row = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head")
+                head = Head(row["seq"], row["hash"]) if row is not None else None
+                missing = () if row is not None else ("the audit_head row was deleted",)
                 anchor = await self._anchor(conn)
-                sql = f"SELECT {COLUMNS} FROM {s}.audit_events ORDER BY seq"
-                async for row in conn.cursor(sql, prefetch=2000):
-                    checker.add(_event(row))
+                quick = await self._check(conn, keep_links=False)
+                report = quick.quick_report(anchor, head, missing)
+                if report is None:
+                    full = await self._check(conn, keep_links=True)
+                    report = full.report(anchor, head, missing)
         except FAILURES as exc:
             raise self._unavailable(exc) from exc
-        head_ = Head(head["seq"], head["hash"]) if head is not None else None
-        unreadable = () if head is not None else ("the audit_head row was deleted",)
-        return checker.report(anchor, head_, unreadable)
+        return report
+
+    async def _check(
+        self, conn: asyncpg.Connection, keep_links: bool, through: int | None = None
+    ) -> ChainChecker:
+        """Events in seq order (up to seq `through`, if given) through a checker."""
+        checker = ChainChecker(keep_links)
+        where = "" if through is None else "WHERE seq <= $1"
+        sql = f"SELECT {COLUMNS} FROM {self._schema}.audit_events {where} ORDER BY seq"
+        args = () if through is None else (through,)
+        async for row in conn.cursor(sql, *args, prefetch=2000):
+            checker.add(_event(row))
+        return checker
 
     async def _anchor(self, conn: asyncpg.Connection) -> Anchor | None:
         row = await conn.fetchrow(
@@ -356,15 +369,15 @@ class PgAuditLog:
         removed = row["n"]
         anchor = None
         if removed:
-            checker = ChainChecker()
-            sql = f"SELECT {COLUMNS} FROM {s}.audit_events WHERE seq <= $1 ORDER BY seq"
-            async for found in conn.cursor(sql, row["last"], prefetch=2000):
-                checker.add(newest := _event(found))
-            prefix = checker.report(
-                await self._anchor(conn), Head(newest.seq, newest.hash), confirm_anchor=False
+            newest = await conn.fetchval(
+                f"SELECT hash FROM {s}.audit_events WHERE seq = $1", row["last"]
             )
-            refuse_unverified_prune(self.name, prefix)
-            anchor = Anchor(newest.seq, newest.hash, cutoff)
+            tail, old = Head(row["last"], newest), await self._anchor(conn)
+            quick = await self._check(conn, keep_links=False, through=tail.seq)
+            if quick.quick_report(old, tail, confirm_anchor=False) is None:
+                full = await self._check(conn, keep_links=True, through=tail.seq)
+                refuse_unverified_prune(self.name, full.report(old, tail, confirm_anchor=False))
+            anchor = Anchor(tail.seq, tail.hash, cutoff)
         note = (
             f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"
             if anchor
