@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from hub.audit.event import GENESIS_HASH, AuditEvent, NewEvent, quantize_time
 
 MAX_PROBLEMS = 100
+_CANONICAL = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 PRUNE_ACTION = "audit.prune"
 
 
@@ -68,7 +69,7 @@ def chain_hash(
     reason: str,
     detail: str,
 ) -> str:
-    canonical = json.dumps(
+    canonical = _CANONICAL(
         [
             "autonomy-audit-v1",
             seq,
@@ -82,9 +83,7 @@ def chain_hash(
             reason,
             detail,
             prev_hash,
-        ],
-        ensure_ascii=True,
-        separators=(",", ":"),
+        ]
     )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 

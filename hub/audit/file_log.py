@@ -214,8 +214,14 @@ def _candidates(block: bytes, needles: list[bytes]) -> Iterator[bytes]:
         pos = stop + 1
 
 
+_DECODE = json.JSONDecoder().decode
+
+
 def _parse(line: bytes) -> AuditEvent:
-    return event_from_dict(json.loads(line))
+    try:
+        return event_from_dict(_DECODE(line.decode()))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 ({exc.reason})") from exc
 
 
 def _read_anchor(directory: Path) -> Anchor | None:
