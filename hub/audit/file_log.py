@@ -255,6 +255,7 @@ class FileAuditLog:
         self._log = log or logging.getLogger("hub.audit")
         self._commit = GroupCommit(self._write)
         self._io = asyncio.Lock()
+        self._pruning = asyncio.Lock()
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._segments: list[_Segment] = []
@@ -557,9 +558,17 @@ class FileAuditLog:
     async def prune(self, cutoff: float, event: NewEvent) -> PruneReport:
         (event,) = checked_events([event])
         check_cutoff(cutoff, self._clock.wall())
-        async with self._io:
-            snap = _Snapshot(tuple(self._segments), self._tail_size, self._head, self._anchor)
+        async with self._pruning:
+            # The scan and check of what goes run while appends continue: old events
+            # do not change, and only one prune runs at a time.
+            snap = await self._snapshot()
             last, removed = await to_the_end(asyncio.to_thread(self._prune_boundary, snap, cutoff))
+            return await self._prune_locked(cutoff, event, last, removed)
+
+    async def _prune_locked(
+        self, cutoff: float, event: NewEvent, last: AuditEvent | None, removed: int
+    ) -> PruneReport:
+        async with self._io:
             anchor = Anchor(last.seq, last.hash, cutoff) if last is not None else None
             note = (
                 f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"

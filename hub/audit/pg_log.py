@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from edgecommon.clock import Clock, stamp
-from edgecommon.errors import InvalidArgument
+from edgecommon.errors import Conflict, InvalidArgument
 from hub.audit.backend import (
     GroupCommit,
     PruneReport,
@@ -187,6 +187,7 @@ class PgAuditLog:
         self._log = log or logging.getLogger("hub.audit")
         self._timeout = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self._closed = False  # after close(), only open() connects again
         self._opening = asyncio.Lock()
         self._commit = GroupCommit(self._write)
         self._head = Head(0, GENESIS_HASH)
@@ -205,6 +206,7 @@ class PgAuditLog:
 
     async def open(self) -> None:
         async with self._opening:
+            self._closed = False
             if self._pool is not None:
                 return
             try:
@@ -234,6 +236,8 @@ class PgAuditLog:
             self._log.info("audit: PostgreSQL log %s open at event %d", self.name, row["seq"])
 
     async def _ready(self) -> asyncpg.Pool:
+        if self._closed:
+            raise AuditUnavailable(f"PostgreSQL audit log {self.name} is closed")
         if self._pool is None:
             await self.open()
         if self._pool is None:
@@ -241,6 +245,7 @@ class PgAuditLog:
         return self._pool
 
     async def close(self) -> None:
+        self._closed = True
         await self._commit.close()
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -343,8 +348,13 @@ class PgAuditLog:
         check_cutoff(cutoff, self._clock.wall())
         pool = await self._ready()
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                report = await self._prune(conn, cutoff, event)
+            async with pool.acquire() as conn:
+                # Find and check what goes without holding the head, so appends from
+                # every hub continue meanwhile; then remove it in one short transaction.
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    old, tail, removed = await self._plan_prune(conn, cutoff)
+                async with conn.transaction():
+                    report = await self._apply_prune(conn, cutoff, event, old, tail, removed)
         except FAILURES as exc:
             raise self._unavailable(exc) from exc
         self._committed([report.event])
@@ -355,29 +365,46 @@ class PgAuditLog:
         )
         return report
 
-    async def _prune(self, conn: asyncpg.Connection, cutoff: float, event: NewEvent) -> PruneReport:
+    async def _plan_prune(
+        self, conn: asyncpg.Connection, cutoff: float
+    ) -> tuple[Anchor | None, Head | None, int]:
+        """The current anchor, the last event to remove (None: nothing) and how many."""
         s = self._schema
-        head = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head FOR UPDATE")
+        old = await self._anchor(conn)
         newer = await conn.fetchval(
             f"SELECT min(seq) FROM {s}.audit_events WHERE time >= $1", to_timestamp(cutoff)
         )
-        through = head["seq"] if newer is None else newer - 1
+        bound = "" if newer is None else "WHERE seq < $1"
         row = await conn.fetchrow(
-            f"SELECT count(*) AS n, max(seq) AS last FROM {s}.audit_events WHERE seq <= $1",
-            through,
+            f"SELECT count(*) AS n, max(seq) AS last FROM {s}.audit_events {bound}",
+            *(() if newer is None else (newer,)),
         )
-        removed = row["n"]
-        anchor = None
-        if removed:
-            newest = await conn.fetchval(
-                f"SELECT hash FROM {s}.audit_events WHERE seq = $1", row["last"]
-            )
-            tail, old = Head(row["last"], newest), await self._anchor(conn)
-            quick = await self._check(conn, keep_links=False, through=tail.seq)
-            if quick.quick_report(old, tail, confirm_anchor=False) is None:
-                full = await self._check(conn, keep_links=True, through=tail.seq)
-                refuse_unverified_prune(self.name, full.report(old, tail, confirm_anchor=False))
-            anchor = Anchor(tail.seq, tail.hash, cutoff)
+        if not row["n"]:
+            return old, None, 0
+        newest = await conn.fetchval(
+            f"SELECT hash FROM {s}.audit_events WHERE seq = $1", row["last"]
+        )
+        tail = Head(row["last"], newest)
+        quick = await self._check(conn, keep_links=False, through=tail.seq)
+        if quick.quick_report(old, tail, confirm_anchor=False) is None:
+            full = await self._check(conn, keep_links=True, through=tail.seq)
+            refuse_unverified_prune(self.name, full.report(old, tail, confirm_anchor=False))
+        return old, tail, row["n"]
+
+    async def _apply_prune(
+        self,
+        conn: asyncpg.Connection,
+        cutoff: float,
+        event: NewEvent,
+        old: Anchor | None,
+        tail: Head | None,
+        removed: int,
+    ) -> PruneReport:
+        s = self._schema
+        await conn.execute(f"SELECT seq FROM {s}.audit_head FOR UPDATE")
+        if await self._anchor(conn) != old:
+            raise Conflict(f"audit log {self.name}: another prune ran meanwhile; prune again")
+        anchor = Anchor(tail.seq, tail.hash, cutoff) if tail is not None else None
         note = (
             f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"
             if anchor

@@ -301,6 +301,22 @@ async def test_prune_leaves_an_anchor_that_verify_accepts(backend: Backend) -> N
         assert (report.first_seq, report.last_seq) == (16, 24)
 
 
+async def test_appends_during_a_prune_are_kept(backend: Backend) -> None:
+    async with opened(backend.make()) as log:
+        await fill(log, backend.clock, 200)
+        backend.clock.now = T0 + 1000
+        pruned, *appended = await asyncio.gather(
+            log.prune(T0 + 100, ev(0, action="audit.prune")),
+            *(log.append([ev(i)]) for i in range(300, 320)),
+        )
+        assert pruned.removed == 100
+        left = {e.request_id for e in await log.query(AuditFilter(limit=0))}
+        assert {e.request_id for (e,) in appended} <= left
+        assert len(left) == 100 + 20 + 1
+        report = await log.verify()
+        assert report.ok, report.problems
+
+
 @pytest.mark.parametrize("kind", ["edited", "deleted", "reordered", "inserted"])
 async def test_inv_audit_01_tampering_is_detected_and_named(backend: Backend, kind: str) -> None:
     async with opened(backend.make()) as log:
@@ -387,6 +403,9 @@ async def test_unreachable_postgresql_is_a_clear_error() -> None:
     with pytest.raises(AuditUnavailable, match=r"PostgreSQL audit log postgresql://127\.0\.0\.1"):
         await log.append([ev(0)])
     assert log.statistics()["errors"] == 1
+    await log.close()
+    with pytest.raises(AuditUnavailable, match="is closed"):
+        await log.append([ev(0)])
     with pytest.raises(InvalidArgument, match="must start with postgresql://"):
         PgAuditLog("mysql://root@127.0.0.1/x", FakeClock())
     with pytest.raises(InvalidArgument, match="plain lower-case SQL name"):
