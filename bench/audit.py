@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 from edgecommon.clock import SystemClock  # noqa: E402
 from hub.audit.chain import seal_all  # noqa: E402
 from hub.audit.event import GENESIS_HASH, AuditEvent, AuditFilter, NewEvent  # noqa: E402
-from hub.audit.file_log import FileAuditLog, encode, segment_name  # noqa: E402
+from hub.audit.file_log import FileAuditLog  # noqa: E402
 from hub.audit.pg_log import EVENT_FIELDS, PgAuditLog, to_timestamp  # noqa: E402
+from hub.audit.segments import encode, segment_name  # noqa: E402
 
 PG_URL = os.environ.get("AUTONOMY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ACTIONS = (
