@@ -62,9 +62,11 @@ from hub.audit.segments import (
     SEGMENT,
     Segment,
     Snapshot,
+    TimeRange,
     blocks,
     candidates,
     encode,
+    extend_time_range,
     fsync_dir,
     last_line,
     lines,
@@ -98,6 +100,7 @@ class FileAuditLog:
         self._commit = GroupCommit(self._write)
         self._io = asyncio.Lock()
         self._pruning = asyncio.Lock()
+        self._time_ranges: dict[Path, TimeRange] = {}
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._segments: list[Segment] = []
@@ -308,6 +311,8 @@ class FileAuditLog:
         for i, (seg, end) in enumerate(snap.ranges()):
             if i + 1 < len(segments) and segments[i + 1].first_seq - 1 <= f.after_seq:
                 continue
+            if self._outside(seg.path, end, f):
+                continue
             for line in (c for b in blocks(seg.path, end) for c in candidates(b, wanted)):
                 if not may_match(line, f, wanted):
                     continue
@@ -317,6 +322,16 @@ class FileAuditLog:
                     continue  # verify names damaged lines; a query shows what it can read
                 if f.matches(event):
                     yield event
+
+    def _outside(self, path: Path, end: int | None, f: AuditFilter) -> bool:
+        """True if no event of the segment can be in the filter's time range."""
+        if f.since is None and f.until is None:
+            return False
+        known = extend_time_range(path, self._time_ranges.get(path), end)
+        if known is None:
+            return False
+        self._time_ranges[path] = known
+        return known.excludes(f.since, f.until)
 
     async def export(self, f: AuditFilter) -> AsyncIterator[AuditEvent]:
         validate_filter(f)
@@ -440,6 +455,7 @@ class FileAuditLog:
     def _drop_through(self, seq: int) -> None:
         """Remove every event with seq <= `seq`: whole segments, and rewrite the segment
         that holds `seq` (idempotent, so open() can finish an interrupted prune)."""
+        self._time_ranges.clear()
         kept: list[Segment] = []
         for i, seg in enumerate(self._segments):
             nxt = self._segments[i + 1].first_seq if i + 1 < len(self._segments) else None

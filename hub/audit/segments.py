@@ -2,6 +2,7 @@
 writing them (blocking calls; the log runs them in a worker thread)."""
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -117,15 +118,16 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def blocks(path: Path, end: int | None) -> Iterator[bytes]:
-    """Runs of whole lines (no trailing newline) up to byte `end`; a partial last line
-    is left out."""
+def blocks(path: Path, end: int | None, start: int = 0) -> Iterator[bytes]:
+    """Runs of whole lines (no trailing newline) from byte `start` up to byte `end`; a
+    partial last line is left out."""
     try:
         handle = path.open("rb")
     except FileNotFoundError:
         return  # removed by a prune after the snapshot
     with handle:
-        remaining = end
+        handle.seek(start)
+        remaining = None if end is None else end - start
         rest = b""
         while remaining is None or remaining > 0:
             want = CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining)
@@ -141,6 +143,45 @@ def blocks(path: Path, end: int | None) -> Iterator[bytes]:
                 continue
             rest = data[cut + 1 :]
             yield data[:cut]
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Earliest and latest event time in the first `scanned` bytes of a segment file, so
+    a query for a time range can skip segments without reading them again."""
+
+    inode: int
+    scanned: int
+    earliest: float
+    latest: float
+
+    def excludes(self, since: float | None, until: float | None) -> bool:
+        return (since is not None and self.latest < since) or (
+            until is not None and self.earliest >= until
+        )
+
+
+def extend_time_range(path: Path, known: TimeRange | None, end: int | None) -> TimeRange | None:
+    """`known` extended over the lines written since (rescanned if the file was replaced
+    or shrank); None if the file is gone. A line whose time cannot be read makes the
+    range unbounded: that segment is never skipped."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    limit = st.st_size if end is None else min(end, st.st_size)
+    if known is None or known.inode != st.st_ino or known.scanned > limit:
+        known = TimeRange(st.st_ino, 0, math.inf, -math.inf)
+    earliest, latest, scanned = known.earliest, known.latest, known.scanned
+    for block in blocks(path, limit, start=known.scanned):
+        for line in block.split(b"\n"):
+            peeked = peek(line)
+            if peeked is None:
+                earliest, latest = -math.inf, math.inf
+            else:
+                earliest, latest = min(earliest, peeked[1]), max(latest, peeked[1])
+        scanned += len(block) + 1
+    return TimeRange(st.st_ino, scanned, earliest, latest)
 
 
 def lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:

@@ -438,6 +438,28 @@ async def test_rotation_keeps_one_chain_across_segments(tmp_path: Path) -> None:
         assert len(sorted(tmp_path.glob("audit-*.jsonl"))) < len(segments)
 
 
+async def test_time_queries_skip_segments_but_find_every_match(tmp_path: Path) -> None:
+    """Segments remember their time range; the tail's grows as events arrive, and an
+    event whose clock went backwards is still found."""
+    clock = FakeClock()
+    async with opened(FileAuditLog(tmp_path, clock, rotate_bytes=4096)) as log:
+        stored = await fill(log, clock, 120)
+        windows = [(T0 + 10, T0 + 12), (T0 + 50, T0 + 90), (T0 + 119, None), (None, T0 + 3)]
+        for since, until in windows:
+            f = AuditFilter(since=since, until=until, limit=0)
+            assert await log.query(f) == [e for e in stored if f.matches(e)]
+        stored += await fill(log, clock, 10, start=120)
+        clock.now = T0 + 11.5
+        stored += await log.append([ev(999)])
+        for since, until in [*windows, (T0 + 125, T0 + 200)]:
+            f = AuditFilter(since=since, until=until, limit=0)
+            assert await log.query(f) == [e for e in stored if f.matches(e)]
+        assert any(
+            e.request_id == "req-999"
+            for e in await log.query(AuditFilter(since=T0 + 11, until=T0 + 12))
+        )
+
+
 async def test_torn_last_line_is_set_aside_and_reported(tmp_path: Path) -> None:
     clock = FakeClock()
     async with opened(FileAuditLog(tmp_path, clock)) as log:
