@@ -62,11 +62,11 @@ from hub.audit.segments import (
     SEGMENT,
     Segment,
     Snapshot,
-    TimeRange,
+    TimeIndex,
     blocks,
     candidates,
     encode,
-    extend_time_range,
+    extend_time_index,
     fsync_dir,
     last_line,
     lines,
@@ -100,7 +100,7 @@ class FileAuditLog:
         self._commit = GroupCommit(self._write)
         self._io = asyncio.Lock()
         self._pruning = asyncio.Lock()
-        self._time_ranges: dict[Path, TimeRange] = {}
+        self._time_index: dict[Path, TimeIndex] = {}
         self._lock_fd: int | None = None
         self._fd: int | None = None
         self._segments: list[Segment] = []
@@ -311,9 +311,9 @@ class FileAuditLog:
         for i, (seg, end) in enumerate(snap.ranges()):
             if i + 1 < len(segments) and segments[i + 1].first_seq - 1 <= f.after_seq:
                 continue
-            if self._outside(seg.path, end, f):
-                continue
-            for line in (c for b in blocks(seg.path, end) for c in candidates(b, wanted)):
+            for line in (
+                c for b in self._blocks_for(seg.path, end, f) for c in candidates(b, wanted)
+            ):
                 if not may_match(line, f, wanted):
                     continue
                 try:
@@ -323,15 +323,17 @@ class FileAuditLog:
                 if f.matches(event):
                     yield event
 
-    def _outside(self, path: Path, end: int | None, f: AuditFilter) -> bool:
-        """True if no event of the segment can be in the filter's time range."""
+    def _blocks_for(self, path: Path, end: int | None, f: AuditFilter) -> Iterator[bytes]:
+        """The segment's lines that can match the filter's time range, in blocks."""
         if f.since is None and f.until is None:
-            return False
-        known = extend_time_range(path, self._time_ranges.get(path), end)
-        if known is None:
-            return False
-        self._time_ranges[path] = known
-        return known.excludes(f.since, f.until)
+            yield from blocks(path, end)
+            return
+        index = extend_time_index(path, self._time_index.get(path), end)
+        if index is None:
+            return
+        self._time_index[path] = index
+        for start, stop in index.wanted(f.since, f.until):
+            yield from blocks(path, stop, start=start)
 
     async def export(self, f: AuditFilter) -> AsyncIterator[AuditEvent]:
         validate_filter(f)
@@ -455,7 +457,7 @@ class FileAuditLog:
     def _drop_through(self, seq: int) -> None:
         """Remove every event with seq <= `seq`: whole segments, and rewrite the segment
         that holds `seq` (idempotent, so open() can finish an interrupted prune)."""
-        self._time_ranges.clear()
+        self._time_index.clear()
         kept: list[Segment] = []
         for i, seg in enumerate(self._segments):
             nxt = self._segments[i + 1].first_seq if i + 1 < len(self._segments) else None

@@ -17,6 +17,7 @@ MIB = 1024 * 1024
 SEGMENT = re.compile(r"^audit-(\d{12})\.jsonl$")
 ANCHOR_FILE = "anchor.json"
 CHUNK_BYTES = 4 * MIB
+SPAN_BYTES = 256 * 1024
 
 
 def encode(event: AuditEvent) -> bytes:
@@ -118,7 +119,9 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def blocks(path: Path, end: int | None, start: int = 0) -> Iterator[bytes]:
+def blocks(
+    path: Path, end: int | None, start: int = 0, chunk: int = CHUNK_BYTES
+) -> Iterator[bytes]:
     """Runs of whole lines (no trailing newline) from byte `start` up to byte `end`; a
     partial last line is left out."""
     try:
@@ -130,7 +133,7 @@ def blocks(path: Path, end: int | None, start: int = 0) -> Iterator[bytes]:
         remaining = None if end is None else end - start
         rest = b""
         while remaining is None or remaining > 0:
-            want = CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining)
+            want = chunk if remaining is None else min(chunk, remaining)
             block = handle.read(want)
             if not block:
                 break
@@ -146,42 +149,77 @@ def blocks(path: Path, end: int | None, start: int = 0) -> Iterator[bytes]:
 
 
 @dataclass(frozen=True)
-class TimeRange:
-    """Earliest and latest event time in the first `scanned` bytes of a segment file, so
-    a query for a time range can skip segments without reading them again."""
+class Span:
+    """Whole lines in bytes [start, end) of a segment and the range of their times."""
 
-    inode: int
-    scanned: int
+    start: int
+    end: int
     earliest: float
     latest: float
 
-    def excludes(self, since: float | None, until: float | None) -> bool:
+    def excluded(self, since: float | None, until: float | None) -> bool:
         return (since is not None and self.latest < since) or (
             until is not None and self.earliest >= until
         )
 
 
-def extend_time_range(path: Path, known: TimeRange | None, end: int | None) -> TimeRange | None:
-    """`known` extended over the lines written since (rescanned if the file was replaced
-    or shrank); None if the file is gone. A line whose time cannot be read makes the
-    range unbounded: that segment is never skipped."""
+@dataclass(frozen=True)
+class TimeIndex:
+    """Time ranges of a segment file by spans of about SPAN_BYTES, so a query for a time
+    range reads only the spans that can hold a match."""
+
+    inode: int
+    spans: tuple[Span, ...]
+
+    @property
+    def scanned(self) -> int:
+        return self.spans[-1].end if self.spans else 0
+
+    def wanted(self, since: float | None, until: float | None) -> list[tuple[int, int]]:
+        """Byte ranges to read, adjacent spans merged."""
+        ranges: list[tuple[int, int]] = []
+        for span in self.spans:
+            if span.excluded(since, until):
+                continue
+            if ranges and ranges[-1][1] == span.start:
+                ranges[-1] = (ranges[-1][0], span.end)
+            else:
+                ranges.append((span.start, span.end))
+        return ranges
+
+
+def extend_time_index(path: Path, known: TimeIndex | None, end: int | None) -> TimeIndex | None:
+    """`known` extended over the lines written since (rebuilt if the file was replaced or
+    shrank); None if the file is gone. A line whose time cannot be read makes its span
+    unbounded: it is always read."""
     try:
         st = path.stat()
     except FileNotFoundError:
         return None
     limit = st.st_size if end is None else min(end, st.st_size)
     if known is None or known.inode != st.st_ino or known.scanned > limit:
-        known = TimeRange(st.st_ino, 0, math.inf, -math.inf)
-    earliest, latest, scanned = known.earliest, known.latest, known.scanned
-    for block in blocks(path, limit, start=known.scanned):
+        known = TimeIndex(st.st_ino, ())
+    spans = list(known.spans)
+    offset = known.scanned
+    for block in blocks(path, limit, start=offset, chunk=SPAN_BYTES):
+        earliest, latest = math.inf, -math.inf
         for line in block.split(b"\n"):
             peeked = peek(line)
             if peeked is None:
                 earliest, latest = -math.inf, math.inf
             else:
                 earliest, latest = min(earliest, peeked[1]), max(latest, peeked[1])
-        scanned += len(block) + 1
-    return TimeRange(st.st_ino, scanned, earliest, latest)
+        span = Span(offset, offset + len(block) + 1, earliest, latest)
+        last = spans[-1] if spans else None
+        if last is not None and last.end - last.start < SPAN_BYTES:
+            span = Span(
+                last.start, span.end, min(last.earliest, earliest), max(last.latest, latest)
+            )
+            spans[-1] = span
+        else:
+            spans.append(span)
+        offset = span.end
+    return TimeIndex(st.st_ino, tuple(spans))
 
 
 def lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:

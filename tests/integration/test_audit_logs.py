@@ -460,6 +460,24 @@ async def test_time_queries_skip_segments_but_find_every_match(tmp_path: Path) -
         )
 
 
+async def test_time_queries_read_only_the_spans_they_need(tmp_path: Path) -> None:
+    """One large segment: its time index has several spans, and a query is still exact."""
+    clock = FakeClock()
+    stored: list[AuditEvent] = []
+    async with opened(FileAuditLog(tmp_path, clock)) as log:
+        for batch in range(60):
+            clock.now = T0 + batch
+            stored += await log.append([ev(batch * 50 + i) for i in range(50)])
+            if batch == 30:
+                f = AuditFilter(since=T0 + 20, until=T0 + 22, limit=0)
+                assert await log.query(f) == [e for e in stored if f.matches(e)]
+        for since, until in [(T0 + 3, T0 + 4), (T0 + 29, T0 + 41), (T0 + 59, None), (None, T0)]:
+            f = AuditFilter(since=since, until=until, limit=0)
+            assert await log.query(f) == [e for e in stored if f.matches(e)], (since, until)
+        (spans,) = [len(index.spans) for index in log._time_index.values()]
+        assert spans >= 2
+
+
 async def test_torn_last_line_is_set_aside_and_reported(tmp_path: Path) -> None:
     clock = FakeClock()
     async with opened(FileAuditLog(tmp_path, clock)) as log:
