@@ -258,9 +258,15 @@ class FileAuditLog:
             write_all(fd, data)
             os.fdatasync(fd)
         except OSError:
-            with contextlib.suppress(OSError):
+            try:
                 os.ftruncate(fd, self._tail_size)
                 os.fdatasync(fd)
+            except OSError:
+                # The unacknowledged bytes stay (verify will name them); the next write
+                # starts a fresh segment rather than appending behind them.
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._fd = None
             raise
         self._tail_size += len(data)
 
