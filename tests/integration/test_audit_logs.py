@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import socket
 import stat
 import subprocess
@@ -677,3 +678,71 @@ def test_killed_writer_loses_no_acknowledged_event(backend: Backend, tmp_path: P
             assert report.checked == len(stored)
 
     asyncio.run(check())
+
+
+# -- a full disk: refused, nothing acknowledged lost, and it recovers ------------------------
+
+FULL_DISK = """
+import asyncio, os, subprocess, sys, tempfile
+from pathlib import Path
+from edgecommon.clock import SystemClock
+from hub.audit.event import AuditFilter, AuditUnavailable, NewEvent
+from hub.audit.file_log import FileAuditLog
+
+root = Path(tempfile.mkdtemp())
+if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(root)]).returncode:
+    root.rmdir()
+    sys.exit(77)
+
+async def main():
+    log = FileAuditLog(root / "audit", SystemClock(), rotate_bytes=8192)
+    await log.open()
+    filler = root / "filler"
+    filler.write_bytes(b"x" * 32768)
+    acked, error = [], ""
+    for i in range(5000):
+        new = NewEvent("alice", "estop.engage", "fleet", "fleet", "attempt", f"r{i}")
+        try:
+            await log.append([new])
+        except AuditUnavailable as exc:
+            error = str(exc)
+            break
+        acked.append(f"r{i}")
+    assert "No space left" in error and "AUTONOMY_AUDIT_DIR" in error, error
+    filler.unlink()
+    await log.append([NewEvent("alice", "estop.engage", "fleet", "fleet", "success", "after")])
+    report = await log.verify()
+    assert report.ok, report.problems
+    stored = [e.request_id for e in await log.query(AuditFilter(limit=0))]
+    assert stored == acked + ["after"], (len(stored), len(acked))
+    assert log.statistics()["errors"] == 1
+    await log.close()
+    print("ok", len(acked))
+
+try:
+    asyncio.run(main())
+finally:
+    subprocess.run(["umount", str(root)])
+    root.rmdir()
+"""
+
+
+def test_a_full_disk_refuses_appends_and_loses_nothing_acknowledged() -> None:
+    """In a private mount namespace with a small tmpfs (needs root and unshare)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs in a mount namespace")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [unshare, "--mount", sys.executable, "-c", FULL_DISK],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    if done.returncode == 77:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok ")
+    assert int(done.stdout.split()[1]) > 10
