@@ -44,7 +44,13 @@ from hub.audit.event import (
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 COLUMNS = ", ".join(EVENT_FIELDS)
-FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -245,8 +251,8 @@ class PgAuditLog:
         return self._pool
 
     async def close(self) -> None:
-        self._closed = True
         await self._commit.close()
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
