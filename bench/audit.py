@@ -40,8 +40,9 @@ sys.path.insert(0, str(ROOT))
 from edgecommon.clock import SystemClock  # noqa: E402
 from hub.audit.chain import seal_all  # noqa: E402
 from hub.audit.event import GENESIS_HASH, AuditEvent, AuditFilter, NewEvent  # noqa: E402
-from hub.audit.file_log import FileAuditLog, encode, segment_name  # noqa: E402
+from hub.audit.file_log import FileAuditLog  # noqa: E402
 from hub.audit.pg_log import EVENT_FIELDS, PgAuditLog, to_timestamp  # noqa: E402
+from hub.audit.segments import encode, segment_name  # noqa: E402
 
 PG_URL = os.environ.get("AUTONOMY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 ACTIONS = (
@@ -204,6 +205,12 @@ def query_cases(count: int) -> dict[str, AuditFilter]:
     }
 
 
+async def verify_figure(log: object) -> dict[str, object]:
+    start = time.perf_counter()
+    report = await log.verify()
+    return {"seconds": time.perf_counter() - start, "ok": report.ok, "checked": report.checked}
+
+
 async def query_figures(
     log: object, cases: dict[str, AuditFilter], repeats: int
 ) -> dict[str, object]:
@@ -251,11 +258,13 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await big.open()
         try:
             results["query_file"] = await query_figures(big, cases, args.file_repeats)
+            results["verify_file"] = await verify_figure(big)
         finally:
             await big.close()
         if admin is not None:
             try:
                 results["query_postgresql"] = await query_figures(bench, cases, args.repeats)
+                results["verify_postgresql"] = await verify_figure(bench)
             finally:
                 await bench.close()
         results["load_average_after"] = os.getloadavg()
@@ -268,6 +277,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 await admin.execute(f"DROP SCHEMA {name['nspname']} CASCADE")
             await admin.close()
     return results
+
+
+def show_verify(results: dict[str, object]) -> None:
+    for backend in ("postgresql", "file"):
+        fig = results.get(f"verify_{backend}")
+        if fig:
+            state = "ok" if fig["ok"] else "PROBLEMS"
+            print(f"verify {backend}: {fig['checked']} events in {fig['seconds']:.1f} s ({state})")
 
 
 def show(results: dict[str, object]) -> None:
@@ -299,6 +316,7 @@ def show(results: dict[str, object]) -> None:
                 f"{backend + ': ' + name:<48} {s['median'] * 1e3:>7.1f}ms {s['p99'] * 1e3:>7.1f}ms "
                 f"{s['max'] * 1e3:>7.1f}ms {fig['returned']:>9}"
             )
+    show_verify(results)
 
 
 def main() -> int:

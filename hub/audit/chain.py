@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from hub.audit.event import GENESIS_HASH, AuditEvent, NewEvent, quantize_time
 
 MAX_PROBLEMS = 100
+_CANONICAL = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
 PRUNE_ACTION = "audit.prune"
 
 
@@ -68,7 +69,7 @@ def chain_hash(
     reason: str,
     detail: str,
 ) -> str:
-    canonical = json.dumps(
+    canonical = _CANONICAL(
         [
             "autonomy-audit-v1",
             seq,
@@ -82,9 +83,7 @@ def chain_hash(
             reason,
             detail,
             prev_hash,
-        ],
-        ensure_ascii=True,
-        separators=(",", ":"),
+        ]
     )
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
@@ -138,25 +137,34 @@ def anchor_note(anchor: Anchor) -> str:
     return f"prune anchor seq {anchor.seq} hash {anchor.hash}"
 
 
+def _key(digest: str) -> bytes:
+    """A hash as 32 bytes (half the memory of its hex form); anything else stays distinct."""
+    try:
+        return bytes.fromhex(digest) if len(digest) == 64 else b"?" + digest.encode()
+    except ValueError:
+        return b"?" + digest.encode()
+
+
 @dataclass(frozen=True, slots=True)
 class _Link:
     index: int
     seq: int
     eff: int  # the seq its contents were sealed with (== seq unless moved)
     intact: bool
-    prev_hash: str
-    hash: str
+    prev_hash: bytes
+    hash: bytes
     note: str  # detail of an audit.prune event, else ""
 
 
 def _link(index: int, e: AuditEvent) -> _Link:
     note = e.detail if e.action == PRUNE_ACTION else ""
+    prev, own = _key(e.prev_hash), _key(e.hash)
     if event_hash(e) == e.hash:
-        return _Link(index, e.seq, e.seq, True, e.prev_hash, e.hash, note)
+        return _Link(index, e.seq, e.seq, True, prev, own, note)
     for other in (e.seq - 1, e.seq + 1):
         if other >= 1 and event_hash(e, other) == e.hash:
-            return _Link(index, e.seq, other, True, e.prev_hash, e.hash, note)
-    return _Link(index, e.seq, e.seq, False, e.prev_hash, e.hash, note)
+            return _Link(index, e.seq, other, True, prev, own, note)
+    return _Link(index, e.seq, e.seq, False, prev, own, note)
 
 
 def _span(first: int, last: int) -> str:
@@ -221,11 +229,15 @@ def _order_problems(links: Sequence[_Link]) -> list[str]:
     return problems
 
 
-def _pick(members: list[_Link], next_prevs: set[str], prev_hash: str) -> _Link:
+def _pick(members: list[_Link], next_prevs: set[bytes], prev_hash: bytes) -> _Link:
     return max(
         members,
         key=lambda x: (x.hash in next_prevs, x.prev_hash == prev_hash, x.intact, -x.index),
     )
+
+
+def _start(anchor: Anchor | None) -> tuple[int, bytes]:
+    return (anchor.seq, _key(anchor.hash)) if anchor else (0, _key(GENESIS_HASH))
 
 
 def _walk(
@@ -240,7 +252,7 @@ def _walk(
             groups.append([x])
     problems: list[str] = []
     floor = anchor.seq if anchor else 0
-    prev_seq, prev_hash = (anchor.seq, anchor.hash) if anchor else (0, GENESIS_HASH)
+    prev_seq, prev_hash = _start(anchor)
     first = 0
     for gi, members in enumerate(groups):
         s = members[0].eff
@@ -254,11 +266,11 @@ def _walk(
         following = groups[gi + 1] if gi + 1 < len(groups) else []
         next_prevs = {x.prev_hash for x in following if x.eff == s + 1}
         if head is not None and head.seq == s:
-            next_prevs.add(head.hash)
+            next_prevs.add(_key(head.hash))
         chosen = _pick(members, next_prevs, prev_hash)
         problems.extend(
             f"an event was inserted as seq {s}: seq {s} is stored {len(members)} times and "
-            f"the copy with hash {x.hash[:12]} is not part of the chain"
+            f"the copy with hash {x.hash.hex()[:12]} is not part of the chain"
             for x in members
             if x is not chosen
         )
@@ -288,7 +300,7 @@ def _walk(
                 f"{_span(head.seq + 1, prev_seq)} inserted after the newest event written "
                 f"(seq {head.seq})"
             )
-        elif prev_seq and prev_hash != head.hash:
+        elif prev_seq and prev_hash != _key(head.hash):
             problems.append(
                 f"event {prev_seq} was edited: its hash differs from the one recorded when it "
                 "was written"
@@ -297,14 +309,64 @@ def _walk(
 
 
 class ChainChecker:
-    """Collects what verification needs of each stored event (not the event itself), so a
-    large log can be streamed through it."""
+    """Collects what verification needs of each stored event (not the event itself).
 
-    def __init__(self) -> None:
+    With keep_links=False it keeps only a running summary: quick_report() then answers
+    for a log whose events are all in order and linked (the usual case, in constant
+    memory) and returns None otherwise, when a second pass with keep_links=True finds
+    and names the problems."""
+
+    def __init__(self, keep_links: bool = True) -> None:
+        self._keep = keep_links
         self._links: list[_Link] = []
+        self._count = 0
+        self._in_order = True
+        self._first: _Link | None = None
+        self._last: _Link | None = None
+        self._notes: list[tuple[int, str]] = []
 
     def add(self, event: AuditEvent) -> None:
-        self._links.append(_link(len(self._links), event))
+        link = _link(self._count, event)
+        self._count += 1
+        if link.note:
+            self._notes.append((link.eff, link.note))
+        last = self._last
+        if self._in_order and (
+            not link.intact
+            or link.eff != link.seq
+            or (last is not None and (link.seq != last.seq + 1 or link.prev_hash != last.hash))
+        ):
+            self._in_order = False
+        if self._first is None:
+            self._first = link
+        self._last = link
+        if self._keep:
+            self._links.append(link)
+
+    def _confirmed(self, anchor: Anchor) -> bool:
+        note = anchor_note(anchor)
+        return any(eff > anchor.seq and text.startswith(note) for eff, text in self._notes)
+
+    def quick_report(
+        self,
+        anchor: Anchor | None,
+        head: Head | None = None,
+        unreadable: Sequence[str] = (),
+        confirm_anchor: bool = True,
+    ) -> VerifyReport | None:
+        if unreadable or not self._in_order:
+            return None
+        end = start = _start(anchor)
+        first, last = self._first, self._last
+        if first is not None and last is not None:
+            if (first.seq, first.prev_hash) != (start[0] + 1, start[1]):
+                return None
+            end = (last.seq, last.hash)
+        if head is not None and (head.seq, _key(head.hash)) != end:
+            return None
+        if anchor is not None and confirm_anchor and not self._confirmed(anchor):
+            return None
+        return VerifyReport(True, self._count, first.seq if first else 0, end[0] if last else 0, ())
 
     def report(
         self,
@@ -315,18 +377,18 @@ class ChainChecker:
     ) -> VerifyReport:
         """`confirm_anchor=False` checks a prefix of the log (what a prune removes), whose
         confirming audit.prune event lies beyond it."""
+        if not self._keep:
+            raise ValueError("report() needs a ChainChecker that keeps its links")
         links = self._links
         problems = list(unreadable) + _order_problems(links)
         walked, first, last = _walk(links, anchor, head)
         problems.extend(walked)
-        if anchor is not None and confirm_anchor:
-            note = anchor_note(anchor)
-            if not any(x.note.startswith(note) and x.eff > anchor.seq for x in links):
-                problems.append(
-                    f"the prune anchor at seq {anchor.seq} is not confirmed by an "
-                    f"{PRUNE_ACTION} event in the log: the anchor was edited or written "
-                    "outside a prune"
-                )
+        if anchor is not None and confirm_anchor and not self._confirmed(anchor):
+            problems.append(
+                f"the prune anchor at seq {anchor.seq} is not confirmed by an "
+                f"{PRUNE_ACTION} event in the log: the anchor was edited or written "
+                "outside a prune"
+            )
         if len(problems) > MAX_PROBLEMS:
             more = len(problems) - MAX_PROBLEMS
             problems = [*problems[:MAX_PROBLEMS], f"... and {more} more problems"]

@@ -148,20 +148,24 @@ def validate_filter(f: AuditFilter) -> None:
         )
 
 
+_FIELD_SET = frozenset(EVENT_FIELDS)
+_TEXT_STORED = EVENT_FIELDS[2:]
+
+
 def event_from_dict(data: object) -> AuditEvent:
     """An AuditEvent from its to_dict() form; ValueError naming the bad field otherwise."""
-    if not isinstance(data, dict):
+    if type(data) is not dict:
         raise ValueError("not a JSON object")
-    if set(data) != set(EVENT_FIELDS):
-        missing = sorted(set(EVENT_FIELDS) - set(data))
-        extra = sorted(set(data) - set(EVENT_FIELDS))
+    if data.keys() != _FIELD_SET:
+        missing = sorted(_FIELD_SET - data.keys())
+        extra = sorted(data.keys() - _FIELD_SET)
         raise ValueError(f"fields differ (missing {missing}, unexpected {extra})")
     seq, time = data["seq"], data["time"]
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+    if type(seq) is not int or seq < 1:
         raise ValueError(f"seq {seq!r} is not a positive integer")
-    if isinstance(time, bool) or not isinstance(time, int | float) or not math.isfinite(time):
+    if type(time) not in (int, float) or not math.isfinite(time):
         raise ValueError(f"time {time!r} is not a number")
-    for name in EVENT_FIELDS[2:]:
-        if not isinstance(data[name], str):
+    for name in _TEXT_STORED:
+        if type(data[name]) is not str:
             raise ValueError(f"{name} is not text")
     return AuditEvent(**{**data, "time": float(time)})

@@ -25,9 +25,8 @@ import itertools
 import json
 import logging
 import os
-import re
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,6 @@ from hub.audit.chain import (
     VerifyReport,
     anchor_note,
     seal_all,
-    verify_chain,
 )
 from hub.audit.event import (
     GENESIS_HASH,
@@ -56,181 +54,32 @@ from hub.audit.event import (
     AuditFilter,
     AuditUnavailable,
     NewEvent,
-    event_from_dict,
     validate_filter,
 )
-
-MIB = 1024 * 1024
-SEGMENT = re.compile(r"^audit-(\d{12})\.jsonl$")
-ANCHOR_FILE = "anchor.json"
-CHUNK_BYTES = 4 * MIB
-
-
-def encode(event: AuditEvent) -> bytes:
-    return (json.dumps(event.to_dict(), ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-
-
-def segment_name(first_seq: int) -> str:
-    return f"audit-{first_seq:012d}.jsonl"
-
-
-_PREFIX = b'{"seq":'
-
-
-def _peek(line: bytes) -> tuple[int, float] | None:
-    """seq and time of a stored line without parsing all of it (None: parse it fully)."""
-    if not line.startswith(_PREFIX):
-        return None
-    comma = line.find(b",", 7)
-    colon = line.find(b":", comma)
-    end = line.find(b",", colon)
-    if comma < 0 or colon < 0 or end < 0 or line[comma : colon + 1] != b',"time":':
-        return None
-    try:
-        return int(line[7:comma]), float(line[colon + 1 : end])
-    except ValueError:
-        return None
-
-
-def _may_match(line: bytes, f: AuditFilter, needles: list[bytes]) -> bool:
-    """False only for lines that certainly do not match (the rest are parsed and checked)."""
-    if not all(n in line for n in needles):
-        return False
-    peeked = _peek(line)
-    if peeked is None:
-        return True
-    seq, time = peeked
-    return (
-        seq > f.after_seq
-        and (f.since is None or time >= f.since)
-        and (f.until is None or time < f.until)
-    )
-
-
-def _needles(f: AuditFilter) -> list[bytes]:
-    """Byte strings every matching line contains (a cheap test before parsing)."""
-    pairs = [("operator", f.operator), ("action", f.action), ("outcome", f.outcome)]
-    pairs.append(("target", f.target))
-    return [
-        f'"{name}":{json.dumps(value, ensure_ascii=False)}'.encode()
-        for name, value in pairs
-        if value
-    ]
-
-
-@dataclass(frozen=True)
-class _Segment:
-    path: Path
-    first_seq: int
-
-
-@dataclass(frozen=True)
-class _Snapshot:
-    """What a reader may look at: segments and the durable size of the last one."""
-
-    segments: tuple[_Segment, ...]
-    tail_size: int
-    head: Head
-    anchor: Anchor | None
-
-    def ranges(self) -> Iterator[tuple[_Segment, int | None]]:
-        for i, seg in enumerate(self.segments):
-            last = i == len(self.segments) - 1
-            yield seg, (self.tail_size if last else None)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _blocks(path: Path, end: int | None) -> Iterator[bytes]:
-    """Runs of whole lines (no trailing newline) up to byte `end`; a partial last line
-    is left out."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        return  # removed by a prune after the snapshot
-    with handle:
-        remaining = end
-        rest = b""
-        while remaining is None or remaining > 0:
-            want = CHUNK_BYTES if remaining is None else min(CHUNK_BYTES, remaining)
-            block = handle.read(want)
-            if not block:
-                break
-            if remaining is not None:
-                remaining -= len(block)
-            data = rest + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            rest = data[cut + 1 :]
-            yield data[:cut]
-
-
-def _lines(path: Path, end: int | None) -> Iterator[tuple[int, bytes]]:
-    """(line number, line without newline) of whole lines up to byte `end`."""
-    number = 0
-    for block in _blocks(path, end):
-        for line in block.split(b"\n"):
-            number += 1
-            yield number, line
-
-
-def _candidates(block: bytes, needles: list[bytes]) -> Iterator[bytes]:
-    """The lines of `block` that contain the first needle (all lines if there is none),
-    found by searching the whole block rather than testing line by line."""
-    if not needles:
-        yield from block.split(b"\n")
-        return
-    first, pos = needles[0], 0
-    while (hit := block.find(first, pos)) >= 0:
-        start = block.rfind(b"\n", 0, hit) + 1
-        stop = block.find(b"\n", hit)
-        stop = len(block) if stop < 0 else stop
-        yield block[start:stop]
-        pos = stop + 1
-
-
-def _parse(line: bytes) -> AuditEvent:
-    return event_from_dict(json.loads(line))
-
-
-def _read_anchor(directory: Path) -> Anchor | None:
-    path = directory / ANCHOR_FILE
-    try:
-        data = json.loads(path.read_bytes())
-        return Anchor(int(data["seq"]), str(data["hash"]), float(data["pruned_before"]))
-    except FileNotFoundError:
-        return None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise AuditUnavailable(
-            f"file audit log {directory}: {ANCHOR_FILE} is damaged ({exc}); restore it from "
-            "a backup, or move it aside and expect verify to report the pruned events"
-        ) from exc
+from hub.audit.segments import (
+    ANCHOR_FILE,
+    MIB,
+    SEGMENT,
+    Segment,
+    Snapshot,
+    TimeIndex,
+    blocks,
+    candidates,
+    encode,
+    extend_time_index,
+    fsync_dir,
+    last_line,
+    lines,
+    may_match,
+    needles,
+    parse,
+    read_anchor,
+    segment_name,
+    seq_of,
+    whole_lines_size,
+    write_all,
+    write_atomic,
+)
 
 
 class FileAuditLog:
@@ -250,9 +99,11 @@ class FileAuditLog:
         self._log = log or logging.getLogger("hub.audit")
         self._commit = GroupCommit(self._write)
         self._io = asyncio.Lock()
+        self._pruning = asyncio.Lock()
+        self._time_index: dict[Path, TimeIndex] = {}
         self._lock_fd: int | None = None
         self._fd: int | None = None
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._tail_size = 0
         self._head = Head(0, GENESIS_HASH)
         self._anchor: Anchor | None = None
@@ -285,7 +136,7 @@ class FileAuditLog:
         self._fd = self._lock_fd = None
 
     def _load(self) -> None:
-        self._anchor = _read_anchor(self.directory)
+        self._anchor = read_anchor(self.directory)
         self._segments = self._list_segments()
         self._head = self._anchor_head()
         self._find_tail()
@@ -317,12 +168,12 @@ class FileAuditLog:
             ) from exc
         self._lock_fd = fd
 
-    def _list_segments(self) -> list[_Segment]:
+    def _list_segments(self) -> list[Segment]:
         found = []
         for path in self.directory.iterdir():
             match = SEGMENT.match(path.name)
             if match:
-                found.append(_Segment(path, int(match.group(1))))
+                found.append(Segment(path, int(match.group(1))))
         return sorted(found, key=lambda s: s.first_seq)
 
     def _anchor_head(self) -> Head:
@@ -333,9 +184,9 @@ class FileAuditLog:
             size = self._drop_torn_line(seg.path)
             if size == 0:
                 continue
-            line = self._last_line(seg.path, size)
+            line = last_line(seg.path, size)
             try:
-                event = _parse(line)
+                event = parse(line)
             except ValueError as exc:
                 raise AuditUnavailable(
                     f"file audit log {self.directory}: the last event in {seg.path.name} is "
@@ -348,13 +199,13 @@ class FileAuditLog:
         """Move an unfinished last line aside; return the size of the whole lines."""
         with path.open("r+b") as handle:
             size = handle.seek(0, os.SEEK_END)
-            keep = self._whole_lines_size(handle, size)
+            keep = whole_lines_size(handle, size)
             if keep == size:
                 return size
             handle.seek(keep)
             torn = handle.read()
             aside = self.directory / f"torn-{path.stem}-{keep}.partial"
-            _write_atomic(aside, torn)
+            write_atomic(aside, torn)
             handle.truncate(keep)
             handle.flush()
             os.fsync(handle.fileno())
@@ -367,34 +218,6 @@ class FileAuditLog:
             aside.name,
         )
         return keep
-
-    @staticmethod
-    def _whole_lines_size(handle: Any, size: int) -> int:
-        pos = size
-        while pos > 0:
-            start = max(0, pos - 65536)
-            handle.seek(start)
-            block = handle.read(pos - start)
-            if pos == size and block.endswith(b"\n"):
-                return size
-            newline = block.rfind(b"\n")
-            if newline >= 0:
-                return start + newline + 1
-            pos = start
-        return 0
-
-    @staticmethod
-    def _last_line(path: Path, size: int) -> bytes:
-        with path.open("rb") as handle:
-            start = size - 1
-            while True:
-                begin = max(0, start - 65536)
-                handle.seek(begin)
-                block = handle.read(size - 1 - begin)
-                newline = block.rfind(b"\n")
-                if newline >= 0 or begin == 0:
-                    return block[newline + 1 :]
-                start = begin
 
     async def close(self) -> None:
         await self._commit.close()
@@ -432,12 +255,18 @@ class FileAuditLog:
         if fd is None:
             raise OSError("no segment is open")
         try:
-            _write_all(fd, data)
+            write_all(fd, data)
             os.fdatasync(fd)
         except OSError:
-            with contextlib.suppress(OSError):
+            try:
                 os.ftruncate(fd, self._tail_size)
                 os.fdatasync(fd)
+            except OSError:
+                # The unacknowledged bytes stay (verify will name them); the next write
+                # starts a fresh segment rather than appending behind them.
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                self._fd = None
             raise
         self._tail_size += len(data)
 
@@ -447,12 +276,12 @@ class FileAuditLog:
         if os.fstat(fd).st_size:
             os.close(fd)
             raise FileExistsError(f"{path.name} already holds events")
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         if self._fd is not None:
             os.close(self._fd)
         self._fd, self._tail_size = fd, 0
         if not self._segments or self._segments[-1].path != path:
-            self._segments.append(_Segment(path, first_seq))
+            self._segments.append(Segment(path, first_seq))
 
     def _unavailable(self, doing: str, exc: OSError) -> AuditUnavailable:
         self._last_error = f"{doing} {self.directory}: {exc.strerror or exc}"
@@ -463,18 +292,18 @@ class FileAuditLog:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def _snapshot(self) -> _Snapshot:
+    async def _snapshot(self) -> Snapshot:
         async with self._io:
             if self._lock_fd is None:
                 raise AuditUnavailable(f"file audit log {self.directory} is not open")
-            return _Snapshot(tuple(self._segments), self._tail_size, self._head, self._anchor)
+            return Snapshot(tuple(self._segments), self._tail_size, self._head, self._anchor)
 
     async def query(self, f: AuditFilter) -> list[AuditEvent]:
         validate_filter(f)
         snap = await self._snapshot()
         return await asyncio.to_thread(self._collect, snap, f)
 
-    def _collect(self, snap: _Snapshot, f: AuditFilter) -> list[AuditEvent]:
+    def _collect(self, snap: Snapshot, f: AuditFilter) -> list[AuditEvent]:
         found = []
         for event in self._matching(snap, f):
             found.append(event)
@@ -482,21 +311,35 @@ class FileAuditLog:
                 break
         return found
 
-    def _matching(self, snap: _Snapshot, f: AuditFilter) -> Iterator[AuditEvent]:
-        needles = _needles(f)
+    def _matching(self, snap: Snapshot, f: AuditFilter) -> Iterator[AuditEvent]:
+        wanted = needles(f)
         segments = snap.segments
         for i, (seg, end) in enumerate(snap.ranges()):
             if i + 1 < len(segments) and segments[i + 1].first_seq - 1 <= f.after_seq:
                 continue
-            for line in (c for b in _blocks(seg.path, end) for c in _candidates(b, needles)):
-                if not _may_match(line, f, needles):
+            for line in (
+                c for b in self._blocks_for(seg.path, end, f) for c in candidates(b, wanted)
+            ):
+                if not may_match(line, f, wanted):
                     continue
                 try:
-                    event = _parse(line)
+                    event = parse(line)
                 except ValueError:
                     continue  # verify names damaged lines; a query shows what it can read
                 if f.matches(event):
                     yield event
+
+    def _blocks_for(self, path: Path, end: int | None, f: AuditFilter) -> Iterator[bytes]:
+        """The segment's lines that can match the filter's time range, in blocks."""
+        if f.since is None and f.until is None:
+            yield from blocks(path, end)
+            return
+        index = extend_time_index(path, self._time_index.get(path), end)
+        if index is None:
+            return
+        self._time_index[path] = index
+        for start, stop in index.wanted(f.since, f.until):
+            yield from blocks(path, stop, start=start)
 
     async def export(self, f: AuditFilter) -> AsyncIterator[AuditEvent]:
         validate_filter(f)
@@ -520,30 +363,49 @@ class FileAuditLog:
         snap = await self._snapshot()
         return await asyncio.to_thread(self._verify_sync, snap)
 
-    def _verify_sync(self, snap: _Snapshot) -> VerifyReport:
-        unreadable: list[str] = []
+    def _verify_sync(self, snap: Snapshot) -> VerifyReport:
+        quick, unreadable = self._check(snap, keep_links=False)
+        report = quick.quick_report(snap.anchor, snap.head, unreadable)
+        if report is not None:
+            return report
+        full, unreadable = self._check(snap, keep_links=True)
+        return full.report(snap.anchor, snap.head, unreadable)
 
-        def stored() -> Iterator[AuditEvent]:
-            for seg, end in snap.ranges():
-                for number, line in _lines(seg.path, end):
-                    try:
-                        yield _parse(line)
-                    except ValueError as exc:
-                        unreadable.append(
-                            f"{seg.path.name} line {number} is not a valid event (edited or "
-                            f"damaged): {exc}"
-                        )
-
-        return verify_chain(stored(), snap.anchor, snap.head, unreadable)
+    def _check(
+        self, snap: Snapshot, keep_links: bool, through: int | None = None
+    ) -> tuple[ChainChecker, list[str]]:
+        """Every stored event (the first `through` events, if given) through a checker."""
+        checker, unreadable, seen = ChainChecker(keep_links), [], 0
+        for seg, end in snap.ranges():
+            for number, line in lines(seg.path, end):
+                if through is not None and seen >= through:
+                    return checker, unreadable
+                seen += 1
+                try:
+                    checker.add(parse(line))
+                except ValueError as exc:
+                    unreadable.append(
+                        f"{seg.path.name} line {number} is not a valid event (edited or "
+                        f"damaged): {exc}"
+                    )
+        return checker, unreadable
 
     # -- pruning -------------------------------------------------------------------------
 
     async def prune(self, cutoff: float, event: NewEvent) -> PruneReport:
         (event,) = checked_events([event])
         check_cutoff(cutoff, self._clock.wall())
-        async with self._io:
-            snap = _Snapshot(tuple(self._segments), self._tail_size, self._head, self._anchor)
+        async with self._pruning:
+            # The scan and check of what goes run while appends continue: old events
+            # do not change, and only one prune runs at a time.
+            snap = await self._snapshot()
             last, removed = await to_the_end(asyncio.to_thread(self._prune_boundary, snap, cutoff))
+            return await self._prune_locked(cutoff, event, last, removed)
+
+    async def _prune_locked(
+        self, cutoff: float, event: NewEvent, last: AuditEvent | None, removed: int
+    ) -> PruneReport:
+        async with self._io:
             anchor = Anchor(last.seq, last.hash, cutoff) if last is not None else None
             note = (
                 f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"
@@ -562,15 +424,15 @@ class FileAuditLog:
         )
         return PruneReport(removed, anchor, stored)
 
-    def _prune_boundary(self, snap: _Snapshot, cutoff: float) -> tuple[AuditEvent | None, int]:
+    def _prune_boundary(self, snap: Snapshot, cutoff: float) -> tuple[AuditEvent | None, int]:
         """The last event of the oldest run of events all older than cutoff, and its
         length; Conflict if that run does not verify."""
         last, count = None, 0
-        checker = ChainChecker()
+        checker = ChainChecker(keep_links=False)
         for seg, end in snap.ranges():
-            for number, line in _lines(seg.path, end):
+            for number, line in lines(seg.path, end):
                 try:
-                    event = _parse(line)
+                    event = parse(line)
                 except ValueError as exc:
                     raise Conflict(
                         f"audit log {self.name}: prune refused, {seg.path.name} line {number} "
@@ -584,20 +446,25 @@ class FileAuditLog:
                 continue
             break
         if last is not None:
-            prefix = checker.report(snap.anchor, Head(last.seq, last.hash), confirm_anchor=False)
-            refuse_unverified_prune(self.name, prefix)
+            head = Head(last.seq, last.hash)
+            if checker.quick_report(snap.anchor, head, confirm_anchor=False) is None:
+                full, _ = self._check(snap, keep_links=True, through=count)
+                refuse_unverified_prune(
+                    self.name, full.report(snap.anchor, head, confirm_anchor=False)
+                )
         return last, count
 
     def _apply_anchor(self, anchor: Anchor) -> None:
         body = {"seq": anchor.seq, "hash": anchor.hash, "pruned_before": anchor.pruned_before}
-        _write_atomic(self.directory / ANCHOR_FILE, json.dumps(body).encode() + b"\n")
+        write_atomic(self.directory / ANCHOR_FILE, json.dumps(body).encode() + b"\n")
         self._anchor = anchor
         self._drop_through(anchor.seq)
 
     def _drop_through(self, seq: int) -> None:
         """Remove every event with seq <= `seq`: whole segments, and rewrite the segment
         that holds `seq` (idempotent, so open() can finish an interrupted prune)."""
-        kept: list[_Segment] = []
+        self._time_index.clear()
+        kept: list[Segment] = []
         for i, seg in enumerate(self._segments):
             nxt = self._segments[i + 1].first_seq if i + 1 < len(self._segments) else None
             if nxt is not None and nxt - 1 <= seq:
@@ -606,18 +473,18 @@ class FileAuditLog:
                 kept.append(self._rewrite_from(seg, seq, last=nxt is None))
             else:
                 kept.append(seg)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         self._segments = [s for s in kept if s.path.exists()]
 
-    def _rewrite_from(self, seg: _Segment, seq: int, last: bool) -> _Segment:
-        lines = [line + b"\n" for _, line in _lines(seg.path, None)]
-        keep = [line for line in lines if _seq_of(line) > seq]
+    def _rewrite_from(self, seg: Segment, seq: int, last: bool) -> Segment:
+        stored = [line + b"\n" for _, line in lines(seg.path, None)]
+        keep = [line for line in stored if seq_of(line) > seq]
         if not keep and not last:
             seg.path.unlink()
             return seg
-        first = _seq_of(keep[0]) if keep else seq + 1
-        new = _Segment(self.directory / segment_name(first), first)
-        _write_atomic(new.path, b"".join(keep))
+        first = seq_of(keep[0]) if keep else seq + 1
+        new = Segment(self.directory / segment_name(first), first)
+        write_atomic(new.path, b"".join(keep))
         if new.path != seg.path:
             seg.path.unlink()
         if last and self._fd is not None:
@@ -638,11 +505,3 @@ class FileAuditLog:
             "last_error": self._last_error,
             **self._stats,
         }
-
-
-def _seq_of(line: bytes) -> int:
-    """The seq of a stored line; a damaged line counts as newer than anything (it is kept)."""
-    try:
-        return _parse(line.rstrip(b"\n")).seq
-    except ValueError:
-        return 1 << 62

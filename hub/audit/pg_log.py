@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import asyncpg
 
 from edgecommon.clock import Clock, stamp
-from edgecommon.errors import InvalidArgument
+from edgecommon.errors import Conflict, InvalidArgument
 from hub.audit.backend import (
     GroupCommit,
     PruneReport,
@@ -44,7 +44,13 @@ from hub.audit.event import (
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 COLUMNS = ", ".join(EVENT_FIELDS)
-FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+FAILURES = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 DDL = """
 CREATE SCHEMA IF NOT EXISTS {s};
@@ -187,6 +193,7 @@ class PgAuditLog:
         self._log = log or logging.getLogger("hub.audit")
         self._timeout = connect_timeout_s
         self._pool: asyncpg.Pool | None = None
+        self._closed = False  # after close(), only open() connects again
         self._opening = asyncio.Lock()
         self._commit = GroupCommit(self._write)
         self._head = Head(0, GENESIS_HASH)
@@ -205,6 +212,7 @@ class PgAuditLog:
 
     async def open(self) -> None:
         async with self._opening:
+            self._closed = False
             if self._pool is not None:
                 return
             try:
@@ -234,6 +242,8 @@ class PgAuditLog:
             self._log.info("audit: PostgreSQL log %s open at event %d", self.name, row["seq"])
 
     async def _ready(self) -> asyncpg.Pool:
+        if self._closed:
+            raise AuditUnavailable(f"PostgreSQL audit log {self.name} is closed")
         if self._pool is None:
             await self.open()
         if self._pool is None:
@@ -242,6 +252,7 @@ class PgAuditLog:
 
     async def close(self) -> None:
         await self._commit.close()
+        self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -299,23 +310,36 @@ class PgAuditLog:
 
     async def verify(self) -> VerifyReport:
         s = self._schema
-        checker = ChainChecker()
         pool = await self._ready()
         try:
             async with (
                 pool.acquire() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
-                head = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head")
+                row = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head")
+                head = Head(row["seq"], row["hash"]) if row is not None else None
+                missing = () if row is not None else ("the audit_head row was deleted",)
                 anchor = await self._anchor(conn)
-                sql = f"SELECT {COLUMNS} FROM {s}.audit_events ORDER BY seq"
-                async for row in conn.cursor(sql, prefetch=2000):
-                    checker.add(_event(row))
+                quick = await self._check(conn, keep_links=False)
+                report = quick.quick_report(anchor, head, missing)
+                if report is None:
+                    full = await self._check(conn, keep_links=True)
+                    report = full.report(anchor, head, missing)
         except FAILURES as exc:
             raise self._unavailable(exc) from exc
-        head_ = Head(head["seq"], head["hash"]) if head is not None else None
-        unreadable = () if head is not None else ("the audit_head row was deleted",)
-        return checker.report(anchor, head_, unreadable)
+        return report
+
+    async def _check(
+        self, conn: asyncpg.Connection, keep_links: bool, through: int | None = None
+    ) -> ChainChecker:
+        """Events in seq order (up to seq `through`, if given) through a checker."""
+        checker = ChainChecker(keep_links)
+        where = "" if through is None else "WHERE seq <= $1"
+        sql = f"SELECT {COLUMNS} FROM {self._schema}.audit_events {where} ORDER BY seq"
+        args = () if through is None else (through,)
+        async for row in conn.cursor(sql, *args, prefetch=2000):
+            checker.add(_event(row))
+        return checker
 
     async def _anchor(self, conn: asyncpg.Connection) -> Anchor | None:
         row = await conn.fetchrow(
@@ -330,8 +354,13 @@ class PgAuditLog:
         check_cutoff(cutoff, self._clock.wall())
         pool = await self._ready()
         try:
-            async with pool.acquire() as conn, conn.transaction():
-                report = await self._prune(conn, cutoff, event)
+            async with pool.acquire() as conn:
+                # Find and check what goes without holding the head, so appends from
+                # every hub continue meanwhile; then remove it in one short transaction.
+                async with conn.transaction(isolation="repeatable_read", readonly=True):
+                    old, tail, removed = await self._plan_prune(conn, cutoff)
+                async with conn.transaction():
+                    report = await self._apply_prune(conn, cutoff, event, old, tail, removed)
         except FAILURES as exc:
             raise self._unavailable(exc) from exc
         self._committed([report.event])
@@ -342,29 +371,46 @@ class PgAuditLog:
         )
         return report
 
-    async def _prune(self, conn: asyncpg.Connection, cutoff: float, event: NewEvent) -> PruneReport:
+    async def _plan_prune(
+        self, conn: asyncpg.Connection, cutoff: float
+    ) -> tuple[Anchor | None, Head | None, int]:
+        """The current anchor, the last event to remove (None: nothing) and how many."""
         s = self._schema
-        head = await conn.fetchrow(f"SELECT seq, hash FROM {s}.audit_head FOR UPDATE")
+        old = await self._anchor(conn)
         newer = await conn.fetchval(
             f"SELECT min(seq) FROM {s}.audit_events WHERE time >= $1", to_timestamp(cutoff)
         )
-        through = head["seq"] if newer is None else newer - 1
+        bound = "" if newer is None else "WHERE seq < $1"
         row = await conn.fetchrow(
-            f"SELECT count(*) AS n, max(seq) AS last FROM {s}.audit_events WHERE seq <= $1",
-            through,
+            f"SELECT count(*) AS n, max(seq) AS last FROM {s}.audit_events {bound}",
+            *(() if newer is None else (newer,)),
         )
-        removed = row["n"]
-        anchor = None
-        if removed:
-            checker = ChainChecker()
-            sql = f"SELECT {COLUMNS} FROM {s}.audit_events WHERE seq <= $1 ORDER BY seq"
-            async for found in conn.cursor(sql, row["last"], prefetch=2000):
-                checker.add(newest := _event(found))
-            prefix = checker.report(
-                await self._anchor(conn), Head(newest.seq, newest.hash), confirm_anchor=False
-            )
-            refuse_unverified_prune(self.name, prefix)
-            anchor = Anchor(newest.seq, newest.hash, cutoff)
+        if not row["n"]:
+            return old, None, 0
+        newest = await conn.fetchval(
+            f"SELECT hash FROM {s}.audit_events WHERE seq = $1", row["last"]
+        )
+        tail = Head(row["last"], newest)
+        quick = await self._check(conn, keep_links=False, through=tail.seq)
+        if quick.quick_report(old, tail, confirm_anchor=False) is None:
+            full = await self._check(conn, keep_links=True, through=tail.seq)
+            refuse_unverified_prune(self.name, full.report(old, tail, confirm_anchor=False))
+        return old, tail, row["n"]
+
+    async def _apply_prune(
+        self,
+        conn: asyncpg.Connection,
+        cutoff: float,
+        event: NewEvent,
+        old: Anchor | None,
+        tail: Head | None,
+        removed: int,
+    ) -> PruneReport:
+        s = self._schema
+        await conn.execute(f"SELECT seq FROM {s}.audit_head FOR UPDATE")
+        if await self._anchor(conn) != old:
+            raise Conflict(f"audit log {self.name}: another prune ran meanwhile; prune again")
+        anchor = Anchor(tail.seq, tail.hash, cutoff) if tail is not None else None
         note = (
             f"{anchor_note(anchor)}; removes {removed} events before {stamp(cutoff)}"
             if anchor

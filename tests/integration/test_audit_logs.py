@@ -9,6 +9,7 @@ import dataclasses
 import json
 import os
 import secrets
+import shutil
 import socket
 import stat
 import subprocess
@@ -301,6 +302,22 @@ async def test_prune_leaves_an_anchor_that_verify_accepts(backend: Backend) -> N
         assert (report.first_seq, report.last_seq) == (16, 24)
 
 
+async def test_appends_during_a_prune_are_kept(backend: Backend) -> None:
+    async with opened(backend.make()) as log:
+        await fill(log, backend.clock, 200)
+        backend.clock.now = T0 + 1000
+        pruned, *appended = await asyncio.gather(
+            log.prune(T0 + 100, ev(0, action="audit.prune")),
+            *(log.append([ev(i)]) for i in range(300, 320)),
+        )
+        assert pruned.removed == 100
+        left = {e.request_id for e in await log.query(AuditFilter(limit=0))}
+        assert {e.request_id for (e,) in appended} <= left
+        assert len(left) == 100 + 20 + 1
+        report = await log.verify()
+        assert report.ok, report.problems
+
+
 @pytest.mark.parametrize("kind", ["edited", "deleted", "reordered", "inserted"])
 async def test_inv_audit_01_tampering_is_detected_and_named(backend: Backend, kind: str) -> None:
     async with opened(backend.make()) as log:
@@ -387,6 +404,9 @@ async def test_unreachable_postgresql_is_a_clear_error() -> None:
     with pytest.raises(AuditUnavailable, match=r"PostgreSQL audit log postgresql://127\.0\.0\.1"):
         await log.append([ev(0)])
     assert log.statistics()["errors"] == 1
+    await log.close()
+    with pytest.raises(AuditUnavailable, match="is closed"):
+        await log.append([ev(0)])
     with pytest.raises(InvalidArgument, match="must start with postgresql://"):
         PgAuditLog("mysql://root@127.0.0.1/x", FakeClock())
     with pytest.raises(InvalidArgument, match="plain lower-case SQL name"):
@@ -417,6 +437,46 @@ async def test_rotation_keeps_one_chain_across_segments(tmp_path: Path) -> None:
         assert report.removed == 30
         assert (await log.verify()).ok
         assert len(sorted(tmp_path.glob("audit-*.jsonl"))) < len(segments)
+
+
+async def test_time_queries_skip_segments_but_find_every_match(tmp_path: Path) -> None:
+    """Segments remember their time range; the tail's grows as events arrive, and an
+    event whose clock went backwards is still found."""
+    clock = FakeClock()
+    async with opened(FileAuditLog(tmp_path, clock, rotate_bytes=4096)) as log:
+        stored = await fill(log, clock, 120)
+        windows = [(T0 + 10, T0 + 12), (T0 + 50, T0 + 90), (T0 + 119, None), (None, T0 + 3)]
+        for since, until in windows:
+            f = AuditFilter(since=since, until=until, limit=0)
+            assert await log.query(f) == [e for e in stored if f.matches(e)]
+        stored += await fill(log, clock, 10, start=120)
+        clock.now = T0 + 11.5
+        stored += await log.append([ev(999)])
+        for since, until in [*windows, (T0 + 125, T0 + 200)]:
+            f = AuditFilter(since=since, until=until, limit=0)
+            assert await log.query(f) == [e for e in stored if f.matches(e)]
+        assert any(
+            e.request_id == "req-999"
+            for e in await log.query(AuditFilter(since=T0 + 11, until=T0 + 12))
+        )
+
+
+async def test_time_queries_read_only_the_spans_they_need(tmp_path: Path) -> None:
+    """One large segment: its time index has several spans, and a query is still exact."""
+    clock = FakeClock()
+    stored: list[AuditEvent] = []
+    async with opened(FileAuditLog(tmp_path, clock)) as log:
+        for batch in range(60):
+            clock.now = T0 + batch
+            stored += await log.append([ev(batch * 50 + i) for i in range(50)])
+            if batch == 30:
+                f = AuditFilter(since=T0 + 20, until=T0 + 22, limit=0)
+                assert await log.query(f) == [e for e in stored if f.matches(e)]
+        for since, until in [(T0 + 3, T0 + 4), (T0 + 29, T0 + 41), (T0 + 59, None), (None, T0)]:
+            f = AuditFilter(since=since, until=until, limit=0)
+            assert await log.query(f) == [e for e in stored if f.matches(e)], (since, until)
+        (spans,) = [len(index.spans) for index in log._time_index.values()]
+        assert spans >= 2
 
 
 async def test_torn_last_line_is_set_aside_and_reported(tmp_path: Path) -> None:
@@ -618,3 +678,71 @@ def test_killed_writer_loses_no_acknowledged_event(backend: Backend, tmp_path: P
             assert report.checked == len(stored)
 
     asyncio.run(check())
+
+
+# -- a full disk: refused, nothing acknowledged lost, and it recovers ------------------------
+
+FULL_DISK = """
+import asyncio, os, subprocess, sys, tempfile
+from pathlib import Path
+from edgecommon.clock import SystemClock
+from hub.audit.event import AuditFilter, AuditUnavailable, NewEvent
+from hub.audit.file_log import FileAuditLog
+
+root = Path(tempfile.mkdtemp())
+if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(root)]).returncode:
+    root.rmdir()
+    sys.exit(77)
+
+async def main():
+    log = FileAuditLog(root / "audit", SystemClock(), rotate_bytes=8192)
+    await log.open()
+    filler = root / "filler"
+    filler.write_bytes(b"x" * 32768)
+    acked, error = [], ""
+    for i in range(5000):
+        new = NewEvent("alice", "estop.engage", "fleet", "fleet", "attempt", f"r{i}")
+        try:
+            await log.append([new])
+        except AuditUnavailable as exc:
+            error = str(exc)
+            break
+        acked.append(f"r{i}")
+    assert "No space left" in error and "AUTONOMY_AUDIT_DIR" in error, error
+    filler.unlink()
+    await log.append([NewEvent("alice", "estop.engage", "fleet", "fleet", "success", "after")])
+    report = await log.verify()
+    assert report.ok, report.problems
+    stored = [e.request_id for e in await log.query(AuditFilter(limit=0))]
+    assert stored == acked + ["after"], (len(stored), len(acked))
+    assert log.statistics()["errors"] == 1
+    await log.close()
+    print("ok", len(acked))
+
+try:
+    asyncio.run(main())
+finally:
+    subprocess.run(["umount", str(root)])
+    root.rmdir()
+"""
+
+
+def test_a_full_disk_refuses_appends_and_loses_nothing_acknowledged() -> None:
+    """In a private mount namespace with a small tmpfs (needs root and unshare)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs in a mount namespace")
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [unshare, "--mount", sys.executable, "-c", FULL_DISK],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    if done.returncode == 77:
+        pytest.skip("mounting a tmpfs is not permitted here")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.startswith("ok ")
+    assert int(done.stdout.split()[1]) > 10

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from edgecommon.errors import InvalidArgument
 from hub.audit.chain import (
     Anchor,
+    ChainChecker,
     Head,
     anchor_note,
     event_hash,
@@ -367,3 +368,44 @@ def test_exports_keep_field_order_and_quote_csv() -> None:
     rows = list(csv.reader(io.StringIO(csv_header() + to_csv_row(e))))
     assert rows[0][:3] == ["seq", "time", "time_utc"]
     assert rows[1][rows[0].index("reason")] == 'say "no",\nplease'
+
+
+def tamper(events: list[AuditEvent], kind: int, k: int, j: int) -> list[AuditEvent]:
+    out = list(events)
+    if kind == 1:
+        out[k] = dataclasses.replace(out[k], reason=out[k].reason + "!")
+    elif kind == 2:
+        del out[k]
+    elif kind == 3:
+        out.insert(j, out.pop(k))
+    elif kind == 4:
+        out.insert(k, dataclasses.replace(out[k], operator="mallory"))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 20), st.integers(0, 4), st.data())
+def test_quick_report_agrees_with_the_full_report(n: int, kind: int, data: st.DataObject) -> None:
+    """The constant-memory first pass answers only when the full pass would say ok."""
+    events = sample(n)
+    head = head_of(events) if events else None
+    if n and kind:
+        k = data.draw(st.integers(0, n - 1))
+        events = tamper(events, kind, k, data.draw(st.integers(0, n - 1)))
+    with_anchor = n > 4 and data.draw(st.booleans())
+    anchor = None
+    if with_anchor:
+        events, anchor = pruned(events, 2)
+        head = head_of(events)
+    quick, full = ChainChecker(keep_links=False), ChainChecker()
+    for e in events:
+        quick.add(e)
+        full.add(e)
+    fast = quick.quick_report(anchor, head)
+    slow = full.report(anchor, head)
+    assert fast is None or fast == slow
+    if kind == 0 or n == 0:
+        assert fast == slow
+        assert slow.ok, slow.problems
+    with pytest.raises(ValueError, match="keeps its links"):
+        quick.report(anchor, head)
