@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS {s}.audit_events (
 CREATE INDEX IF NOT EXISTS audit_events_time ON {s}.audit_events (time);
 CREATE INDEX IF NOT EXISTS audit_events_operator ON {s}.audit_events (operator, seq);
 CREATE INDEX IF NOT EXISTS audit_events_action ON {s}.audit_events (action, seq);
+CREATE INDEX IF NOT EXISTS audit_events_operator_action ON {s}.audit_events (operator, action, seq);
 CREATE INDEX IF NOT EXISTS audit_events_outcome ON {s}.audit_events (outcome, seq);
 CREATE INDEX IF NOT EXISTS audit_events_target ON {s}.audit_events (target, seq);
 CREATE TABLE IF NOT EXISTS {s}.audit_head (
