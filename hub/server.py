@@ -17,7 +17,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgecommon import grpcopts, pki
+from edgecommon import grpcopts
 from edgecommon.clock import Clock
 from edgecommon.daemon import (
     ShutdownRequested,
@@ -25,10 +25,19 @@ from edgecommon.daemon import (
     announce_stopping,
     raise_when_set,
 )
-from edgecommon.pb import fleet_pb2, fleet_pb2_grpc, link_pb2, link_pb2_grpc
+from edgecommon.pb import (
+    certs_pb2,
+    certs_pb2_grpc,
+    fleet_pb2,
+    fleet_pb2_grpc,
+    link_pb2,
+    link_pb2_grpc,
+)
 from hub import credentials as hub_credentials
 from hub.auth import PeerVerifier
 from hub.autonomy import FleetSwitch
+from hub.cert_authority import CertAuthority
+from hub.certs_service import CertsService
 from hub.config import HubConfig
 from hub.enrollment import Enrollment
 from hub.estop import EstopManager
@@ -38,11 +47,13 @@ from hub.leases import LeaseManager
 from hub.link_service import LinkService
 from hub.registry import Registry
 from hub.store.sqlite import SqliteStore
+from hub.trust import TrustStore
 
 log = logging.getLogger("edge-hub")
 SERVICE_NAMES = (
     link_pb2.DESCRIPTOR.services_by_name["Link"].full_name,
     fleet_pb2.DESCRIPTOR.services_by_name["Fleet"].full_name,
+    certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name,
 )
 GRACE_S = 5.0
 
@@ -74,13 +85,21 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     leases = LeaseManager(store, registry, estops, clock, config.lease)
     await leases.load()
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
-    verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
-    enrollment = Enrollment(store, creds, config, clock)
+    trust = TrustStore(creds)
+    await trust.load(store)
+    verifier = PeerVerifier(trust, creds.trust_domain, clock)
+    enrollment = Enrollment(store, trust, config, clock)
     link = LinkService(
         enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch, leases
     )
 
-    server = grpc.aio.server(options=grpcopts.server_options())
+    server = grpc.aio.server(
+        options=grpcopts.server_options(
+            grpcopts.KeepalivePolicy(
+                max_connection_age_ms=int(config.certs.max_connection_age_s * 1000)
+            )
+        )
+    )
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
         FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases),
@@ -91,11 +110,11 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    key_cert = [(creds.server_key_pem, pki.pem(creds.server_cert))]
-    mtls = grpc.ssl_server_credentials(
-        key_cert, root_certificates=creds.ca_bundle_pem, require_client_auth=True
+    certs_pb2_grpc.add_CertsServicer_to_server(
+        CertsService(CertAuthority(store, trust, registry, config, clock), verifier), server
     )
-    tls = grpc.ssl_server_credentials(key_cert, require_client_auth=False)
+    mtls = trust.server_credentials(client_auth=True)
+    tls = trust.server_credentials(client_auth=False)
     for address, server_creds in ((config.hub.listen, mtls), (config.hub.enroll_listen, tls)):
         if server.add_secure_port(address, server_creds) == 0:
             raise OSError(f"cannot listen on {address}")

@@ -47,6 +47,18 @@ class CertificateRecord:
     not_after_unix: float
     issued_unix: float
     fingerprint: str
+    ca_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    serial: str
+    kind: str
+    subject_id: str
+    group: str
+    reason: str
+    revoked_by: str
+    revoked_unix: float
 
 
 @dataclass(frozen=True)
@@ -138,3 +150,13 @@ class HubStore(Protocol):
         """Persist a group's lease; durable when this returns. Epochs never go down."""
 
     async def list_leases(self) -> list[LeaseRecord]: ...
+
+    async def add_revocations(self, revocations: Sequence[RevocationRecord]) -> None:
+        """Persist revocations (idempotent per serial); durable when this returns."""
+
+    async def list_revocations(self) -> list[RevocationRecord]: ...
+
+    async def put_renewal_error(self, subject_id: str, error: str, at_unix: float) -> None:
+        """Remember a subject's last renewal error; an empty error clears it."""
+
+    async def list_renewal_errors(self) -> dict[str, tuple[str, float]]: ...
