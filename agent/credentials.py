@@ -52,6 +52,12 @@ class CredentialPaths:
     def enrolled_with(self) -> Path:
         return self.key.with_name("enrolled-with")
 
+    def promote(self) -> None:
+        """Make the checked node.key.new/node.crt.new pair current (certificate first; a
+        crash in between is finished by `recover`)."""
+        os.replace(self.next_cert, self.cert)
+        os.replace(self.next_key, self.key)
+
     def recover(self) -> None:
         """Finish a swap to node.key.new/node.crt.new that a crash interrupted, or discard it."""
         if not self.next_key.exists() and not self.next_cert.exists():
@@ -142,7 +148,7 @@ def save(paths: CredentialPaths, key: pki.PrivateKey, cert_pem: bytes, bundle_pe
     pki.write_private_key(paths.next_key, key)
     pki.write_certificates(paths.next_cert, [cert])
     pki.write_certificates(paths.bundle, bundle)
-    paths.recover()
+    paths.promote()
 
 
 def save_bundle(paths: CredentialPaths, bundle_pem: bytes, cert: x509.Certificate) -> None:

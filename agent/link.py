@@ -17,7 +17,7 @@ import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -52,11 +52,13 @@ class Handover(Exception):
         self.stream = stream
 
 
-@dataclass
+@dataclass(eq=False)
 class _Stream:
     channel: grpc.aio.Channel
     call: grpc.aio.StreamStreamCall
     outbox: Outbox
+    handing_over: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class HubLink:
@@ -163,10 +165,10 @@ class HubLink:
         handover: Handover | None = None
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._write(stream.call, stream.outbox))
+                tg.create_task(self._write(stream))
                 tg.create_task(self._send_heartbeats(stream.outbox))
-                tg.create_task(self._receive(stream.call, stream.outbox))
-                tg.create_task(self._await_handover())
+                tg.create_task(self._receive(stream))
+                tg.create_task(self._await_handover(stream))
         except* Handover as group:
             handover = group.exceptions[0]  # type: ignore[assignment]
         except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
@@ -199,17 +201,24 @@ class HubLink:
         log.info("hub stream moved to certificate %s", pki.serial_hex(self.creds.cert))
         return new
 
-    async def _await_handover(self) -> None:
+    async def _await_handover(self, stream: "_Stream") -> None:
         while True:
             await self._handover_wake.wait()
             self._handover_wake.clear()
+            # From here the hub may end the old stream at any moment (it does so as soon
+            # as the new one registers): that ending is expected, not a failure.
+            stream.handing_over = True
             try:
                 new = await self._open()
             except (grpc.aio.AioRpcError, StreamEnded, TimeoutError) as exc:
-                # The old stream keeps the link; the next renewal or reconnect tries again.
                 self.status.handover_failures += 1
+                stream.handing_over = False
                 log.warning("could not open a stream with the new certificate: %s", exc)
-                continue
+                if stream.ended.is_set():
+                    raise StreamEnded(
+                        f"the stream ended during a failed handover ({exc})"
+                    ) from None
+                continue  # the old stream keeps the link; the next renewal tries again
             raise Handover(new)
 
     async def _drain(self, old: "_Stream", outbox: Outbox) -> None:
@@ -306,10 +315,17 @@ class HubLink:
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s
             )
 
-    async def _write(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
+    async def _write(self, stream: "_Stream") -> None:
         while True:
-            message = await outbox.get()
-            await call.write(message)
+            message = await stream.outbox.get()
+            try:
+                await stream.call.write(message)
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                if not stream.handing_over:
+                    raise
+                stream.outbox.put_nowait(message)  # the new stream sends it
+                await stream.ended.wait()
+                await asyncio.Future()  # until the handover cancels this task
             if message.WhichOneof("body") == "heartbeat":
                 self.status.heartbeats_sent += 1
 
@@ -327,9 +343,13 @@ class HubLink:
             outbox.put_nowait(link_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.heartbeat_interval_s)
 
-    async def _receive(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
+    async def _receive(self, stream: "_Stream") -> None:
+        call = stream.call
         while (message := await call.read()) is not grpc.aio.EOF:
-            await self._apply(message, outbox)
+            await self._apply(message, stream.outbox)
+        stream.ended.set()
+        if stream.handing_over:
+            await asyncio.Future()  # until the handover cancels this task (or fails)
         code = await call.code()
         details = await call.details()
         raise StreamEnded(f"hub ended the stream ({code.name}: {details or 'no details'})")

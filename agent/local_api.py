@@ -76,6 +76,8 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             answer.cert_serial = pki.serial_hex(facts.credentials.cert)
         if facts.renewer is not None:
             answer.certificate.CopyFrom(facts.renewer.status.message(facts.credentials))
+            answer.certificate.handovers = status.handovers
+            answer.certificate.handover_failures = status.handover_failures
         elif facts.credentials is not None:
             answer.certificate.certificate_pem = facts.credentials.cert_pem
         answer.ready, answer.not_ready_reason = facts.readiness()
@@ -90,6 +92,8 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             raise Conflict("this node is not enrolled yet; nothing to rotate")
         creds = await renewer.rotate_now()
         answer = renewer.status.message(creds)
+        answer.handovers = self.facts.status.handovers
+        answer.handover_failures = self.facts.status.handover_failures
         answer.detail = (
             f"renewed with a new key: certificate {pki.serial_hex(creds.cert)}, "
             f"{self.facts.status.handovers} stream handover(s), "

@@ -135,8 +135,10 @@ class Renewer:
 
     def _schedule(self) -> None:
         cert = self.creds.cert
+        # The hub backdates not_before by pki.CLOCK_SKEW; the lifetime starts at issue.
+        issued = cert.not_valid_before_utc.timestamp() + pki.CLOCK_SKEW.total_seconds()
         self.status.next_renewal_unix = renew_at(
-            cert.not_valid_before_utc.timestamp(),
+            min(issued, cert.not_valid_after_utc.timestamp()),
             cert.not_valid_after_utc.timestamp(),
             self.target_s,
             self.rng,

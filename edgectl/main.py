@@ -16,6 +16,8 @@ from edgecommon.errors import EdgeError
 from edgecommon.version import PRODUCT_VERSION
 from edgectl import (
     cmd_autonomy,
+    cmd_ca,
+    cmd_cert,
     cmd_dev,
     cmd_estop,
     cmd_fleet,
@@ -120,6 +122,8 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
         cmd_leader,
         cmd_operator,
         cmd_dev,
+        cmd_cert,
+        cmd_ca,
     ):
         module.register(sub)
     for leaf in leaf_parsers(parser):

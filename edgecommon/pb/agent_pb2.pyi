@@ -11,7 +11,7 @@ class RotateCertificateRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class CertificateState(_message.Message):
-    __slots__ = ("certificate_pem", "renewal_state", "next_renewal_unix", "last_renewal_unix", "last_renewal_error", "renewal_failures", "renewals", "detail")
+    __slots__ = ("certificate_pem", "renewal_state", "next_renewal_unix", "last_renewal_unix", "last_renewal_error", "renewal_failures", "renewals", "detail", "handovers", "handover_failures")
     CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
     RENEWAL_STATE_FIELD_NUMBER: _ClassVar[int]
     NEXT_RENEWAL_UNIX_FIELD_NUMBER: _ClassVar[int]
@@ -20,6 +20,8 @@ class CertificateState(_message.Message):
     RENEWAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
     RENEWALS_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    HANDOVERS_FIELD_NUMBER: _ClassVar[int]
+    HANDOVER_FAILURES_FIELD_NUMBER: _ClassVar[int]
     certificate_pem: bytes
     renewal_state: str
     next_renewal_unix: float
@@ -28,7 +30,9 @@ class CertificateState(_message.Message):
     renewal_failures: int
     renewals: int
     detail: str
-    def __init__(self, certificate_pem: _Optional[bytes] = ..., renewal_state: _Optional[str] = ..., next_renewal_unix: _Optional[float] = ..., last_renewal_unix: _Optional[float] = ..., last_renewal_error: _Optional[str] = ..., renewal_failures: _Optional[int] = ..., renewals: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    handovers: int
+    handover_failures: int
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., renewal_state: _Optional[str] = ..., next_renewal_unix: _Optional[float] = ..., last_renewal_unix: _Optional[float] = ..., last_renewal_error: _Optional[str] = ..., renewal_failures: _Optional[int] = ..., renewals: _Optional[int] = ..., detail: _Optional[str] = ..., handovers: _Optional[int] = ..., handover_failures: _Optional[int] = ...) -> None: ...
 
 class LeaderStatusRequest(_message.Message):
     __slots__ = ()
