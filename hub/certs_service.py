@@ -5,7 +5,7 @@ import logging
 import grpc
 
 from edgecommon import pki
-from edgecommon.errors import InvalidArgument, PermissionDenied
+from edgecommon.errors import Conflict, InvalidArgument, PermissionDenied
 from edgecommon.identity import Kind
 from edgecommon.pb import certs_pb2, certs_pb2_grpc
 from edgecommon.rpc import handle_errors
@@ -166,7 +166,7 @@ class CertsService(certs_pb2_grpc.CertsServicer):
         cert, operator = self.verifier.require(context, Kind.OPERATOR)
         signing = self.authority.trust.credentials.ca_cert
         if cert.issuer != signing.subject and not request.force:
-            raise InvalidArgument(
+            raise Conflict(
                 "your own operator certificate comes from an old CA: renew it first "
                 "('edgectl cert rotate --operator') or pass --force"
             )

@@ -4,6 +4,7 @@ re-enrollment, CA rollover, bad renewals, INV-PKI-01."""
 import shutil
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import grpc
@@ -13,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from edgecommon import grpcopts, pki
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import certs_pb2, certs_pb2_grpc, link_pb2, link_pb2_grpc
-from tests.procs import Fleet, wait_until
+from tests.procs import ROOT, Fleet, clean_env, wait_until
 
 FAST_RENEWAL = "[renewal]\ntrust_check_interval_s = 0.3\nrollover_spread_s = 0.5\n"
 
@@ -240,14 +241,17 @@ def test_ca_rollover_end_to_end(running_fleet: Fleet) -> None:
         return report if set(new["node_ids"]) == expected else None
 
     wait_until("node-a and node-b on the new CA", lambda: on_new({"node-a", "node-b"}))
+    own = fleet.edgectl("ca", "retire-old")
+    assert own.code == 1
+    assert "your own operator certificate" in own.stderr
+    # The operator renews its own credential onto the new CA before retiring the old one.
+    assert fleet.edgectl("cert", "rotate", "--operator").code == 0
     refused = fleet.edgectl("ca", "retire-old")
     assert refused.code == 1
     assert "node-c" in refused.stderr
     rotate_c = fleet.edgectl("cert", "rotate", "--socket", str(fleet.socket("node-c")))
     assert rotate_c.code == 0, rotate_c.stderr
     wait_until("all nodes on the new CA", lambda: on_new({"node-a", "node-b", "node-c"}))
-    # The operator renews its own credential onto the new CA before retiring the old one.
-    assert fleet.edgectl("cert", "rotate", "--operator").code == 0
     retired = fleet.edgectl("--output", "json", "ca", "retire-old")
     assert retired.code == 0, retired.stderr
     assert [c["fingerprint"] for c in retired.json["cas"]] == [new_ca]
@@ -327,34 +331,41 @@ def test_corrupt_key_or_bundle_on_disk_is_named_and_not_overwritten(running_flee
     fleet = running_fleet
     start_connected(fleet, "node-a")
     fleet.agents["node-a"].stop()
+    config = fleet.agent_dir("node-a") / "agent.toml"
     key_file = pki_dir(fleet, "node-a") / "node.key"
+    bundle = pki_dir(fleet, "node-a") / "ca.crt"
+    good_key, good_bundle = key_file.read_bytes(), bundle.read_bytes()
+
+    def check_config() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agent.main", "--check-config", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=ROOT,
+            env=clean_env(),
+        )
+
     key_file.write_bytes(b"-----BEGIN PRIVATE KEY-----\ngarbage\n")
     key_file.chmod(0o600)
-    proc = fleet.start_agent("node-a", config=fleet.agent_dir("node-a") / "agent.toml")
+    proc = fleet.start_agent("node-a", config=config)
     wait_until("agent exits", lambda: not proc.running())
     assert proc.popen is not None
     assert proc.popen.returncode == 1
     assert f"key file {key_file} is not a readable PEM private key" in proc.output()
     assert key_file.read_bytes() == b"-----BEGIN PRIVATE KEY-----\ngarbage\n"
-    bundle = pki_dir(fleet, "node-a") / "ca.crt"
-    check = subprocess.run(
-        [
-            "python",
-            "-m",
-            "agent.main",
-            "--check-config",
-            "--config",
-            str(fleet.agent_dir("node-a") / "agent.toml"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=Path(__file__).resolve().parents[2],
-    )
-    assert check.returncode == 1
-    assert str(key_file) in check.stderr
+    checked = check_config()
+    assert checked.returncode == 1
+    assert str(key_file) in checked.stderr
+    key_file.write_bytes(good_key)
     bundle.write_text("not pem")
-    assert bundle.read_text() == "not pem"
+    checked = check_config()
+    assert checked.returncode == 1
+    assert f"trust bundle {bundle}" in checked.stderr
+    bundle.write_bytes(good_bundle)
+    assert check_config().returncode == 0
+    fleet.start_agent("node-a", config=config)
+    fleet.wait_connected("node-a")
 
 
 def test_expired_while_offline_reports_why_and_re_enrolls_keeping_state(fleet: Fleet) -> None:
