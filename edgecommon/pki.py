@@ -380,3 +380,12 @@ def uris(cert: x509.Certificate) -> list[str]:
     except x509.ExtensionNotFound:
         return []
     return list(san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def private_key_bytes(key: PrivateKey) -> bytes:
+    """PEM of a key, only to hand to grpc credentials in this process (never to display)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

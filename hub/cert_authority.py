@@ -110,6 +110,12 @@ class CertAuthority:
         self.clock = clock
         self.signed = 0
         self._rollover = asyncio.Lock()
+        self._with_errors: set[str] = set()
+        self._pending: list[tuple[CertificateRecord, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def load(self) -> None:
+        self._with_errors = set(await self.store.list_renewal_errors())
 
     @property
     def trust_domain(self) -> str:
@@ -122,6 +128,7 @@ class CertAuthority:
                 raise CsrRejected("a renewal must use a new key; this CSR reuses the current one")
         except CsrRejected as exc:
             await self.store.put_renewal_error(identity.name, str(exc), self.clock.wall())
+            self._with_errors.add(identity.name)
             raise
         creds = self.trust.credentials
         now = self.clock.wall()
@@ -139,7 +146,7 @@ class CertAuthority:
             utc(now),
             dt.timedelta(hours=hours),
         )
-        await self.store.record_certificate(
+        await self._record(
             CertificateRecord(
                 serial=pki.serial_hex(new),
                 kind=identity.kind.value,
@@ -151,7 +158,9 @@ class CertAuthority:
                 ca_fingerprint=pki.fingerprint(creds.ca_cert),
             )
         )
-        await self.store.put_renewal_error(identity.name, "", now)
+        if identity.name in self._with_errors:
+            await self.store.put_renewal_error(identity.name, "", now)
+            self._with_errors.discard(identity.name)
         self.signed += 1
         log.info(
             "renewed %s: certificate %s replaces %s, valid until %s",
@@ -161,6 +170,30 @@ class CertAuthority:
             f"{new.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}",
         )
         return Renewed(new, creds.ca_bundle_pem)
+
+    async def _record(self, record: CertificateRecord) -> None:
+        """Durably record a signed certificate before it is handed out. Renewals that
+        arrive together share one transaction (a fleet renewing at once costs one fsync
+        per batch, not one per node)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((record, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_batches(), name="cert-records")
+        await done
+
+    async def _write_batches(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self.store.record_certificates([record for record, _ in batch])
+            except Exception as exc:  # every waiter learns that its record failed
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(None)
 
     async def revoke(
         self, node_id: str, operator: str, serial: str, reason: str, revoked_by: str

@@ -110,9 +110,9 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    certs_pb2_grpc.add_CertsServicer_to_server(
-        CertsService(CertAuthority(store, trust, registry, config, clock), verifier), server
-    )
+    authority = CertAuthority(store, trust, registry, config, clock)
+    await authority.load()
+    certs_pb2_grpc.add_CertsServicer_to_server(CertsService(authority, verifier), server)
     mtls = trust.server_credentials(client_auth=True)
     tls = trust.server_credentials(client_auth=False)
     for address, server_creds in ((config.hub.listen, mtls), (config.hub.enroll_listen, tls)):

@@ -128,6 +128,9 @@ class HubStore(Protocol):
 
     async def list_certificates(self) -> list[CertificateRecord]: ...
 
+    async def record_certificates(self, certificates: Sequence[CertificateRecord]) -> None:
+        """Record renewed certificates in one transaction (group commit)."""
+
     async def add_stop(self, stop: StopRecord) -> None:
         """Persist a new stop; durable when this returns."""
 

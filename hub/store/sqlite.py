@@ -225,6 +225,12 @@ class SqliteStore:
         async with self._transaction() as db:
             await db.execute(_INSERT_CERT, astuple(certificate))
 
+    async def record_certificates(self, certificates: Sequence[CertificateRecord]) -> None:
+        if not certificates:
+            return
+        async with self._transaction() as db:
+            await db.executemany(_INSERT_CERT, [astuple(c) for c in certificates])
+
     async def list_certificates(self) -> list[CertificateRecord]:
         async with (
             self._read() as db,
