@@ -193,6 +193,7 @@ async def test_revoked_certificate_is_refused_at_the_next_rpc_and_the_node_re_en
     s = wait_until("agent reports the revocation", not_ready)
     assert s["hub"]["state"] != "connected"
     node = fleet.node("node-a")
+    assert node["cert_revoked"] is True
     assert node["state"] == "offline"
     assert "revoked" in node["state_reason"]
     listed = fleet.edgectl("--output", "json", "cert", "list", "--all").json
@@ -309,6 +310,7 @@ async def test_bad_renewals_are_refused_and_change_nothing(running_fleet: Fleet)
     after = fleet.edgectl("--output", "json", "cert", "list").json
     assert [c["serial"] for c in after] == [c["serial"] for c in before]
     assert any(c["renewal_error"] for c in after if c["subject"] == "node-a")
+    assert "not a PEM" in fleet.node("node-a")["cert_renewal_error"]
     assert node_files(fleet, "node-a")[0] == key
     assert status(fleet, "node-a")["hub"]["state"] == "connected"
     bad = [
