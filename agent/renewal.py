@@ -63,14 +63,12 @@ def renew_at(not_before: float, not_after: float, target_s: float, rng: random.R
     return not_before + rng.uniform(lo, hi) * max(lifetime, 0.0)
 
 
-def retry_delay(
-    attempt: int, rng: random.Random, policy: BackoffPolicy, now: float, not_after: float
-) -> float:
-    """Delay before renewal retry `attempt` (0-based): jittered backoff with a floor of a
-    tenth of the ceiling, and never past expiry."""
+def retry_delay(attempt: int, rng: random.Random, policy: BackoffPolicy, left_s: float) -> float:
+    """Delay before renewal retry `attempt` (0-based) with `left_s` until expiry: jittered
+    backoff with a floor of a tenth of the ceiling, never past expiry."""
     ceiling = policy.ceiling(attempt)
     delay = rng.uniform(ceiling / 10, ceiling)
-    return max(0.0, min(delay, not_after - now))
+    return max(0.0, min(delay, left_s))
 
 
 class RenewalState(StrEnum):
@@ -191,7 +189,7 @@ class Renewer:
         self.status.last_error = error
         now = self.clock.wall()
         not_after = self.creds.cert.not_valid_after_utc.timestamp()
-        delay = retry_delay(self._attempt, self.rng, self.policy, now, not_after)
+        delay = retry_delay(self._attempt, self.rng, self.policy, not_after - now)
         self._attempt += 1
         self.status.next_renewal_unix = now + max(delay, 1.0)
         self.status.state = RenewalState.EXPIRED if not_after <= now else RenewalState.RETRYING
