@@ -139,7 +139,7 @@ class SimAgent:
                 await stream.call.write(beat)
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as exc:
                 if not stream.replaced:
-                    self.failures.append(f"heartbeat: {type(exc).__name__}")
+                    self.failures.append(f"heartbeat: {type(exc).__name__}: {exc}")
                     continue
                 # The hub ended the stream being replaced: like edge-agent, send the
                 # heartbeat on the new stream once it is registered.
