@@ -1,6 +1,7 @@
 """Certificate lifecycle with real processes: inspect, rotation without a drop, revocation,
 re-enrollment, CA rollover, bad renewals, INV-PKI-01."""
 
+import concurrent.futures
 import shutil
 import stat
 import subprocess
@@ -229,8 +230,16 @@ def test_ca_rollover_end_to_end(running_fleet: Fleet) -> None:
     start_connected(fleet, "node-b")
     lagging = "[renewal]\ntrust_check_interval_s = 0.3\nrollover_spread_s = 3600\n"
     start_connected(fleet, "node-c", extra=lagging)
+    # node-a renews (three times in a row) while the CA rotates under it.
+    renewing = concurrent.futures.ThreadPoolExecutor(1).submit(
+        lambda: [
+            fleet.edgectl("cert", "rotate", "--socket", str(fleet.socket("node-a"))).code
+            for _ in range(3)
+        ]
+    )
     rotated = fleet.edgectl("--output", "json", "ca", "rotate", "--force")
     assert rotated.code == 0, rotated.stderr
+    assert renewing.result(timeout=60) == [0, 0, 0]
     cas = rotated.json["cas"]
     assert len(cas) == 2
     assert [c["signing"] for c in cas] == [False, True]
@@ -401,3 +410,38 @@ def test_expired_while_offline_reports_why_and_re_enrolls_keeping_state(fleet: F
     assert fleet.edgectl("--output", "json", "estop", "status", "--local", "--socket", sock).json[
         "stopped"
     ]
+
+
+def test_air_gapped_bundle_enrolls_a_node_and_holds_no_key(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    bundle = fleet.root / "bundle"
+    issued = fleet.edgectl(
+        "--output",
+        "json",
+        "cert",
+        "issue",
+        "--node",
+        "node-z",
+        "--group",
+        "site-b",
+        "--out",
+        str(bundle),
+    )
+    assert issued.code == 0, issued.stderr
+    assert sorted(p.name for p in bundle.iterdir()) == ["ca.crt", "join-token"]
+    assert stat.S_IMODE((bundle / "join-token").stat().st_mode) == 0o600
+    again = fleet.edgectl(
+        "cert", "issue", "--node", "node-z", "--group", "site-b", "--out", str(bundle)
+    )
+    assert again.code == 2
+    assert "not empty" in again.stderr
+    config = fleet.write_agent_config("node-z", None)
+    config.write_text(
+        config.read_text().replace(
+            "[agent]\n", f'[agent]\njoin_token_file = "{bundle / "join-token"}"\n', 1
+        )
+    )
+    fleet.start_agent("node-z", config=config)
+    assert fleet.wait_connected("node-z")["group"] == "site-b"
+    texts = [issued.stdout, *(p.read_text() for p in bundle.iterdir()), *logs(fleet)]
+    assert_no_key_material(fleet, texts)
