@@ -51,6 +51,12 @@ class LinkSection:
     stream_max_age_s: float = setting(
         7200.0, "Deadline of one Connect stream; the agent then reconnects.", positive
     )
+    stream_refresh_s: float = setting(
+        3000.0,
+        "Move the hub stream to a fresh connection this often, without a drop (keep it below "
+        "the hub's [certs].max_connection_age_s, which closes older connections).",
+        positive,
+    )
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,8 @@ class AgentConfig:
         found = []
         if self.link.reconnect_initial_s > self.link.reconnect_max_s:
             found.append("[link].reconnect_initial_s must not exceed [link].reconnect_max_s")
+        if self.link.stream_refresh_s >= self.link.stream_max_age_s:
+            found.append("[link].stream_refresh_s must be below [link].stream_max_age_s")
         if self.renewal.retry_initial_s > self.renewal.retry_max_s:
             found.append("[renewal].retry_initial_s must not exceed [renewal].retry_max_s")
         if len(str(self.agent.socket)) > 100:

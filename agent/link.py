@@ -28,6 +28,7 @@ from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import grpcopts, pki
 from edgecommon.backoff import BackoffPolicy
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import stamp
 from edgecommon.pb import link_pb2, link_pb2_grpc
 from edgecommon.version import PRODUCT_VERSION
@@ -198,12 +199,19 @@ class HubLink:
             if not done.done():
                 done.set_result(None)
         self._handover.clear()
-        log.info("hub stream moved to certificate %s", pki.serial_hex(self.creds.cert))
+        log.info(
+            "hub stream moved to a new connection (certificate %s)", pki.serial_hex(self.creds.cert)
+        )
         return new
 
     async def _await_handover(self, stream: "_Stream") -> None:
+        refresh_at = self.status.clock.monotonic() + self.config.link.stream_refresh_s
         while True:
-            await self._handover_wake.wait()
+            left = refresh_at - self.status.clock.monotonic()
+            if not await wait_for_event(self._handover_wake, max(left, 0.0)):
+                # Move to a fresh connection before the hub's connection-age limit
+                # ([certs].max_connection_age_s) ends this one under the stream.
+                refresh_at = self.status.clock.monotonic() + self.config.link.stream_refresh_s
             self._handover_wake.clear()
             # From here the hub may end the old stream at any moment (it does so as soon
             # as the new one registers): that ending is expected, not a failure.

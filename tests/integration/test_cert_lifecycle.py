@@ -445,3 +445,23 @@ def test_air_gapped_bundle_enrolls_a_node_and_holds_no_key(running_fleet: Fleet)
     assert fleet.wait_connected("node-z")["group"] == "site-b"
     texts = [issued.stdout, *(p.read_text() for p in bundle.iterdir()), *logs(fleet)]
     assert_no_key_material(fleet, texts)
+
+
+def test_stream_moves_to_a_fresh_connection_before_the_hub_ages_it_out(fleet: Fleet) -> None:
+    """With the hub closing connections after 2 s, the agent moves its stream every 0.5 s:
+    it never leaves 'connected' and the hub never sees it go offline."""
+    fleet.start_hub(extra="[certs]\nmax_connection_age_s = 2\n")
+    fleet.bootstrap_operator()
+    config = fleet.write_agent_config("node-a", fleet.token("node-a"))
+    config.write_text(config.read_text().replace("[link]\n", "[link]\nstream_refresh_s = 0.5\n"))
+    fleet.start_agent("node-a", config=config)
+    first = fleet.wait_connected("node-a")
+    wait_until(
+        "several moves",
+        lambda: status(fleet, "node-a")["certificate"]["handovers"] >= 6,
+    )
+    after = status(fleet, "node-a")
+    assert after["hub"]["since"] == first["hub"]["since"]
+    assert after["hub"]["state"] == "connected"
+    assert after["certificate"]["handover_failures"] == 0
+    assert "node node-a (group site-a) is offline" not in fleet.hub.output()
