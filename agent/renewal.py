@@ -257,6 +257,8 @@ class Renewer:
                 log.warning("kept the current trust bundle: %s", exc)
                 return
             log.info("trust bundle updated: %d CA(s)", len(self.creds.bundle))
+            for subscriber in self.subscribers:  # new connections verify with the new bundle
+                await subscriber(self.creds)
         issuer = next((ca for ca in self.creds.bundle if pki.signed_by(self.creds.cert, ca)), None)
         if issuer is not None and pki.fingerprint(issuer) != answer.signing_ca_fingerprint:
             spread = self.rng.uniform(0.0, self.config.renewal.rollover_spread_s)

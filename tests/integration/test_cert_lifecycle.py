@@ -55,6 +55,7 @@ def assert_no_key_material(fleet: Fleet, texts: list[str]) -> None:
         fleet.hub_state / "pki" / "hub.key",
         fleet.context / "operator.key",
         *sorted(fleet.root.glob("*/state/pki/node.key")),
+        *sorted(fleet.root.glob("*/operator.key")),
     ]
     bodies = [
         line
@@ -465,3 +466,37 @@ def test_stream_moves_to_a_fresh_connection_before_the_hub_ages_it_out(fleet: Fl
     assert after["hub"]["state"] == "connected"
     assert after["certificate"]["handover_failures"] == 0
     assert "node node-a (group site-a) is offline" not in fleet.hub.output()
+
+
+def test_revoked_operator_is_refused_and_listed(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    token = fleet.edgectl("--output", "json", "token", "create", "--operator", "bob").json["token"]
+    bob = fleet.root / "bob"
+    login = fleet.edgectl(
+        "--context",
+        str(bob),
+        "login",
+        "--token",
+        token,
+        "--hub",
+        fleet.listen,
+        "--enroll-address",
+        fleet.enroll,
+        "--dir",
+        str(bob),
+    )
+    assert login.code == 0, login.stderr
+    assert fleet.edgectl("--context", str(bob), "operator", "whoami").code == 0
+    inspect = fleet.edgectl(
+        "--context", str(bob), "--output", "json", "cert", "inspect", "--operator"
+    )
+    assert inspect.json["sans"] == ["spiffe://edge/operator/bob"]
+    revoked = fleet.edgectl("cert", "revoke", "--operator", "bob", "--reason", "left", "--force")
+    assert revoked.code == 0, revoked.stderr
+    refused = fleet.edgectl("--context", str(bob), "operator", "whoami")
+    assert refused.code == 4
+    assert "revoked" in refused.stderr
+    listed = fleet.edgectl("--output", "json", "cert", "list", "--kind", "operator").json
+    assert [c["revoked"] for c in listed if c["subject"] == "bob"] == [True]
+    assert fleet.edgectl("operator", "whoami").code == 0  # admin is unaffected
+    assert_no_key_material(fleet, [login.stdout, inspect.stdout, revoked.stdout, *logs(fleet)])
