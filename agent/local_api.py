@@ -18,7 +18,7 @@ from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
-from edgecommon.errors import Conflict
+from edgecommon.errors import Conflict, EdgeError
 from edgecommon.pb import agent_pb2, agent_pb2_grpc
 from edgecommon.reasons import check_reason
 from edgecommon.rpc import handle_errors
@@ -90,7 +90,12 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
         renewer = self.facts.renewer
         if renewer is None:
             raise Conflict("this node is not enrolled yet; nothing to rotate")
-        creds = await renewer.rotate_now()
+        try:
+            creds = await renewer.rotate_now()
+        except EdgeError as exc:
+            # Said as a failed renewal: a hub that is unreachable from the agent must not
+            # read as an unreachable agent to edgectl.
+            raise Conflict(f"renewal failed: {exc}") from None
         answer = renewer.status.message(creds)
         answer.handovers = self.facts.status.handovers
         answer.handover_failures = self.facts.status.handover_failures

@@ -178,7 +178,7 @@ class Renewer:
             self._failed(str(exc))
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_exception(type(exc)(str(exc)))
+                    waiter.set_exception(exc)
             return
         for waiter in waiters:
             if not waiter.done():
@@ -190,6 +190,10 @@ class Renewer:
         now = self.clock.wall()
         not_after = self.creds.cert.not_valid_after_utc.timestamp()
         delay = retry_delay(self._attempt, self.rng, self.policy, not_after - now)
+        if not_after <= now:
+            # The hub refuses an expired certificate: retry slowly; re-enrolling with a
+            # new join token is what brings the node back.
+            delay = self.config.renewal.retry_max_s
         self._attempt += 1
         self.status.next_renewal_unix = now + max(delay, 1.0)
         self.status.state = RenewalState.EXPIRED if not_after <= now else RenewalState.RETRYING

@@ -500,3 +500,22 @@ def test_revoked_operator_is_refused_and_listed(running_fleet: Fleet) -> None:
     assert [c["revoked"] for c in listed if c["subject"] == "bob"] == [True]
     assert fleet.edgectl("operator", "whoami").code == 0  # admin is unaffected
     assert_no_key_material(fleet, [login.stdout, inspect.stdout, revoked.stdout, *logs(fleet)])
+
+
+def test_rotate_with_the_hub_down_fails_clearly_and_keeps_the_key(running_fleet: Fleet) -> None:
+    fleet = running_fleet
+    start_connected(fleet, "node-a")
+    key = node_files(fleet, "node-a")[0]
+    fleet.hub.stop()
+    result = fleet.edgectl("cert", "rotate", "--socket", str(fleet.socket("node-a")))
+    assert result.code == 1
+    assert "renewal failed" in result.stderr
+    assert node_files(fleet, "node-a")[0] == key
+    s = status(fleet, "node-a")
+    assert s["certificate"]["renewal_state"] == "retrying"
+    assert s["certificate"]["last_renewal_error"]
+    assert s["certificate"]["renewal_failures"] == 1
+    fleet.start_hub()
+    fleet.wait_connected("node-a")
+    assert fleet.edgectl("cert", "rotate", "--socket", str(fleet.socket("node-a"))).code == 0
+    assert status(fleet, "node-a")["certificate"]["renewal_failures"] == 0
