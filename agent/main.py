@@ -6,6 +6,7 @@ import logging
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
 from agent import credentials
@@ -56,7 +57,8 @@ def check(config: AgentConfig) -> str:
     paths = credentials.CredentialPaths.under(config.agent.state_dir)
     if paths.enrolled():
         creds = credentials.load(paths)
-        return f"enrolled as {creds.identity}"
+        problem = credential_problem(creds, time.time())
+        return f"enrolled as {creds.identity}" + (f"; NOT READY: {problem}" if problem else "")
     join = tokens.parse_token(join_token(config))
     return f"not enrolled yet; will enroll as {join.subject} with token {join.token_id}"
 
