@@ -114,18 +114,38 @@ class SimAgent:
             code = await stream.call.code()
             if code is not grpc.StatusCode.OK or not stream.replaced:
                 self.failures.append(f"stream ended: {code.name}")
+                self.lost(stream)
         except grpc.aio.AioRpcError as err:
             if not stream.replaced:
                 self.failures.append(f"stream failed: {err.code().name}: {err.details()}")
+                self.lost(stream)
             elif err.code() is not grpc.StatusCode.CANCELLED:
                 # The hub closed this superseded stream in order; grpc sometimes reports
                 # that close as an error when a write raced it. Nothing is lost: counted
                 # apart from failed RPCs.
                 self.teardown.append(f"{err.code().name}: {err.details()}")
+        except Exception as exc:  # anything else that ended the reader is a failure too
+            self.failures.append(f"stream read: {type(exc).__name__}: {exc}")
         finally:
             if stream.replaced:
                 stream.call.cancel()
                 await stream.channel.close()
+
+    def lost(self, stream: Stream) -> None:
+        """The stream died under us: reconnect, as edge-agent does (counted as a failure)."""
+        if self.stream is stream:
+            self.stream = None
+            task = asyncio.create_task(self.reconnect())
+            self.tasks.add(task)
+
+    async def reconnect(self) -> None:
+        for attempt in range(50):
+            await asyncio.sleep(0.2 * min(attempt + 1, 10))
+            try:
+                self.stream = await self.open()
+                return
+            except (grpc.aio.AioRpcError, RuntimeError, TimeoutError):
+                continue
 
     async def heartbeats(self) -> None:
         while True:
@@ -221,7 +241,13 @@ async def worker(spec_path: Path, index: int) -> None:
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    print(json.dumps({"ready": len(agents)}), flush=True)
+    await asyncio.sleep(3.0)  # let a connect storm settle; streams lost in it reconnect
+    lost = sum(len(a.failures) for a in agents)
+    for _ in range(300):
+        if all(a.stream is not None for a in agents):
+            break
+        await asyncio.sleep(0.1)
+    print(json.dumps({"ready": len(agents), "lost_while_connecting": lost}), flush=True)
     while (await reader.readline()).strip() == b"go":
         go = time.time()
         before = [len(a.failures) for a in agents]
@@ -325,21 +351,27 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             )
             procs.append(w)
             workers.append(w)
+        lost_while_connecting = 0
         for w in workers:
             line = w.stdout.readline() if w.stdout else b""
             if not line:
                 raise RuntimeError(f"a worker died before it was ready; see {tmp}/worker-*.log")
+            lost_while_connecting += json.loads(line)["lost_while_connecting"]
         hub_ps = psutil.Process(hub.pid)
         rounds = []
         for _ in range(args.repeat):
-            time.sleep(1.0)
-            cpu0 = sum(hub_ps.cpu_times()[:2])
+            # Baseline: the hub's CPU for heartbeats alone, subtracted from the round's.
+            idle0, t0 = sum(hub_ps.cpu_times()[:2]), time.monotonic()
+            time.sleep(2.0)
+            idle_rate = (sum(hub_ps.cpu_times()[:2]) - idle0) / (time.monotonic() - t0)
+            cpu0, started = sum(hub_ps.cpu_times()[:2]), time.monotonic()
             for w in workers:
                 if w.stdin is not None:
                     w.stdin.write(b"go\n")
                     w.stdin.flush()
             results = [json.loads(w.stdout.readline()) for w in workers if w.stdout]
             cpu = sum(hub_ps.cpu_times()[:2]) - cpu0
+            extra_cpu = cpu - idle_rate * (time.monotonic() - started)
             go = min(r["go"] for r in results)
             signed = [r["go"] - go + s for r in results for s in r["signed"] if s == s]
             moved = [r["go"] - go + m for r in results for m in r["moved"] if m == m]
@@ -352,6 +384,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                     "all_moved_s": max(moved) if moved else float("nan"),
                     "signatures_per_s": len(signed) / max(signed) if signed else 0.0,
                     "hub_cpu_s": cpu,
+                    "hub_cpu_ms_per_agent": 1000 * extra_cpu / max(len(signed), 1),
                     "latency": signed,
                     "failures": failures,
                     "teardown": teardown,
@@ -362,7 +395,12 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 w.stdin.close()
         for w in workers:
             w.wait(30)
-        return {"agents": args.agents, "procs": args.procs, "rounds": rounds}
+        return {
+            "agents": args.agents,
+            "procs": args.procs,
+            "rounds": rounds,
+            "lost_while_connecting": lost_while_connecting,
+        }
     finally:
         for p in procs:
             if p.poll() is None:
@@ -416,9 +454,17 @@ def main() -> int:
     print(f"  all streams moved (s)    {summary([r['all_moved_s'] for r in rounds])}")
     print(f"  hub signatures/s         {summary([r['signatures_per_s'] for r in rounds])}")
     print(f"  hub CPU per round (s)    {summary([r['hub_cpu_s'] for r in rounds])}")
+    print(
+        "  hub CPU per agent (ms)   "
+        f"{summary([r['hub_cpu_ms_per_agent'] for r in rounds])}  (heartbeat baseline removed)"
+    )
     print(f"  renewed per round        {summary([float(r['renewed']) for r in rounds])}")
     latency = [x for r in rounds for x in r["latency"]]
     print(f"per agent renewal latency (s), all rounds: {summary(latency)}")
+    print(
+        "streams lost while the fleet first connected (before any rotation; reconnected): "
+        f"{result['lost_while_connecting']}"
+    )
     failures = [f for r in rounds for f in r["failures"]]
     print(f"failed RPCs during the rotations: {len(failures)}")
     for kind in sorted(set(failures)):
