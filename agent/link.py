@@ -174,13 +174,15 @@ class HubLink:
             handover = group.exceptions[0]  # type: ignore[assignment]
         except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
             # One ending reported by several tasks (say the reader saw the hub close and
-            # the writer hit the finished call): the first one says why.
+            # the writer hit the finished call): the first one says why. If a handover
+            # completed at the same moment, the new stream carries on.
             stream.call.cancel()
             await stream.channel.close()
             first = group.exceptions[0]
-            if isinstance(first, asyncio.InvalidStateError):
+            if handover is None and isinstance(first, asyncio.InvalidStateError):
                 raise StreamEnded(f"the hub ended the stream ({first})") from None
-            raise first from None
+            if handover is None:
+                raise first from None
         finally:
             self._serving = None
         if handover is None:
