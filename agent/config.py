@@ -51,6 +51,12 @@ class LinkSection:
     stream_max_age_s: float = setting(
         7200.0, "Deadline of one Connect stream; the agent then reconnects.", positive
     )
+    stream_refresh_s: float = setting(
+        3000.0,
+        "Move the hub stream to a fresh connection this often, without a drop (keep it below "
+        "the hub's [certs].max_connection_age_s, which closes older connections).",
+        positive,
+    )
 
 
 @dataclass(frozen=True)
@@ -80,15 +86,43 @@ class SafetySection:
 
 
 @dataclass(frozen=True)
+class RenewalSection:
+    availability_target_h: float = setting(
+        24.0,
+        "How long this node must survive without the hub. Renewal starts at a jittered 60-75 % "
+        "of the certificate's lifetime, never later than this long before expiry.",
+        positive,
+    )
+    retry_initial_s: float = setting(10.0, "First retry delay after a failed renewal.", positive)
+    retry_max_s: float = setting(600.0, "Cap on the renewal retry delay.", positive)
+    trust_check_interval_s: float = setting(
+        300.0, "How often the hub's trust bundle is fetched (to learn of a CA rollover).", positive
+    )
+    rollover_spread_s: float = setting(
+        60.0,
+        "After a CA rollover, renew onto the new CA within this (jittered) window.",
+        at_least(0),
+    )
+    handover_timeout_s: float = setting(
+        10.0, "Deadline for moving the hub stream onto a renewed certificate.", positive
+    )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     link: LinkSection = field(default_factory=LinkSection)
     safety: SafetySection = field(default_factory=SafetySection)
+    renewal: RenewalSection = field(default_factory=RenewalSection)
 
     def problems(self) -> list[str]:
         found = []
         if self.link.reconnect_initial_s > self.link.reconnect_max_s:
             found.append("[link].reconnect_initial_s must not exceed [link].reconnect_max_s")
+        if self.link.stream_refresh_s >= self.link.stream_max_age_s:
+            found.append("[link].stream_refresh_s must be below [link].stream_max_age_s")
+        if self.renewal.retry_initial_s > self.renewal.retry_max_s:
+            found.append("[renewal].retry_initial_s must not exceed [renewal].retry_max_s")
         if len(str(self.agent.socket)) > 100:
             found.append(f"[agent].socket path is too long for a Unix socket: {self.agent.socket}")
         return found

@@ -89,18 +89,28 @@ class LeaseKeeper:
         self._was_leader = leading
         self.changed.set()
 
-    async def run(self) -> None:
-        async with grpc.aio.secure_channel(
+    def _channel(self) -> grpc.aio.Channel:
+        return grpc.aio.secure_channel(
             self.config.agent.hub,
             channel_credentials(self.creds),
             options=grpcopts.client_options(private_connection=True),
-        ) as channel:
-            stub = link_pb2_grpc.LinkStub(channel)
+        )
+
+    async def run(self) -> None:
+        creds, channel = self.creds, self._channel()
+        try:
             while True:
+                if self.creds is not creds:
+                    # A renewed certificate: the next call goes on a new channel; no call
+                    # is in flight on the old one, so closing it fails nothing.
+                    old, (creds, channel) = channel, (self.creds, self._channel())
+                    await old.close()
                 sent = self.clock.monotonic()
-                await self._renew(stub, sent)
+                await self._renew(link_pb2_grpc.LinkStub(channel), sent)
                 self._notice()
                 await self._wait(sent + self.timing.renew_interval_s)
+        finally:
+            await channel.close()
 
     async def _renew(self, stub: link_pb2_grpc.LinkStub, sent: float) -> None:
         believed = self.epoch if self.is_leader() else 0

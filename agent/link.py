@@ -16,7 +16,8 @@ import asyncio
 import logging
 import random
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -25,8 +26,9 @@ from agent.credentials import NodeCredentials, channel_credentials
 from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
-from edgecommon import grpcopts
+from edgecommon import grpcopts, pki
 from edgecommon.backoff import BackoffPolicy
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import stamp
 from edgecommon.pb import link_pb2, link_pb2_grpc
 from edgecommon.version import PRODUCT_VERSION
@@ -41,6 +43,23 @@ class StreamEnded(Exception):
     def __init__(self, reason: str, floor_s: float = 0.0) -> None:
         super().__init__(reason)
         self.floor_s = floor_s
+
+
+class Handover(Exception):
+    """A stream with the renewed certificate is registered and takes over."""
+
+    def __init__(self, stream: "_Stream") -> None:
+        super().__init__("handover")
+        self.stream = stream
+
+
+@dataclass(eq=False)
+class _Stream:
+    channel: grpc.aio.Channel
+    call: grpc.aio.StreamStreamCall
+    outbox: Outbox
+    handing_over: bool = False
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class HubLink:
@@ -66,15 +85,25 @@ class HubLink:
         self.started_unix = status.clock.wall()
         self._seq = 0
         self.on_lease_nudge: Callable[[], None] | None = None
+        self.on_credential_problem: Callable[[], Awaitable[None]] | None = None
+        self._serving: _Stream | None = None
+        self._handover: list[asyncio.Future[None]] = []
+        self._handover_wake = asyncio.Event()
+        self._drains: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         attempt = 0
+        stream: _Stream | None = None
         while True:
-            self.status.enter(HubState.CONNECTING, self.status.last_error)
             floor, error = 0.0, ""
             registered_before = self.status.connects
             try:
-                await self._attempt()
+                if stream is None:
+                    self.status.enter(HubState.CONNECTING, self.status.last_error)
+                    stream = await self._open()
+                # A handover returns the stream that replaced this one: no gap, no backoff.
+                stream = await self._serve(stream)
+                continue
             except StreamEnded as ended:
                 floor, error = ended.floor_s, str(ended)
             except grpc.aio.AioRpcError as err:
@@ -84,41 +113,136 @@ class HubLink:
             except asyncio.InvalidStateError as exc:
                 # Writing the registration on a call the hub already finished.
                 error = f"the hub ended the stream ({exc})"
-            finally:
-                self.safety.link_changed(up=False)
+            stream = None
+            self.safety.link_changed(up=False)
             if self.status.connects > registered_before:
                 attempt = 0
+            if self.on_credential_problem is not None and self.status.credential_problem:
+                await self.on_credential_problem()
             delay = self.policy.delay(attempt, self.rng, floor)
             attempt += 1
             log.warning("link to hub down: %s; reconnecting in %.1fs", error, delay)
             self.status.enter(HubState.BACKOFF, error, self.status.clock.wall() + delay)
             await asyncio.sleep(delay)
 
-    async def _attempt(self) -> None:
-        async with grpc.aio.secure_channel(
+    async def move_to(self, creds: NodeCredentials) -> None:
+        """Use `creds` from now on. A new certificate moves the open stream: a second
+        stream is opened and registered with it before the first one is let go, so the
+        link never drops. Returns once the new stream carries the link (or at once when
+        no stream is open: the next connection uses `creds`)."""
+        moved = creds.cert != self.creds.cert
+        self.creds = creds
+        if not moved or self._serving is None:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._handover.append(done)
+        self._handover_wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), self.config.renewal.handover_timeout_s)
+        except TimeoutError:
+            self.status.handover_failures += 1
+            log.warning("the hub stream did not move to the new certificate in time")
+
+    async def _open(self) -> "_Stream":
+        channel = grpc.aio.secure_channel(
             self.config.agent.hub,
             channel_credentials(self.creds),
             options=grpcopts.client_options(private_connection=True),
-        ) as channel:
-            call = link_pb2_grpc.LinkStub(channel).Connect(
-                timeout=self.config.link.stream_max_age_s
-            )
-            outbox: Outbox = asyncio.Queue()
-            try:
-                await self._register(call, outbox)
-                async with asyncio.TaskGroup() as tg:
-                    tg.create_task(self._write(call, outbox))
-                    tg.create_task(self._send_heartbeats(outbox))
-                    tg.create_task(self._receive(call, outbox))
-            except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
-                # One ending reported by several tasks (say the reader saw the hub close and
-                # the writer hit the finished call): the first one says why.
-                first = group.exceptions[0]
-                if isinstance(first, asyncio.InvalidStateError):
-                    raise StreamEnded(f"the hub ended the stream ({first})") from None
+        )
+        call = link_pb2_grpc.LinkStub(channel).Connect(timeout=self.config.link.stream_max_age_s)
+        stream = _Stream(channel, call, asyncio.Queue())
+        try:
+            await self._register(call, stream.outbox)
+        except BaseException:
+            call.cancel()
+            await channel.close()
+            raise
+        return stream
+
+    async def _serve(self, stream: "_Stream") -> "_Stream":
+        """Carry the link on `stream` until it fails (raises) or a handover replaces it
+        (returns the new stream, already registered)."""
+        self._serving = stream
+        handover: Handover | None = None
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._write(stream))
+                tg.create_task(self._send_heartbeats(stream.outbox))
+                tg.create_task(self._receive(stream))
+                tg.create_task(self._await_handover(stream))
+        except* Handover as group:
+            handover = group.exceptions[0]  # type: ignore[assignment]
+        except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
+            # One ending reported by several tasks (say the reader saw the hub close and
+            # the writer hit the finished call): the first one says why. If a handover
+            # completed at the same moment, the new stream carries on.
+            stream.call.cancel()
+            await stream.channel.close()
+            first = group.exceptions[0]
+            if handover is None and isinstance(first, asyncio.InvalidStateError):
+                raise StreamEnded(f"the hub ended the stream ({first})") from None
+            if handover is None:
                 raise first from None
-            finally:
-                call.cancel()
+        finally:
+            self._serving = None
+        if handover is None:
+            raise StreamEnded("the stream tasks ended without a reason")
+        return self._take_over(stream, handover.stream)
+
+    def _take_over(self, old: "_Stream", new: "_Stream") -> "_Stream":
+        while not old.outbox.empty():
+            message = old.outbox.get_nowait()
+            if message.WhichOneof("body") != "heartbeat":
+                new.outbox.put_nowait(message)
+        self._drains = {t for t in self._drains if not t.done()}
+        self._drains.add(asyncio.create_task(self._drain(old, new.outbox)))
+        self.status.handovers += 1
+        for done in self._handover:
+            if not done.done():
+                done.set_result(None)
+        self._handover.clear()
+        log.info(
+            "hub stream moved to a new connection (certificate %s)", pki.serial_hex(self.creds.cert)
+        )
+        return new
+
+    async def _await_handover(self, stream: "_Stream") -> None:
+        refresh_at = self.status.clock.monotonic() + self.config.link.stream_refresh_s
+        while True:
+            left = refresh_at - self.status.clock.monotonic()
+            if not await wait_for_event(self._handover_wake, max(left, 0.0)):
+                # Move to a fresh connection before the hub's connection-age limit
+                # ([certs].max_connection_age_s) ends this one under the stream.
+                refresh_at = self.status.clock.monotonic() + self.config.link.stream_refresh_s
+            self._handover_wake.clear()
+            # From here the hub may end the old stream at any moment (it does so as soon
+            # as the new one registers): that ending is expected, not a failure.
+            stream.handing_over = True
+            try:
+                new = await self._open()
+            except (grpc.aio.AioRpcError, StreamEnded, TimeoutError) as exc:
+                self.status.handover_failures += 1
+                stream.handing_over = False
+                log.warning("could not open a stream with the new certificate: %s", exc)
+                if stream.ended.is_set():
+                    raise StreamEnded(
+                        f"the stream ended during a failed handover ({exc})"
+                    ) from None
+                continue  # the old stream keeps the link; the next renewal tries again
+            raise Handover(new)
+
+    async def _drain(self, old: "_Stream", outbox: Outbox) -> None:
+        """Apply what the hub still sends on a replaced stream until it ends it (the hub
+        closes the old session when the new one registers), then let it go."""
+        try:
+            async with asyncio.timeout(self.config.renewal.handover_timeout_s):
+                while (message := await old.call.read()) is not grpc.aio.EOF:
+                    await self._apply(message, outbox)
+        except (TimeoutError, grpc.aio.AioRpcError, StreamEnded, asyncio.InvalidStateError):
+            pass
+        finally:
+            old.call.cancel()
+            await old.channel.close()
 
     async def _register(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
         await call.write(
@@ -156,6 +280,7 @@ class HubLink:
             await call.write(outbox.get_nowait())
         self.heartbeat_interval_s = registered.heartbeat_interval_s or self.heartbeat_interval_s
         self.status.connects += 1
+        self.status.credential_problem = ""
         self.status.enter(HubState.CONNECTED)
         self.safety.link_changed(up=True)
         log.info("connected to hub %s as %s", self.config.agent.hub, self.creds.identity)
@@ -200,10 +325,17 @@ class HubLink:
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s
             )
 
-    async def _write(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
+    async def _write(self, stream: "_Stream") -> None:
         while True:
-            message = await outbox.get()
-            await call.write(message)
+            message = await stream.outbox.get()
+            try:
+                await stream.call.write(message)
+            except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
+                if not stream.handing_over:
+                    raise
+                stream.outbox.put_nowait(message)  # the new stream sends it
+                await stream.ended.wait()
+                await asyncio.Future()  # until the handover cancels this task
             if message.WhichOneof("body") == "heartbeat":
                 self.status.heartbeats_sent += 1
 
@@ -221,9 +353,13 @@ class HubLink:
             outbox.put_nowait(link_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.heartbeat_interval_s)
 
-    async def _receive(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
+    async def _receive(self, stream: "_Stream") -> None:
+        call = stream.call
         while (message := await call.read()) is not grpc.aio.EOF:
-            await self._apply(message, outbox)
+            await self._apply(message, stream.outbox)
+        stream.ended.set()
+        if stream.handing_over:
+            await asyncio.Future()  # until the handover cancels this task (or fails)
         code = await call.code()
         details = await call.details()
         raise StreamEnded(f"hub ended the stream ({code.name}: {details or 'no details'})")
@@ -235,14 +371,29 @@ def describe_rpc_error(
     """Why the link failed, in words. A failed handshake looks like UNAVAILABLE whatever its
     cause, so the agent checks its own certificate before blaming the hub."""
     code = err.code()
-    expires = creds.cert.not_valid_after_utc.timestamp()
-    if code is grpc.StatusCode.UNAVAILABLE and expires <= status.clock.wall():
-        return (
-            f"this node's certificate expired at {stamp(expires)}; the hub will refuse it: "
-            "re-enroll with a new join token"
-        )
+    problem = credential_problem(creds, status.clock.wall())
+    if code is grpc.StatusCode.UNAUTHENTICATED:
+        problem = f"the hub refuses this node's certificate: {err.details()}"
+    status.credential_problem = problem
+    if problem:
+        return problem
     if code is grpc.StatusCode.UNAVAILABLE:
         return f"hub {hub} unavailable ({err.details()})"
     if code is grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"hub {hub} stream reached its deadline"
     return f"hub {hub} refused the stream ({code.name}: {err.details()})"
+
+
+def credential_problem(creds: NodeCredentials, now: float) -> str:
+    """Why this node's own credential cannot work, checked locally, or "" (a handshake
+    the hub refuses looks like a plain UNAVAILABLE to the agent)."""
+    expires = creds.cert.not_valid_after_utc.timestamp()
+    if expires <= now:
+        return (
+            f"this node's certificate {pki.serial_hex(creds.cert)} expired at {stamp(expires)}; "
+            "the hub will refuse it: put a new join token in [agent].join_token_file to "
+            "re-enroll (state is kept)"
+        )
+    if not any(pki.signed_by(creds.cert, ca) for ca in creds.bundle):
+        return "this node's trust bundle does not hold the CA of its own certificate"
+    return ""

@@ -14,9 +14,11 @@ from pathlib import Path
 import grpc
 
 from agent.credentials import NodeCredentials
+from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
+from edgecommon.errors import Conflict, EdgeError
 from edgecommon.pb import agent_pb2, agent_pb2_grpc
 from edgecommon.reasons import check_reason
 from edgecommon.rpc import handle_errors
@@ -32,6 +34,14 @@ class NodeFacts:
     started_unix: float
     safety: Safety
     credentials: NodeCredentials | None = None
+    renewer: Renewer | None = None
+
+    def readiness(self) -> tuple[bool, str]:
+        if self.credentials is None:
+            return False, "not enrolled yet"
+        if self.status.credential_problem:
+            return False, self.status.credential_problem
+        return True, ""
 
 
 class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
@@ -64,6 +74,36 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             answer.group = facts.credentials.identity.group
             answer.cert_expires_unix = facts.credentials.cert.not_valid_after_utc.timestamp()
             answer.cert_serial = pki.serial_hex(facts.credentials.cert)
+        if facts.renewer is not None:
+            answer.certificate.CopyFrom(facts.renewer.status.message(facts.credentials))
+            answer.certificate.handovers = status.handovers
+            answer.certificate.handover_failures = status.handover_failures
+        elif facts.credentials is not None:
+            answer.certificate.certificate_pem = facts.credentials.cert_pem
+        answer.ready, answer.not_ready_reason = facts.readiness()
+        return answer
+
+    @handle_errors
+    async def RotateCertificate(
+        self, request: agent_pb2.RotateCertificateRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.CertificateState:
+        renewer = self.facts.renewer
+        if renewer is None:
+            raise Conflict("this node is not enrolled yet; nothing to rotate")
+        try:
+            creds = await renewer.rotate_now()
+        except EdgeError as exc:
+            # Said as a failed renewal: a hub that is unreachable from the agent must not
+            # read as an unreachable agent to edgectl.
+            raise Conflict(f"renewal failed: {exc}") from None
+        answer = renewer.status.message(creds)
+        answer.handovers = self.facts.status.handovers
+        answer.handover_failures = self.facts.status.handover_failures
+        answer.detail = (
+            f"renewed with a new key: certificate {pki.serial_hex(creds.cert)}, "
+            f"{self.facts.status.handovers} stream handover(s), "
+            f"{self.facts.status.handover_failures} failed"
+        )
         return answer
 
     @handle_errors

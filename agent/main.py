@@ -6,15 +6,17 @@ import logging
 import os
 import random
 import sys
+import time
 from pathlib import Path
 
 from agent import credentials
 from agent.config import AgentConfig
-from agent.enroll import enroll_until_done
+from agent.enroll import enroll_until_done, join_token, reenroll
 from agent.leadership import LeaseKeeper
-from agent.link import HubLink
+from agent.link import HubLink, credential_problem
 from agent.local_api import NodeFacts, start_local_server
 from agent.permits import PermitTable
+from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.state_db import AgentStateDB
 from agent.status import LinkStatus
@@ -50,33 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def join_token(config: AgentConfig) -> str:
-    """The configured join token, or a ConfigError saying how to provide one."""
-    if config.agent.join_token:
-        return config.agent.join_token
-    if config.agent.join_token_file:
-        path = Path(config.agent.join_token_file)
-        try:
-            return path.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(
-                [f"[agent].join_token_file {path} cannot be read: {exc.strerror}"]
-            ) from None
-    raise ConfigError(
-        [
-            "this node is not enrolled and has no join token: create one with "
-            "'edgectl token create --node ID --group G' and set [agent].join_token_file "
-            "(or AUTONOMY_AGENT_JOIN_TOKEN)"
-        ]
-    )
-
-
 def check(config: AgentConfig) -> str:
     """What --check-config reports; raises EdgeError for anything that would stop the agent."""
     paths = credentials.CredentialPaths.under(config.agent.state_dir)
     if paths.enrolled():
         creds = credentials.load(paths)
-        return f"enrolled as {creds.identity}"
+        problem = credential_problem(creds, time.time())
+        return f"enrolled as {creds.identity}" + (f"; NOT READY: {problem}" if problem else "")
     join = tokens.parse_token(join_token(config))
     return f"not enrolled yet; will enroll as {join.subject} with token {join.token_id}"
 
@@ -119,14 +101,25 @@ async def _serve(
     async def connect_to_hub() -> None:
         if facts.credentials is None:
             facts.credentials = await enroll_until_done(config, token, paths, status, rng)
+        status.credential_problem = credential_problem(facts.credentials, clock.wall())
         telemetry = Telemetry.start(state_dir)
         keeper = LeaseKeeper(config, facts.credentials, clock, safety.stepped_down)
         safety.leadership = keeper
         link = HubLink(config, facts.credentials, status, telemetry, safety, rng)
         link.on_lease_nudge = keeper.nudge
+
+        async def adopt(creds: credentials.NodeCredentials) -> None:
+            facts.credentials = creds
+            keeper.creds = creds
+            await link.move_to(creds)
+
+        renewer = Renewer(config, paths, facts.credentials, clock, rng, [adopt])
+        facts.renewer = renewer
+        link.on_credential_problem = lambda: reenroll(config, paths, renewer, status)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run(), name="hub-link")
             tg.create_task(keeper.run(), name="lease")
+            tg.create_task(renewer.run(), name="renewal")
 
     try:
         async with asyncio.TaskGroup() as tg:

@@ -26,6 +26,9 @@ class LinkStatus:
     next_attempt_unix: float = 0.0
     heartbeats_sent: int = 0
     connects: int = 0
+    credential_problem: str = ""  # set while the node's own credential cannot work
+    handovers: int = 0
+    handover_failures: int = 0
 
     def enter(self, state: HubState, error: str = "", next_attempt_unix: float = 0.0) -> None:
         if state is not self.state:

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -342,3 +343,49 @@ def load_certificate(path: Path) -> x509.Certificate:
 
 def key_matches(key: PrivateKey, cert: x509.Certificate) -> bool:
     return key.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
+
+
+def public_key_equal(a: object, b: object) -> bool:
+    def spki(key: object) -> bytes:
+        return key.public_bytes(  # type: ignore[attr-defined,no-any-return]
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    return spki(a) == spki(b)
+
+
+def signed_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    """Whether `ca` issued `cert` (names match and the signature verifies)."""
+    if cert.issuer != ca.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def load_pem_certificate(data: bytes, source: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise CredentialError(
+            f"{source} sent a certificate that is not valid PEM ({exc})"
+        ) from None
+
+
+def uris(cert: x509.Certificate) -> list[str]:
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return list(san.get_values_for_type(x509.UniformResourceIdentifier))
+
+
+def private_key_bytes(key: PrivateKey) -> bytes:
+    """PEM of a key, only to hand to grpc credentials in this process (never to display)."""
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )

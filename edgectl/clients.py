@@ -11,7 +11,13 @@ import grpc
 
 from edgecommon import grpcopts, pki
 from edgecommon.errors import CredentialError, Unreachable
-from edgecommon.pb import agent_pb2_grpc, audit_pb2_grpc, fleet_pb2_grpc, rbac_pb2_grpc
+from edgecommon.pb import (
+    agent_pb2_grpc,
+    audit_pb2_grpc,
+    certs_pb2_grpc,
+    fleet_pb2_grpc,
+    rbac_pb2_grpc,
+)
 from edgecommon.rpc import raise_from_rpc
 from edgectl.context import Context
 
@@ -117,3 +123,19 @@ async def local_agent(
         options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
     ) as channel:
         yield agent_pb2_grpc.AgentLocalStub(channel), Call(f"agent {label}", timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def certs(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[certs_pb2_grpc.CertsStub, Call]]:
+    """The hub's Certs service with the operator credential."""
+    creds = operator_credentials(context)
+    async with grpc.aio.secure_channel(
+        address,
+        creds,
+        options=grpcopts.client_options(
+            private_connection=False, max_message_bytes=grpcopts.MAX_REPORT_BYTES
+        ),
+    ) as channel:
+        yield certs_pb2_grpc.CertsStub(channel), Call(f"hub {address}", timeout_s)

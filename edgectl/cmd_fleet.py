@@ -39,6 +39,8 @@ def node_data(n: fleet_pb2.Node, now: float) -> dict[str, object]:
         "last_seen_ago_s": round(now - n.last_seen_unix, 1) if n.last_seen_unix else None,
         "cert_serial": n.cert_serial or None,
         "cert_expires": iso(n.cert_expires_unix),
+        "cert_renewal_error": n.cert_renewal_error or None,
+        "cert_revoked": n.cert_revoked,
         "metrics": None,
     }
     if n.HasField("metrics"):
@@ -106,8 +108,14 @@ async def node_show(app: App) -> int:
             if n.last_seen_unix
             else "never",
         ),
-        ("Certificate", f"serial {n.cert_serial}, expires {iso(n.cert_expires_unix)}"),
+        (
+            "Certificate",
+            f"serial {n.cert_serial}, expires {iso(n.cert_expires_unix)}"
+            + (" (revoked)" if n.cert_revoked else ""),
+        ),
     ]
+    if n.cert_renewal_error:
+        lines.append(("Renewal error", n.cert_renewal_error))
     if n.HasField("metrics"):
         m = n.metrics
         lines.append(

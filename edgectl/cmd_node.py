@@ -35,7 +35,16 @@ def status_data(s: agent_pb2.AgentStatus, now: float) -> dict[str, object]:
             "serial": s.cert_serial or None,
             "expires": iso(s.cert_expires_unix),
             "expires_in_s": round(s.cert_expires_unix - now) if s.cert_expires_unix else None,
+            "renewal_state": s.certificate.renewal_state or None,
+            "next_renewal": iso(s.certificate.next_renewal_unix),
+            "last_renewal": iso(s.certificate.last_renewal_unix),
+            "last_renewal_error": s.certificate.last_renewal_error or None,
+            "renewal_failures": s.certificate.renewal_failures,
+            "handovers": s.certificate.handovers,
+            "handover_failures": s.certificate.handover_failures,
         },
+        "ready": s.ready,
+        "not_ready_reason": s.not_ready_reason or None,
         "versions": {"agent": s.agent_version, "python": s.python_version, "grpc": s.grpc_version},
     }
 
@@ -58,6 +67,8 @@ async def status(app: App) -> int:
     ]
     if s.last_error:
         lines.append(("Last error", s.last_error))
+    if s.node_id and not s.ready:
+        lines.append(("Not ready", s.not_ready_reason))
     if s.next_attempt_unix > now:
         lines.append(("Next attempt", f"in {ago(s.next_attempt_unix - now)}"))
     if s.cert_expires_unix:
@@ -68,6 +79,14 @@ async def status(app: App) -> int:
                 f"(in {ago(s.cert_expires_unix - now)})",
             )
         )
+    if s.certificate.next_renewal_unix:
+        renewal = f"{s.certificate.renewal_state}, next at {iso(s.certificate.next_renewal_unix)}"
+        if s.certificate.last_renewal_error:
+            renewal += (
+                f"; last error ({s.certificate.renewal_failures} in a row): "
+                f"{s.certificate.last_renewal_error}"
+            )
+        lines.append(("Renewal", renewal))
     lines.append(
         ("Versions", f"agent {s.agent_version}, python {s.python_version}, grpc {s.grpc_version}")
     )

@@ -128,6 +128,7 @@ async def issue_bootstrap_credential(
                 not_after_unix=cert.not_valid_after_utc.timestamp(),
                 issued_unix=now.timestamp(),
                 fingerprint=pki.fingerprint(cert),
+                ca_fingerprint=pki.fingerprint(ca_cert),
             )
         )
         if not hub_config.rbac.dir:

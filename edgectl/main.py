@@ -17,6 +17,8 @@ from edgecommon.version import PRODUCT_VERSION
 from edgectl import (
     cmd_audit,
     cmd_autonomy,
+    cmd_ca,
+    cmd_cert,
     cmd_dev,
     cmd_estop,
     cmd_fleet,
@@ -124,6 +126,8 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
         cmd_rbac,
         cmd_audit,
         cmd_dev,
+        cmd_cert,
+        cmd_ca,
     ):
         module.register(sub)
     for leaf in leaf_parsers(parser):

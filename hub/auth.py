@@ -1,7 +1,8 @@
 """Who is calling: the peer's identity, from the TLS session only, checked on every RPC.
 
 The handshake verified the chain when the connection opened; a connection can outlive
-the certificate, so expiry is checked again per call (see docs/architecture.md).
+the certificate, its revocation and its CA, so expiry, revocation and the issuer's place
+in the current trust bundle are checked again per call (see docs/architecture.md).
 """
 
 from collections import OrderedDict
@@ -13,13 +14,14 @@ from edgecommon import pki
 from edgecommon.clock import Clock
 from edgecommon.errors import PermissionDenied, Unauthenticated
 from edgecommon.identity import Identity, Kind
+from hub.trust import TrustStore
 
 _CACHE_SIZE = 50_000
 
 
 class PeerVerifier:
-    def __init__(self, ca_cert: x509.Certificate, trust_domain: str, clock: Clock) -> None:
-        self.ca_cert = ca_cert
+    def __init__(self, trust: TrustStore, trust_domain: str, clock: Clock) -> None:
+        self.trust = trust
         self.trust_domain = trust_domain
         self.clock = clock
         self._parsed: OrderedDict[bytes, tuple[x509.Certificate, Identity | None]] = OrderedDict()
@@ -41,8 +43,14 @@ class PeerVerifier:
                 f"client certificate {pki.serial_hex(cert)} expired at "
                 f"{cert.not_valid_after_utc:%Y-%m-%d %H:%M:%SZ}; renew or re-enroll"
             )
-        if cert.issuer != self.ca_cert.subject or identity is None:
-            raise Unauthenticated("client certificate does not carry a fleet identity")
+        if not self.trust.trusts_issuer(cert) or identity is None:
+            raise Unauthenticated(
+                f"client certificate {pki.serial_hex(cert)} is not from a CA this hub trusts "
+                "(a retired CA?) or carries no fleet identity; re-enroll with a new join token"
+            )
+        revoked = self.trust.revocation(cert)
+        if revoked is not None:
+            raise Unauthenticated(self.trust.revoked_message(revoked))
         return cert, identity
 
     def require(

@@ -62,6 +62,12 @@ class CertsSection:
         3600.0, "Join token lifetime when none is given.", positive
     )
     token_ttl_max_s: float = setting(7 * 86400.0, "Longest join token lifetime allowed.", positive)
+    max_connection_age_s: float = setting(
+        3600.0,
+        "Connections are closed (gracefully) after this long, so every client re-handshakes "
+        "against the current trust bundle; keep it well below node_lifetime_h.",
+        positive,
+    )
 
 
 @dataclass(frozen=True)
@@ -183,6 +189,11 @@ class HubConfig:
             )
         if lease.margin_s >= lease.ttl_s - lease.renew_interval_s:
             found.append("[lease].margin_s must be smaller than ttl_s - renew_interval_s")
+        if self.certs.max_connection_age_s * 4 > self.certs.node_lifetime_h * 3600:
+            found.append(
+                "[certs].max_connection_age_s must be at most a quarter of node_lifetime_h "
+                "so connections re-handshake long before a certificate expires"
+            )
         if self.hub.listen == self.hub.enroll_listen:
             found.append("[hub].listen and [hub].enroll_listen must differ")
         return found

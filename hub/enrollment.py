@@ -18,6 +18,7 @@ from edgecommon.identity import Identity, Kind, name_problem
 from hub.config import HubConfig
 from hub.credentials import HubCredentials
 from hub.store.base import CertificateRecord, HubStore, NodeRecord, TokenRecord
+from hub.trust import TrustStore
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +52,15 @@ def token_subject(node_id: str, group: str, operator: str) -> Identity:
 
 
 class Enrollment:
-    def __init__(
-        self, store: HubStore, credentials: HubCredentials, config: HubConfig, clock: Clock
-    ) -> None:
+    def __init__(self, store: HubStore, trust: TrustStore, config: HubConfig, clock: Clock) -> None:
         self.store = store
-        self.credentials = credentials
+        self.trust = trust
         self.config = config
         self.clock = clock
+
+    @property
+    def credentials(self) -> HubCredentials:
+        return self.trust.credentials
 
     async def create_token(self, subject: Identity, ttl_s: float, created_by: str) -> IssuedToken:
         ttl = ttl_s or self.config.certs.token_ttl_default_s
@@ -73,7 +76,8 @@ class Enrollment:
                     f"node {subject.name} is enrolled in group {existing.group}, not "
                     f"{subject.group}; choose another node id"
                 )
-        join = tokens.new_token(subject, self.credentials.trust_domain, self.credentials.ca_cert)
+        creds = self.credentials
+        join = tokens.new_token(subject, creds.trust_domain, creds.serving_ca)
         now = self.clock.wall()
         record = TokenRecord(
             token_id=join.token_id,
@@ -97,7 +101,7 @@ class Enrollment:
 
     async def _redeemable(self, token_text: str) -> TokenRecord:
         join = tokens.parse_token(token_text)
-        if join.ca != self.credentials.ca_cert:
+        if join.ca not in self.credentials.trusted:
             raise TokenError("this join token was issued by another hub (its CA differs)")
         record = await self.store.get_token(join.token_id)
         if record is None or not tokens.secret_matches(join.secret, record.secret_hash):
@@ -142,6 +146,7 @@ class Enrollment:
             not_after_unix=cert.not_valid_after_utc.timestamp(),
             issued_unix=now,
             fingerprint=pki.fingerprint(cert),
+            ca_fingerprint=pki.fingerprint(self.credentials.ca_cert),
         )
         node = None
         if identity.kind is Kind.NODE:

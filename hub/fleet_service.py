@@ -113,7 +113,11 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             raise NotFound(
                 f"node {request.node_id!r} is not enrolled; 'edgectl fleet status' lists nodes"
             )
-        return node_message(view)
+        node = node_message(view)
+        errors = await self.enrollment.store.list_renewal_errors()
+        node.cert_renewal_error = errors.get(request.node_id, ("", 0.0))[0]
+        node.cert_revoked = view.record.cert_serial in self.verifier.trust.revoked
+        return node
 
     @handle_errors
     async def WhoAmI(

@@ -39,6 +39,7 @@ from hub.rpc_permissions import (
     PUBLIC_SERVICES,
     SECURITY_EVENTS,
     Rule,
+    SecurityEvent,
 )
 
 log = logging.getLogger("edge-hub.gate")
@@ -249,6 +250,13 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
             )
         return self._refuse_kind(method, handler)
 
+    def _peer_subject(self, context: grpc.aio.ServicerContext) -> str:
+        try:
+            _, identity = self.verifier.peer_certificate(context)
+        except EdgeError:
+            return "unknown"
+        return f"{identity.kind.value}:{identity.name}"
+
     def _refuse_kind(self, method: str, handler: Any) -> Any:
         async def refuse(request_iterator: Any, context: grpc.aio.ServicerContext) -> None:
             await context.abort(
@@ -263,14 +271,17 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
             refuse, handler.request_deserializer, handler.response_serializer
         )
 
-    def _security_event(self, action: str, behavior: Any) -> Any:
+    def _security_event(self, event: SecurityEvent, behavior: Any) -> Any:
         async def audited(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            subject = _token_subject(request.token)
+            if event.subject_from == "token":
+                subject = _token_subject(request.token)
+            else:
+                subject = self._peer_subject(context)
             call = GateCall(
                 operator=subject,
                 permission=None,
                 target=subject,
-                action=action,
+                action=event.action,
                 mutates=True,
                 request_id=self.gate.request_id(""),
             )

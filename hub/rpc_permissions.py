@@ -11,12 +11,30 @@ from typing import Any
 
 PACKAGE = "autonomyops.edge.v1"
 
-# Node RPCs: called with a node certificate and checked by the Link service itself.
+# Node RPCs: called with a node certificate (or, for Certs, an operator renewing its own)
+# and checked by the service itself.
 NODE_METHODS = frozenset(
-    f"/{PACKAGE}.Link/{m}" for m in ("Enroll", "Connect", "RenewLease", "ReleaseLease")
+    {
+        *(f"/{PACKAGE}.Link/{m}" for m in ("Enroll", "Connect", "RenewLease", "ReleaseLease")),
+        f"/{PACKAGE}.Certs/Renew",
+        f"/{PACKAGE}.Certs/Trust",
+    }
 )
-# Node RPCs that are security events: audited like operator actions (attempt, outcome).
-SECURITY_EVENTS = {f"/{PACKAGE}.Link/Enroll": "enroll"}
+
+
+@dataclass(frozen=True)
+class SecurityEvent:
+    """A node RPC audited like an operator action (attempt, outcome). The subject comes
+    from the join token the request carries, or from the caller's certificate."""
+
+    action: str
+    subject_from: str  # "token" | "peer"
+
+
+SECURITY_EVENTS = {
+    f"/{PACKAGE}.Link/Enroll": SecurityEvent("enroll", "token"),
+    f"/{PACKAGE}.Certs/Renew": SecurityEvent("cert.renew", "peer"),
+}
 PUBLIC_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
 
 
@@ -61,6 +79,22 @@ def _token_target(request: Any) -> str:
 
 def _token_label(request: Any) -> str:
     return f"operator:{request.operator}" if request.operator else f"node:{request.node_id}"
+
+
+def _revoke_target(request: Any) -> str:
+    return f"node:{request.node_id}" if request.node_id else "fleet"
+
+
+def _revoke_label(request: Any) -> str:
+    if request.node_id:
+        return f"node:{request.node_id}"
+    if request.operator:
+        return f"operator:{request.operator}"
+    return f"serial:{request.serial}"
+
+
+def _retire_label(request: Any) -> str:
+    return "ca:old (forced)" if request.force else "ca:old"
 
 
 def _role_label(request: Any) -> str:
@@ -110,8 +144,16 @@ AUDIT = {
     "AuditStatus": Rule("audit.read"),
 }
 
+CERTS = {
+    "ListCertificates": Rule("cert.read"),
+    "RevokeCertificate": Rule("cert.revoke", _revoke_target, mutates=True, label=_revoke_label),
+    "CaStatus": Rule("ca.read"),
+    "RotateCa": Rule("ca.rotate", mutates=True, label=lambda _: "ca:new"),
+    "RetireOldCa": Rule("ca.rotate", mutates=True, label=_retire_label),
+}
+
 OPERATOR_RULES: dict[str, Rule] = {
     f"/{PACKAGE}.{service}/{method}": rule
-    for service, table in (("Fleet", FLEET), ("Rbac", RBAC), ("Audit", AUDIT))
+    for service, table in (("Fleet", FLEET), ("Rbac", RBAC), ("Audit", AUDIT), ("Certs", CERTS))
     for method, rule in table.items()
 }

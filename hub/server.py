@@ -18,7 +18,7 @@ from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from edgecommon import grpcopts, pki
+from edgecommon import grpcopts
 from edgecommon.clock import Clock
 from edgecommon.daemon import (
     ShutdownRequested,
@@ -30,6 +30,8 @@ from edgecommon.errors import EdgeError
 from edgecommon.pb import (
     audit_pb2,
     audit_pb2_grpc,
+    certs_pb2,
+    certs_pb2_grpc,
     fleet_pb2,
     fleet_pb2_grpc,
     link_pb2,
@@ -45,6 +47,8 @@ from hub.audit.pg_log import PgAuditLog
 from hub.audit_service import AuditService
 from hub.auth import PeerVerifier
 from hub.autonomy import FleetSwitch
+from hub.cert_authority import CertAuthority
+from hub.certs_service import CertsService
 from hub.config import HubConfig
 from hub.enrollment import Enrollment
 from hub.estop import EstopManager
@@ -57,6 +61,7 @@ from hub.rbac.source import RbacSource
 from hub.rbac_service import RbacService
 from hub.registry import Registry
 from hub.store.sqlite import SqliteStore
+from hub.trust import TrustStore
 
 log = logging.getLogger("edge-hub")
 SERVICE_NAMES = (
@@ -64,6 +69,7 @@ SERVICE_NAMES = (
     fleet_pb2.DESCRIPTOR.services_by_name["Fleet"].full_name,
     rbac_pb2.DESCRIPTOR.services_by_name["Rbac"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
+    certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name,
 )
 GRACE_S = 5.0
 
@@ -97,7 +103,9 @@ async def build(
     leases = LeaseManager(store, registry, estops, clock, config.lease)
     await leases.load()
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
-    verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
+    trust = TrustStore(creds)
+    await trust.load(store)
+    verifier = PeerVerifier(trust, creds.trust_domain, clock)
     rbac = RbacSource(store, Path(config.rbac.dir) if config.rbac.dir else None, clock)
     rbac.on_reload = functools.partial(audit_reload, audit, str(config.rbac.dir))
     await rbac.load()
@@ -108,13 +116,18 @@ async def build(
             "every operator request is let through and audited as bypassed. Restore it as soon "
             "as the break-fix is over."
         )
-    enrollment = Enrollment(store, creds, config, clock)
+    enrollment = Enrollment(store, trust, config, clock)
     link = LinkService(
         enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch, leases
     )
 
     server = grpc.aio.server(
-        options=grpcopts.server_options(), interceptors=[GateInterceptor(gate, verifier)]
+        options=grpcopts.server_options(
+            grpcopts.KeepalivePolicy(
+                max_connection_age_ms=int(config.certs.max_connection_age_s * 1000)
+            )
+        ),
+        interceptors=[GateInterceptor(gate, verifier)],
     )
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
@@ -130,11 +143,11 @@ async def build(
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    key_cert = [(creds.server_key_pem, pki.pem(creds.server_cert))]
-    mtls = grpc.ssl_server_credentials(
-        key_cert, root_certificates=creds.ca_bundle_pem, require_client_auth=True
-    )
-    tls = grpc.ssl_server_credentials(key_cert, require_client_auth=False)
+    authority = CertAuthority(store, trust, registry, config, clock)
+    await authority.load()
+    certs_pb2_grpc.add_CertsServicer_to_server(CertsService(authority, verifier), server)
+    mtls = trust.server_credentials(client_auth=True)
+    tls = trust.server_credentials(client_auth=False)
     for address, server_creds in ((config.hub.listen, mtls), (config.hub.enroll_listen, tls)):
         if server.add_secure_port(address, server_creds) == 0:
             raise OSError(f"cannot listen on {address}")

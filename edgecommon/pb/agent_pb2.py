@@ -24,41 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gecommon/pb/agent.proto\x12\x13\x61utonomyops.edge.v1\"\x15\n\x13LeaderStatusRequest\"r\n\nLeadership\x12\x11\n\tis_leader\x18\x01 \x01(\x08\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06leader\x18\x03 \x01(\t\x12\x13\n\x0btime_left_s\x18\x04 \x01(\x01\x12\r\n\x05group\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"d\n\rPermitRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\r\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x0e\n\x06holder\x18\x04 \x01(\t\x12\x13\n\x0bleader_only\x18\x05 \x01(\x08\"c\n\x0ePermitDecision\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tpermit_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\"\'\n\x12WatchPermitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\t\"Q\n\x0bPermitEvent\x12\x11\n\tpermit_id\x18\x01 \x01(\t\x12\x0f\n\x07revoked\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\")\n\x14ReleasePermitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\t\")\n\x15ReleasePermitResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\x11\n\x0fGetEstopRequest\"\x8b\x01\n\x0bLatchedStop\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x14\n\x0c\x65ngaged_unix\x18\x06 \x01(\x01\x12\x14\n\x0clatched_unix\x18\x07 \x01(\x01\"\x8e\x02\n\nEstopState\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\x12/\n\x05stops\x18\x02 \x03(\x0b\x32 .autonomyops.edge.v1.LatchedStop\x12\x1a\n\x12\x61utonomy_effective\x18\x03 \x01(\x08\x12\x1c\n\x14\x66leet_switch_enabled\x18\x04 \x01(\x08\x12\x1b\n\x13\x66leet_switch_source\x18\x05 \x01(\t\x12\x1b\n\x13node_switch_enabled\x18\x06 \x01(\x08\x12\x1a\n\x12node_switch_source\x18\x07 \x01(\t\x12\x18\n\x10node_switch_file\x18\x08 \x01(\t\x12\x14\n\x0cheld_permits\x18\t \x01(\r\"4\n\x10LocalStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\x97\x03\n\x0b\x41gentStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x16\n\x0epython_version\x18\x05 \x01(\t\x12\x14\n\x0cgrpc_version\x18\x06 \x01(\t\x12\x13\n\x0bhub_address\x18\x07 \x01(\t\x12\x11\n\thub_state\x18\x08 \x01(\t\x12\x1c\n\x14hub_state_since_unix\x18\t \x01(\x01\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x19\n\x11\x63\x65rt_expires_unix\x18\x0b \x01(\x01\x12\x13\n\x0b\x63\x65rt_serial\x18\x0c \x01(\t\x12\x14\n\x0cstarted_unix\x18\r \x01(\x01\x12\x19\n\x11next_attempt_unix\x18\x0e \x01(\x01\x12\x17\n\x0fheartbeats_sent\x18\x0f \x01(\x04\x12\x11\n\tstate_dir\x18\x10 \x01(\t\x12/\n\x06safety\x18\x11 \x01(\x0b\x32\x1f.autonomyops.edge.v1.EstopState2\xbb\x06\n\nAgentLocal\x12N\n\x06Status\x12\".autonomyops.edge.v1.StatusRequest\x1a .autonomyops.edge.v1.AgentStatus\x12X\n\rRequestPermit\x12\".autonomyops.edge.v1.PermitRequest\x1a#.autonomyops.edge.v1.PermitDecision\x12Z\n\x0bWatchPermit\x12\'.autonomyops.edge.v1.WatchPermitRequest\x1a .autonomyops.edge.v1.PermitEvent0\x01\x12\x66\n\rReleasePermit\x12).autonomyops.edge.v1.ReleasePermitRequest\x1a*.autonomyops.edge.v1.ReleasePermitResponse\x12Q\n\x08GetEstop\x12$.autonomyops.edge.v1.GetEstopRequest\x1a\x1f.autonomyops.edge.v1.EstopState\x12Y\n\x0f\x45ngageLocalStop\x12%.autonomyops.edge.v1.LocalStopRequest\x1a\x1f.autonomyops.edge.v1.EstopState\x12Z\n\x10ReleaseLocalStop\x12%.autonomyops.edge.v1.LocalStopRequest\x1a\x1f.autonomyops.edge.v1.EstopState\x12Y\n\x0cLeaderStatus\x12(.autonomyops.edge.v1.LeaderStatusRequest\x1a\x1f.autonomyops.edge.v1.Leadership\x12Z\n\x0bWatchLeader\x12(.autonomyops.edge.v1.LeaderStatusRequest\x1a\x1f.autonomyops.edge.v1.Leadership0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64gecommon/pb/agent.proto\x12\x13\x61utonomyops.edge.v1\"\x1a\n\x18RotateCertificateRequest\"\xfe\x01\n\x10\x43\x65rtificateState\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rrenewal_state\x18\x02 \x01(\t\x12\x19\n\x11next_renewal_unix\x18\x03 \x01(\x01\x12\x19\n\x11last_renewal_unix\x18\x04 \x01(\x01\x12\x1a\n\x12last_renewal_error\x18\x05 \x01(\t\x12\x18\n\x10renewal_failures\x18\x06 \x01(\r\x12\x10\n\x08renewals\x18\x07 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x08 \x01(\t\x12\x11\n\thandovers\x18\t \x01(\x04\x12\x19\n\x11handover_failures\x18\n \x01(\x04\"\x15\n\x13LeaderStatusRequest\"r\n\nLeadership\x12\x11\n\tis_leader\x18\x01 \x01(\x08\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06leader\x18\x03 \x01(\t\x12\x13\n\x0btime_left_s\x18\x04 \x01(\x01\x12\r\n\x05group\x18\x05 \x01(\t\x12\x0e\n\x06reason\x18\x06 \x01(\t\"d\n\rPermitRequest\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\r\n\x05units\x18\x02 \x01(\r\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x0e\n\x06holder\x18\x04 \x01(\t\x12\x13\n\x0bleader_only\x18\x05 \x01(\x08\"c\n\x0ePermitDecision\x12\x0f\n\x07granted\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x11\n\tpermit_id\x18\x04 \x01(\t\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\"\'\n\x12WatchPermitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\t\"Q\n\x0bPermitEvent\x12\x11\n\tpermit_id\x18\x01 \x01(\t\x12\x0f\n\x07revoked\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\")\n\x14ReleasePermitRequest\x12\x11\n\tpermit_id\x18\x01 \x01(\t\")\n\x15ReleasePermitResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"\x11\n\x0fGetEstopRequest\"\x8b\x01\n\x0bLatchedStop\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x14\n\x0c\x65ngaged_unix\x18\x06 \x01(\x01\x12\x14\n\x0clatched_unix\x18\x07 \x01(\x01\"\x8e\x02\n\nEstopState\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\x12/\n\x05stops\x18\x02 \x03(\x0b\x32 .autonomyops.edge.v1.LatchedStop\x12\x1a\n\x12\x61utonomy_effective\x18\x03 \x01(\x08\x12\x1c\n\x14\x66leet_switch_enabled\x18\x04 \x01(\x08\x12\x1b\n\x13\x66leet_switch_source\x18\x05 \x01(\t\x12\x1b\n\x13node_switch_enabled\x18\x06 \x01(\x08\x12\x1a\n\x12node_switch_source\x18\x07 \x01(\t\x12\x18\n\x10node_switch_file\x18\x08 \x01(\t\x12\x14\n\x0cheld_permits\x18\t \x01(\r\"4\n\x10LocalStopRequest\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x10\n\x08operator\x18\x02 \x01(\t\"\x0f\n\rStatusRequest\"\xfc\x03\n\x0b\x41gentStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x05\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x16\n\x0epython_version\x18\x05 \x01(\t\x12\x14\n\x0cgrpc_version\x18\x06 \x01(\t\x12\x13\n\x0bhub_address\x18\x07 \x01(\t\x12\x11\n\thub_state\x18\x08 \x01(\t\x12\x1c\n\x14hub_state_since_unix\x18\t \x01(\x01\x12\x12\n\nlast_error\x18\n \x01(\t\x12\x19\n\x11\x63\x65rt_expires_unix\x18\x0b \x01(\x01\x12\x13\n\x0b\x63\x65rt_serial\x18\x0c \x01(\t\x12\x14\n\x0cstarted_unix\x18\r \x01(\x01\x12\x19\n\x11next_attempt_unix\x18\x0e \x01(\x01\x12\x17\n\x0fheartbeats_sent\x18\x0f \x01(\x04\x12\x11\n\tstate_dir\x18\x10 \x01(\t\x12/\n\x06safety\x18\x11 \x01(\x0b\x32\x1f.autonomyops.edge.v1.EstopState\x12:\n\x0b\x63\x65rtificate\x18\x12 \x01(\x0b\x32%.autonomyops.edge.v1.CertificateState\x12\r\n\x05ready\x18\x13 \x01(\x08\x12\x18\n\x10not_ready_reason\x18\x14 \x01(\t2\xa6\x07\n\nAgentLocal\x12N\n\x06Status\x12\".autonomyops.edge.v1.StatusRequest\x1a .autonomyops.edge.v1.AgentStatus\x12X\n\rRequestPermit\x12\".autonomyops.edge.v1.PermitRequest\x1a#.autonomyops.edge.v1.PermitDecision\x12Z\n\x0bWatchPermit\x12\'.autonomyops.edge.v1.WatchPermitRequest\x1a .autonomyops.edge.v1.PermitEvent0\x01\x12\x66\n\rReleasePermit\x12).autonomyops.edge.v1.ReleasePermitRequest\x1a*.autonomyops.edge.v1.ReleasePermitResponse\x12Q\n\x08GetEstop\x12$.autonomyops.edge.v1.GetEstopRequest\x1a\x1f.autonomyops.edge.v1.EstopState\x12Y\n\x0f\x45ngageLocalStop\x12%.autonomyops.edge.v1.LocalStopRequest\x1a\x1f.autonomyops.edge.v1.EstopState\x12Z\n\x10ReleaseLocalStop\x12%.autonomyops.edge.v1.LocalStopRequest\x1a\x1f.autonomyops.edge.v1.EstopState\x12Y\n\x0cLeaderStatus\x12(.autonomyops.edge.v1.LeaderStatusRequest\x1a\x1f.autonomyops.edge.v1.Leadership\x12Z\n\x0bWatchLeader\x12(.autonomyops.edge.v1.LeaderStatusRequest\x1a\x1f.autonomyops.edge.v1.Leadership0\x01\x12i\n\x11RotateCertificate\x12-.autonomyops.edge.v1.RotateCertificateRequest\x1a%.autonomyops.edge.v1.CertificateStateb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgecommon.pb.agent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LEADERSTATUSREQUEST']._serialized_start=50
-  _globals['_LEADERSTATUSREQUEST']._serialized_end=71
-  _globals['_LEADERSHIP']._serialized_start=73
-  _globals['_LEADERSHIP']._serialized_end=187
-  _globals['_PERMITREQUEST']._serialized_start=189
-  _globals['_PERMITREQUEST']._serialized_end=289
-  _globals['_PERMITDECISION']._serialized_start=291
-  _globals['_PERMITDECISION']._serialized_end=390
-  _globals['_WATCHPERMITREQUEST']._serialized_start=392
-  _globals['_WATCHPERMITREQUEST']._serialized_end=431
-  _globals['_PERMITEVENT']._serialized_start=433
-  _globals['_PERMITEVENT']._serialized_end=514
-  _globals['_RELEASEPERMITREQUEST']._serialized_start=516
-  _globals['_RELEASEPERMITREQUEST']._serialized_end=557
-  _globals['_RELEASEPERMITRESPONSE']._serialized_start=559
-  _globals['_RELEASEPERMITRESPONSE']._serialized_end=600
-  _globals['_GETESTOPREQUEST']._serialized_start=602
-  _globals['_GETESTOPREQUEST']._serialized_end=619
-  _globals['_LATCHEDSTOP']._serialized_start=622
-  _globals['_LATCHEDSTOP']._serialized_end=761
-  _globals['_ESTOPSTATE']._serialized_start=764
-  _globals['_ESTOPSTATE']._serialized_end=1034
-  _globals['_LOCALSTOPREQUEST']._serialized_start=1036
-  _globals['_LOCALSTOPREQUEST']._serialized_end=1088
-  _globals['_STATUSREQUEST']._serialized_start=1090
-  _globals['_STATUSREQUEST']._serialized_end=1105
-  _globals['_AGENTSTATUS']._serialized_start=1108
-  _globals['_AGENTSTATUS']._serialized_end=1515
-  _globals['_AGENTLOCAL']._serialized_start=1518
-  _globals['_AGENTLOCAL']._serialized_end=2345
+  _globals['_ROTATECERTIFICATEREQUEST']._serialized_start=50
+  _globals['_ROTATECERTIFICATEREQUEST']._serialized_end=76
+  _globals['_CERTIFICATESTATE']._serialized_start=79
+  _globals['_CERTIFICATESTATE']._serialized_end=333
+  _globals['_LEADERSTATUSREQUEST']._serialized_start=335
+  _globals['_LEADERSTATUSREQUEST']._serialized_end=356
+  _globals['_LEADERSHIP']._serialized_start=358
+  _globals['_LEADERSHIP']._serialized_end=472
+  _globals['_PERMITREQUEST']._serialized_start=474
+  _globals['_PERMITREQUEST']._serialized_end=574
+  _globals['_PERMITDECISION']._serialized_start=576
+  _globals['_PERMITDECISION']._serialized_end=675
+  _globals['_WATCHPERMITREQUEST']._serialized_start=677
+  _globals['_WATCHPERMITREQUEST']._serialized_end=716
+  _globals['_PERMITEVENT']._serialized_start=718
+  _globals['_PERMITEVENT']._serialized_end=799
+  _globals['_RELEASEPERMITREQUEST']._serialized_start=801
+  _globals['_RELEASEPERMITREQUEST']._serialized_end=842
+  _globals['_RELEASEPERMITRESPONSE']._serialized_start=844
+  _globals['_RELEASEPERMITRESPONSE']._serialized_end=885
+  _globals['_GETESTOPREQUEST']._serialized_start=887
+  _globals['_GETESTOPREQUEST']._serialized_end=904
+  _globals['_LATCHEDSTOP']._serialized_start=907
+  _globals['_LATCHEDSTOP']._serialized_end=1046
+  _globals['_ESTOPSTATE']._serialized_start=1049
+  _globals['_ESTOPSTATE']._serialized_end=1319
+  _globals['_LOCALSTOPREQUEST']._serialized_start=1321
+  _globals['_LOCALSTOPREQUEST']._serialized_end=1373
+  _globals['_STATUSREQUEST']._serialized_start=1375
+  _globals['_STATUSREQUEST']._serialized_end=1390
+  _globals['_AGENTSTATUS']._serialized_start=1393
+  _globals['_AGENTSTATUS']._serialized_end=1901
+  _globals['_AGENTLOCAL']._serialized_start=1904
+  _globals['_AGENTLOCAL']._serialized_end=2838
 # @@protoc_insertion_point(module_scope)

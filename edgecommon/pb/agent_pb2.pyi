@@ -6,6 +6,34 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RotateCertificateRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CertificateState(_message.Message):
+    __slots__ = ("certificate_pem", "renewal_state", "next_renewal_unix", "last_renewal_unix", "last_renewal_error", "renewal_failures", "renewals", "detail", "handovers", "handover_failures")
+    CERTIFICATE_PEM_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_STATE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RENEWAL_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_RENEWAL_UNIX_FIELD_NUMBER: _ClassVar[int]
+    LAST_RENEWAL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    RENEWALS_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    HANDOVERS_FIELD_NUMBER: _ClassVar[int]
+    HANDOVER_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    certificate_pem: bytes
+    renewal_state: str
+    next_renewal_unix: float
+    last_renewal_unix: float
+    last_renewal_error: str
+    renewal_failures: int
+    renewals: int
+    detail: str
+    handovers: int
+    handover_failures: int
+    def __init__(self, certificate_pem: _Optional[bytes] = ..., renewal_state: _Optional[str] = ..., next_renewal_unix: _Optional[float] = ..., last_renewal_unix: _Optional[float] = ..., last_renewal_error: _Optional[str] = ..., renewal_failures: _Optional[int] = ..., renewals: _Optional[int] = ..., detail: _Optional[str] = ..., handovers: _Optional[int] = ..., handover_failures: _Optional[int] = ...) -> None: ...
+
 class LeaderStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -141,7 +169,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("node_id", "group", "pid", "agent_version", "python_version", "grpc_version", "hub_address", "hub_state", "hub_state_since_unix", "last_error", "cert_expires_unix", "cert_serial", "started_unix", "next_attempt_unix", "heartbeats_sent", "state_dir", "safety")
+    __slots__ = ("node_id", "group", "pid", "agent_version", "python_version", "grpc_version", "hub_address", "hub_state", "hub_state_since_unix", "last_error", "cert_expires_unix", "cert_serial", "started_unix", "next_attempt_unix", "heartbeats_sent", "state_dir", "safety", "certificate", "ready", "not_ready_reason")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -159,6 +187,9 @@ class AgentStatus(_message.Message):
     HEARTBEATS_SENT_FIELD_NUMBER: _ClassVar[int]
     STATE_DIR_FIELD_NUMBER: _ClassVar[int]
     SAFETY_FIELD_NUMBER: _ClassVar[int]
+    CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    NOT_READY_REASON_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     pid: int
@@ -176,4 +207,7 @@ class AgentStatus(_message.Message):
     heartbeats_sent: int
     state_dir: str
     safety: EstopState
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., pid: _Optional[int] = ..., agent_version: _Optional[str] = ..., python_version: _Optional[str] = ..., grpc_version: _Optional[str] = ..., hub_address: _Optional[str] = ..., hub_state: _Optional[str] = ..., hub_state_since_unix: _Optional[float] = ..., last_error: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., cert_serial: _Optional[str] = ..., started_unix: _Optional[float] = ..., next_attempt_unix: _Optional[float] = ..., heartbeats_sent: _Optional[int] = ..., state_dir: _Optional[str] = ..., safety: _Optional[_Union[EstopState, _Mapping]] = ...) -> None: ...
+    certificate: CertificateState
+    ready: bool
+    not_ready_reason: str
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., pid: _Optional[int] = ..., agent_version: _Optional[str] = ..., python_version: _Optional[str] = ..., grpc_version: _Optional[str] = ..., hub_address: _Optional[str] = ..., hub_state: _Optional[str] = ..., hub_state_since_unix: _Optional[float] = ..., last_error: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., cert_serial: _Optional[str] = ..., started_unix: _Optional[float] = ..., next_attempt_unix: _Optional[float] = ..., heartbeats_sent: _Optional[int] = ..., state_dir: _Optional[str] = ..., safety: _Optional[_Union[EstopState, _Mapping]] = ..., certificate: _Optional[_Union[CertificateState, _Mapping]] = ..., ready: _Optional[bool] = ..., not_ready_reason: _Optional[str] = ...) -> None: ...

@@ -79,6 +79,11 @@ class AgentLocalStub:
                 request_serializer=edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_agent__pb2.Leadership.FromString,
                 _registered_method=True)
+        self.RotateCertificate = channel.unary_unary(
+                '/autonomyops.edge.v1.AgentLocal/RotateCertificate',
+                request_serializer=edgecommon_dot_pb_dot_agent__pb2.RotateCertificateRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_agent__pb2.CertificateState.FromString,
+                _registered_method=True)
 
 
 class AgentLocalServicer:
@@ -142,6 +147,14 @@ class AgentLocalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateCertificate(self, request, context):
+        """Renew this node's certificate now (new key, over the mTLS link) and move the
+        hub stream onto it; answers once the new certificate is in use or the attempt failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentLocalServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -189,6 +202,11 @@ def add_AgentLocalServicer_to_server(servicer, server):
                     servicer.WatchLeader,
                     request_deserializer=edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.FromString,
                     response_serializer=edgecommon_dot_pb_dot_agent__pb2.Leadership.SerializeToString,
+            ),
+            'RotateCertificate': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateCertificate,
+                    request_deserializer=edgecommon_dot_pb_dot_agent__pb2.RotateCertificateRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_agent__pb2.CertificateState.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -434,6 +452,33 @@ class AgentLocal:
             '/autonomyops.edge.v1.AgentLocal/WatchLeader',
             edgecommon_dot_pb_dot_agent__pb2.LeaderStatusRequest.SerializeToString,
             edgecommon_dot_pb_dot_agent__pb2.Leadership.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateCertificate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/autonomyops.edge.v1.AgentLocal/RotateCertificate',
+            edgecommon_dot_pb_dot_agent__pb2.RotateCertificateRequest.SerializeToString,
+            edgecommon_dot_pb_dot_agent__pb2.CertificateState.FromString,
             options,
             channel_credentials,
             insecure,

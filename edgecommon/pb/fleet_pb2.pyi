@@ -277,7 +277,7 @@ class GetNodeRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("node_id", "group", "labels", "agent_version", "cert_serial", "cert_expires_unix", "first_seen_unix", "last_seen_unix", "state", "state_since_unix", "state_reason", "hostname", "metrics")
+    __slots__ = ("node_id", "group", "labels", "agent_version", "cert_serial", "cert_expires_unix", "first_seen_unix", "last_seen_unix", "state", "state_since_unix", "state_reason", "hostname", "metrics", "cert_renewal_error", "cert_revoked")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -298,6 +298,8 @@ class Node(_message.Message):
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    CERT_RENEWAL_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CERT_REVOKED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     labels: _containers.ScalarMap[str, str]
@@ -311,7 +313,9 @@ class Node(_message.Message):
     state_reason: str
     hostname: str
     metrics: NodeMetrics
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., cert_serial: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., first_seen_unix: _Optional[float] = ..., last_seen_unix: _Optional[float] = ..., state: _Optional[str] = ..., state_since_unix: _Optional[float] = ..., state_reason: _Optional[str] = ..., hostname: _Optional[str] = ..., metrics: _Optional[_Union[NodeMetrics, _Mapping]] = ...) -> None: ...
+    cert_renewal_error: str
+    cert_revoked: bool
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., agent_version: _Optional[str] = ..., cert_serial: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., first_seen_unix: _Optional[float] = ..., last_seen_unix: _Optional[float] = ..., state: _Optional[str] = ..., state_since_unix: _Optional[float] = ..., state_reason: _Optional[str] = ..., hostname: _Optional[str] = ..., metrics: _Optional[_Union[NodeMetrics, _Mapping]] = ..., cert_renewal_error: _Optional[str] = ..., cert_revoked: _Optional[bool] = ...) -> None: ...
 
 class NodeMetrics(_message.Message):
     __slots__ = ("uptime_s", "cpu_percent", "memory_percent", "disk_percent", "rss_bytes", "heartbeat_seq")

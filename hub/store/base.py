@@ -47,6 +47,18 @@ class CertificateRecord:
     not_after_unix: float
     issued_unix: float
     fingerprint: str
+    ca_fingerprint: str = ""
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    serial: str
+    kind: str
+    subject_id: str
+    group: str
+    reason: str
+    revoked_by: str
+    revoked_unix: float
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,9 @@ class HubStore(Protocol):
 
     async def list_certificates(self) -> list[CertificateRecord]: ...
 
+    async def record_certificates(self, certificates: Sequence[CertificateRecord]) -> None:
+        """Record renewed certificates in one transaction (group commit)."""
+
     async def add_stop(self, stop: StopRecord) -> None:
         """Persist a new stop; durable when this returns."""
 
@@ -171,3 +186,12 @@ class HubStore(Protocol):
         """False when the same operator, role and scope were already assigned."""
 
     async def remove_assignment(self, operator: str, role: str, scope: str) -> bool: ...
+    async def add_revocations(self, revocations: Sequence[RevocationRecord]) -> None:
+        """Persist revocations (idempotent per serial); durable when this returns."""
+
+    async def list_revocations(self) -> list[RevocationRecord]: ...
+
+    async def put_renewal_error(self, subject_id: str, error: str, at_unix: float) -> None:
+        """Remember a subject's last renewal error; an empty error clears it."""
+
+    async def list_renewal_errors(self) -> dict[str, tuple[str, float]]: ...

@@ -16,6 +16,7 @@ from hub.store.base import (
     CertificateRecord,
     LeaseRecord,
     NodeRecord,
+    RevocationRecord,
     RoleRecord,
     StopRecord,
     TokenRecord,
@@ -26,6 +27,10 @@ _NODE_COLUMNS = (
     "node_id, group_name, labels_json, agent_version, hostname, cert_serial, cert_expires_unix, "
     "first_seen_unix, last_seen_unix, state, state_since_unix, state_reason"
 )
+_CERT_COLUMNS = (
+    "serial, kind, subject_id, group_name, not_after_unix, issued_unix, fingerprint, ca_fingerprint"
+)
+_INSERT_CERT = f"INSERT INTO certificates ({_CERT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)"
 _UPSERT_NODE = (
     f"INSERT INTO nodes ({_NODE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (node_id) DO UPDATE SET group_name = excluded.group_name, "
@@ -196,9 +201,7 @@ class SqliteStore:
             )
             if cur.rowcount != 1:
                 return False
-            await db.execute(
-                "INSERT INTO certificates VALUES (?,?,?,?,?,?,?)", astuple(certificate)
-            )
+            await db.execute(_INSERT_CERT, astuple(certificate))
             if node is not None:
                 await db.execute(_UPSERT_NODE, _node_row(node))
             return True
@@ -231,17 +234,18 @@ class SqliteStore:
 
     async def record_certificate(self, certificate: CertificateRecord) -> None:
         async with self._transaction() as db:
-            await db.execute(
-                "INSERT INTO certificates VALUES (?,?,?,?,?,?,?)", astuple(certificate)
-            )
+            await db.execute(_INSERT_CERT, astuple(certificate))
+
+    async def record_certificates(self, certificates: Sequence[CertificateRecord]) -> None:
+        if not certificates:
+            return
+        async with self._transaction() as db:
+            await db.executemany(_INSERT_CERT, [astuple(c) for c in certificates])
 
     async def list_certificates(self) -> list[CertificateRecord]:
         async with (
             self._read() as db,
-            db.execute(
-                "SELECT serial, kind, subject_id, group_name, not_after_unix, issued_unix, "
-                "fingerprint FROM certificates ORDER BY issued_unix"
-            ) as cur,
+            db.execute(f"SELECT {_CERT_COLUMNS} FROM certificates ORDER BY issued_unix") as cur,
         ):
             rows = await cur.fetchall()
         return [CertificateRecord(*r) for r in rows]
@@ -366,3 +370,39 @@ class SqliteStore:
                 (operator, role, scope),
             )
             return cur.rowcount == 1
+
+    async def add_revocations(self, revocations: Sequence[RevocationRecord]) -> None:
+        if not revocations:
+            return
+        async with self._transaction() as db:
+            await db.executemany(
+                "INSERT INTO revocations (serial, kind, subject_id, group_name, reason, "
+                "revoked_by, revoked_unix) VALUES (?,?,?,?,?,?,?) "
+                "ON CONFLICT (serial) DO NOTHING",
+                [astuple(r) for r in revocations],
+            )
+
+    async def list_revocations(self) -> list[RevocationRecord]:
+        async with (
+            self._read() as db,
+            db.execute(
+                "SELECT serial, kind, subject_id, group_name, reason, revoked_by, revoked_unix "
+                "FROM revocations ORDER BY revoked_unix"
+            ) as cur,
+        ):
+            return [RevocationRecord(*row) for row in await cur.fetchall()]
+
+    async def put_renewal_error(self, subject_id: str, error: str, at_unix: float) -> None:
+        async with self._transaction() as db:
+            if not error:
+                await db.execute("DELETE FROM renewal_errors WHERE subject_id = ?", (subject_id,))
+                return
+            await db.execute(
+                "INSERT INTO renewal_errors VALUES (?, ?, ?) ON CONFLICT (subject_id) DO UPDATE "
+                "SET error = excluded.error, at_unix = excluded.at_unix",
+                (subject_id, error, at_unix),
+            )
+
+    async def list_renewal_errors(self) -> dict[str, tuple[str, float]]:
+        async with self._read() as db, db.execute("SELECT * FROM renewal_errors") as cur:
+            return {str(s): (str(e), float(t)) for s, e, t in await cur.fetchall()}
