@@ -145,6 +145,10 @@ def test_rotation_under_load_keeps_the_stream_heartbeats_and_estop(running_fleet
     current = [c for c in listed if c["current"]]
     assert [c["serial"] for c in current] == [after["certificate"]["serial"]]
     assert "node node-a (group site-a) is offline" not in fleet.hub.output()
+    renewals = fleet.edgectl(
+        "-o", "json", "audit", "query", "--action", "cert.renew", "--target", "node:node-a"
+    ).json["events"]
+    assert [e["outcome"] for e in renewals].count("success") == 4
     assert_no_key_material(fleet, logs(fleet))
 
 
@@ -206,6 +210,14 @@ async def test_revoked_certificate_is_refused_at_the_next_rpc_and_the_node_re_en
     again = fleet.edgectl("cert", "revoke", "--serial", old_serial, "--reason", "x", "--force")
     assert again.code == 1
     assert "already revoked" in again.stderr
+    trail = fleet.edgectl("-o", "json", "audit", "query", "--action", "cert.revoke").json["events"]
+    assert [(e["target"], e["outcome"]) for e in trail][-4:] == [
+        ("node:node-a", "attempt"),
+        ("node:node-a", "success"),
+        (f"serial:{old_serial}", "attempt"),
+        (f"serial:{old_serial}", "failure"),
+    ]
+    assert trail[0]["reason"] == "stolen"
 
     # Re-enrollment with a fresh token keeps the node's state (its latched local stop).
     (fleet.agent_dir("node-a") / "token").write_text(fleet.token("node-a"))

@@ -45,6 +45,8 @@ COMMANDS: list[tuple[tuple[str, ...], str, str]] = [
     (("rbac", "role", "list"), "rbac.read", "fleet"),
     (("rbac", "assign", "zed", "viewer", "--scope", "group:site-a"), "rbac.admin", "fleet"),
     (("audit", "query", "--limit", "1"), "audit.read", "fleet"),
+    (("cert", "list"), "cert.read", "fleet"),
+    (("ca", "status"), "ca.read", "fleet"),
 ]
 OPERATORS = {
     "viewer-all": ("viewer", "fleet"),
