@@ -22,6 +22,7 @@ import grpc
 
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
+from agent.replication import Replication
 from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
@@ -66,6 +67,7 @@ class HubLink:
         self.started_unix = status.clock.wall()
         self._seq = 0
         self.on_lease_nudge: Callable[[], None] | None = None
+        self.replication: Replication | None = None
 
     async def run(self) -> None:
         attempt = 0
@@ -195,6 +197,9 @@ class HubLink:
         elif body == "lease_nudge":
             if self.on_lease_nudge is not None:
                 self.on_lease_nudge()
+        elif body == "replication":
+            if self.replication is not None:
+                self.replication.set_plan(message.replication)
         elif body == "backoff":
             raise StreamEnded(
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s
@@ -218,6 +223,8 @@ class HubLink:
             beat.fleet_switch_revision = self.safety.fleet.revision
             beat.local_stop_ids.extend(self.safety.local_stop_ids())
             beat.held_permits = len(self.safety.permits)
+            if self.replication is not None:
+                beat.journal.CopyFrom(await self.replication.journal_report())
             outbox.put_nowait(link_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.heartbeat_interval_s)
 

@@ -45,14 +45,14 @@ NODES = ("node-a", "node-b", "node-c")
 def stats(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return {"median": statistics.median(ordered), "p99": p99, "max": ordered[-1],
-            "n": len(ordered)}
+    return {"median": statistics.median(ordered), "p99": p99, "max": ordered[-1], "n": len(ordered)}
 
 
 def operator_channel(fleet: Fleet) -> grpc.aio.Channel:
     ctx = fleet.context
     creds = grpc.ssl_channel_credentials(
-        (ctx / "ca.crt").read_bytes(), (ctx / "operator.key").read_bytes(),
+        (ctx / "ca.crt").read_bytes(),
+        (ctx / "operator.key").read_bytes(),
         (ctx / "operator.crt").read_bytes(),
     )
     return grpc.aio.secure_channel(fleet.listen, creds)
@@ -122,11 +122,12 @@ def renewer_creds(fleet: Fleet, n: int) -> list[grpc.ChannelCredentials]:
     for i in range(n):
         key = pki.generate_key()
         identity = Identity(Kind.NODE, f"r{i:04d}", f"g{i // 10:03d}")
-        cert = pki.issue_for_key(ca_key, ca_cert, key, identity, "edge", now,
-                                 dt.timedelta(hours=1))
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
+        cert = pki.issue_for_key(ca_key, ca_cert, key, identity, "edge", now, dt.timedelta(hours=1))
+        key_pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         out.append(grpc.ssl_channel_credentials(pki.pem(ca_cert), key_pem, pki.pem(cert)))
     return out
 
@@ -165,8 +166,11 @@ async def renewal_cost(fleet: Fleet, renewers: int, window_s: float = 10.0) -> d
         for ch in channels:
             await ch.close()
     rate = count / elapsed
-    return {"renewals_per_s": rate, "hub_cpu_s": cpu,
-            "core_percent_per_1000_per_s": cpu / elapsed / rate * 1000 * 100}
+    return {
+        "renewals_per_s": rate,
+        "hub_cpu_s": cpu,
+        "core_percent_per_1000_per_s": cpu / elapsed / rate * 1000 * 100,
+    }
 
 
 def run(args: argparse.Namespace) -> dict[str, object]:
@@ -177,11 +181,14 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             wait_until("a leader", lambda f=fleet: f.fleet_status()["online"] == 3)
             if lease is DEFAULT:
                 results["resign leaderless window"] = stats(
-                    asyncio.run(resign_windows(fleet, args.trials)))
+                    asyncio.run(resign_windows(fleet, args.trials))
+                )
                 results["hub cpu per 1000 renewals/s"] = asyncio.run(
-                    renewal_cost(fleet, args.renewers))
+                    renewal_cost(fleet, args.renewers)
+                )
             results[f"new leader after SIGKILL, {label}"] = stats(
-                asyncio.run(kill_failovers(fleet, args.trials)))
+                asyncio.run(kill_failovers(fleet, args.trials))
+            )
     return results
 
 
@@ -199,12 +206,16 @@ def main() -> int:
     print(f"{'figure':<44} {'median':>9} {'p99':>9} {'max':>9}")
     for name, value in results.items():
         if isinstance(value, dict) and "median" in value:
-            print(f"{name:<44} {value['median'] * 1000:>7.1f}ms {value['p99'] * 1000:>7.1f}ms "
-                  f"{value['max'] * 1000:>7.1f}ms")
+            print(
+                f"{name:<44} {value['median'] * 1000:>7.1f}ms {value['p99'] * 1000:>7.1f}ms "
+                f"{value['max'] * 1000:>7.1f}ms"
+            )
     cost = results["hub cpu per 1000 renewals/s"]
     assert isinstance(cost, dict)
-    print(f"hub CPU per 1000 renewals/s: {cost['core_percent_per_1000_per_s']:.1f}% of one core "
-          f"(measured at {cost['renewals_per_s']:.0f} renewals/s, {args.renewers} members)")
+    print(
+        f"hub CPU per 1000 renewals/s: {cost['core_percent_per_1000_per_s']:.1f}% of one core "
+        f"(measured at {cost['renewals_per_s']:.0f} renewals/s, {args.renewers} members)"
+    )
     return 0
 
 

@@ -10,7 +10,7 @@ import grpc
 
 from edgecommon import grpcopts, pki
 from edgecommon.errors import CredentialError, Unreachable
-from edgecommon.pb import agent_pb2_grpc, fleet_pb2_grpc
+from edgecommon.pb import agent_pb2_grpc, fleet_pb2_grpc, replication_pb2_grpc
 from edgecommon.rpc import raise_from_rpc
 from edgectl.context import Context
 
@@ -75,3 +75,49 @@ async def local_agent(
         options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
     ) as channel:
         yield agent_pb2_grpc.AgentLocalStub(channel), Call(f"agent {label}", timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def local_journal(
+    socket: Path, label: str, timeout_s: float
+) -> AsyncIterator[tuple[replication_pb2_grpc.JournalLocalStub, Call]]:
+    if not socket.exists():
+        raise Unreachable(
+            f"agent socket {socket} does not exist: is edge-agent running on this node? "
+            "(choose another with --node or --socket)"
+        )
+    async with grpc.aio.insecure_channel(
+        f"unix:{socket}",
+        options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
+    ) as channel:
+        yield replication_pb2_grpc.JournalLocalStub(channel), Call(f"agent {label}", timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def replication(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[replication_pb2_grpc.ReplicationStub, Call]]:
+    creds = operator_credentials(context)
+    async with grpc.aio.secure_channel(
+        address,
+        creds,
+        options=grpcopts.client_options(
+            private_connection=False, max_message_bytes=grpcopts.MAX_REPORT_BYTES
+        ),
+    ) as channel:
+        yield replication_pb2_grpc.ReplicationStub(channel), Call(f"hub {address}", timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def peer(
+    context: Context, address: str, node: str, timeout_s: float
+) -> AsyncIterator[tuple[replication_pb2_grpc.PeerStub, Call]]:
+    """The Peer service of `node` at `address`, with the operator credential; the
+    certificate there must name `node`."""
+    creds = operator_credentials(context)
+    options = [
+        *grpcopts.client_options(private_connection=True),
+        ("grpc.ssl_target_name_override", node),
+    ]
+    async with grpc.aio.secure_channel(address, creds, options=options) as channel:
+        yield replication_pb2_grpc.PeerStub(channel), Call(f"leader {node} at {address}", timeout_s)

@@ -19,10 +19,13 @@ from edgectl import (
     cmd_dev,
     cmd_estop,
     cmd_fleet,
+    cmd_journal,
     cmd_leader,
     cmd_node,
     cmd_operator,
     cmd_permit,
+    cmd_quorum,
+    cmd_replica,
     cmd_token,
     exitcodes,
 )
@@ -120,6 +123,9 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
         cmd_leader,
         cmd_operator,
         cmd_dev,
+        cmd_journal,
+        cmd_quorum,
+        cmd_replica,
     ):
         module.register(sub)
     for leaf in leaf_parsers(parser):

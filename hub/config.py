@@ -111,6 +111,46 @@ class LeaseSection:
     )
 
 
+def _group_min_sync(value: dict[str, str]) -> str | None:
+    bad = [g for g, n in value.items() if not (n.isdigit() and int(n) <= 16)]
+    return f"whole numbers 0-16 per group (not {', '.join(bad)})" if bad else None
+
+
+@dataclass(frozen=True)
+class ReplicationSection:
+    min_sync_replicas: int = setting(
+        -1,
+        "Sync replicas that must hold an entry before it is acknowledged as committed; -1 means "
+        "1 for groups of two or more nodes and 0 (async) for single nodes.",
+        lambda v: None if -1 <= v <= 16 else "a number in [-1, 16]",
+    )
+    group_min_sync: dict[str, str] = setting(
+        {}, 'min_sync_replicas per group, e.g. { site-a = "2" }.', _group_min_sync
+    )
+    strict: bool = setting(
+        True,
+        "Strict mode: the leader refuses appends while a sync replica is lost, instead of "
+        "continuing without it.",
+    )
+    replica_timeout_s: float = setting(
+        3.0,
+        "A replica whose last pull is older than this is lost (as the leader reports).",
+        positive,
+    )
+    restore_max_lag_entries: int = setting(
+        1000, "A replica at most this many entries behind counts as caught up.", at_least(0)
+    )
+    max_async_lag_entries: int = setting(
+        1000,
+        "Async mode: quorum is reported as not met when the best replica lags more than this "
+        "(what a failover could lose).",
+        at_least(0),
+    )
+    plan_interval_s: float = setting(
+        0.25, "How often the hub re-evaluates sync sets and sends changed plans.", positive
+    )
+
+
 @dataclass(frozen=True)
 class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
@@ -120,6 +160,7 @@ class HubConfig:
     autonomy: AutonomySection = field(default_factory=AutonomySection)
     http: HttpSection = field(default_factory=HttpSection)
     lease: LeaseSection = field(default_factory=LeaseSection)
+    replication: ReplicationSection = field(default_factory=ReplicationSection)
 
     def problems(self) -> list[str]:
         found = []

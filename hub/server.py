@@ -25,7 +25,14 @@ from edgecommon.daemon import (
     announce_stopping,
     raise_when_set,
 )
-from edgecommon.pb import fleet_pb2, fleet_pb2_grpc, link_pb2, link_pb2_grpc
+from edgecommon.pb import (
+    fleet_pb2,
+    fleet_pb2_grpc,
+    link_pb2,
+    link_pb2_grpc,
+    replication_pb2,
+    replication_pb2_grpc,
+)
 from hub import credentials as hub_credentials
 from hub.auth import PeerVerifier
 from hub.autonomy import FleetSwitch
@@ -37,12 +44,15 @@ from hub.http_api import read_token, start_http
 from hub.leases import LeaseManager
 from hub.link_service import LinkService
 from hub.registry import Registry
+from hub.replication import ReplicationManager
+from hub.replication_service import ReplicationService
 from hub.store.sqlite import SqliteStore
 
 log = logging.getLogger("edge-hub")
 SERVICE_NAMES = (
     link_pb2.DESCRIPTOR.services_by_name["Link"].full_name,
     fleet_pb2.DESCRIPTOR.services_by_name["Fleet"].full_name,
+    replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
 )
 GRACE_S = 5.0
 
@@ -58,6 +68,7 @@ class HubParts:
     fleet_switch: FleetSwitch
     http_token: bytes | None
     leases: LeaseManager
+    replication: ReplicationManager | None = None
 
 
 async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts:
@@ -73,6 +84,9 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     await fleet_switch.load()
     leases = LeaseManager(store, registry, estops, clock, config.lease)
     await leases.load()
+    replication = ReplicationManager(store, registry, leases, clock, config.replication)
+    await replication.load()
+    leases.journal = replication
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     verifier = PeerVerifier(creds.ca_cert, creds.trust_domain, clock)
     enrollment = Enrollment(store, creds, config, clock)
@@ -85,6 +99,9 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
     fleet_pb2_grpc.add_FleetServicer_to_server(
         FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases),
         server,
+    )
+    replication_pb2_grpc.add_ReplicationServicer_to_server(
+        ReplicationService(replication, verifier), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -100,7 +117,16 @@ async def build(config: HubConfig, clock: Clock, rng: random.Random) -> HubParts
         if server.add_secure_port(address, server_creds) == 0:
             raise OSError(f"cannot listen on {address}")
     return HubParts(
-        store, registry, server, health_servicer, link, estops, fleet_switch, http_token, leases
+        store,
+        registry,
+        server,
+        health_servicer,
+        link,
+        estops,
+        fleet_switch,
+        http_token,
+        leases,
+        replication,
     )
 
 
@@ -129,6 +155,8 @@ async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: async
                 registry_task = tg.create_task(parts.registry.run(), name="registry")
                 tg.create_task(parts.estops.run(), name="estop-acks")
                 tg.create_task(parts.fleet_switch.run(), name="fleet-switch")
+                if parts.replication is not None:
+                    tg.create_task(parts.replication.run(), name="replication")
                 announce_ready("serving", tg, lambda: not registry_task.done())
                 tg.create_task(raise_when_set(stop), name="shutdown")
         except* ShutdownRequested:

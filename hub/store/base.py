@@ -82,6 +82,14 @@ class LeaseRecord:
     paused: bool
 
 
+@dataclass(frozen=True)
+class SyncSetRecord:
+    group: str
+    sync_set: tuple[str, ...]
+    joining: tuple[str, ...]
+    revision: int
+
+
 class HubStore(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -138,3 +146,8 @@ class HubStore(Protocol):
         """Persist a group's lease; durable when this returns. Epochs never go down."""
 
     async def list_leases(self) -> list[LeaseRecord]: ...
+
+    async def save_sync_set(self, record: SyncSetRecord) -> None:
+        """Persist a group's journal sync set; durable when this returns."""
+
+    async def list_sync_sets(self) -> list[SyncSetRecord]: ...
