@@ -77,15 +77,18 @@ def test_append_on_leader_replicates_and_replicas_refuse(group: Fleet) -> None:
     replicas = [n for n in NODES if n != leader]
     done = append(fleet, leader, "plan/step", "one")
     assert done.code == 0, done.stderr
-    assert done.json["committed"] and done.json["index"] == 1
+    assert done.json["committed"]
+    assert done.json["index"] == 1
     assert done.json["confirmed_by"] == q["sync_set"]
     refused = append(fleet, replicas[0], "plan/step", "two")
     assert refused.code == 1
-    assert "not_leader" in refused.stderr and leader in refused.stderr
+    assert "not_leader" in refused.stderr
+    assert leader in refused.stderr
     for node in NODES:
         wait_until(f"{node} has entry 1", lambda n=node: read(fleet, n)["last_index"] == 1)
         entry = read(fleet, node)["entries"][0]
-        assert entry["key"] == "plan/step" and entry["value"] == "one"
+        assert entry["key"] == "plan/step"
+        assert entry["value"] == "one"
         assert entry["hash"] == done.json["hash"]
     via_hub = fleet.edgectl(
         "--output", "json", "journal", "append", "plan/step", "three", "--group", "site-a"
