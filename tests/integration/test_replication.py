@@ -88,6 +88,16 @@ def test_append_on_leader_replicates_and_replicas_refuse(group: Fleet) -> None:
     assert done.json["committed"]
     assert done.json["index"] == 1
     assert done.json["confirmed_by"] == q["sync_set"]
+    big = append(fleet, leader, "plan/step", "x" * 70_000)
+    assert big.code == 2
+    assert "max_payload_bytes" in big.stderr
+    empty = append(fleet, leader, "", "v")
+    assert empty.code == 2
+    bad_from = fleet.edgectl(
+        "journal", "read", "--from", "0", "--socket", str(fleet.socket(leader))
+    )
+    assert bad_from.code == 2
+    assert read(fleet, leader)["last_index"] == 1
     refused = append(fleet, replicas[0], "plan/step", "two")
     assert refused.code == 1
     assert "not_leader" in refused.stderr
