@@ -41,6 +41,7 @@ class GroupFacts:
     replica_timeout_s: float = 3.0
     restore_max_lag_entries: int = 1000
     max_async_lag_entries: int = 1000
+    journal_in_use: bool = True  # the hub has heard of an entry in this group's journal
 
     def member(self, node_id: str) -> MemberFacts | None:
         return next((m for m in self.members if m.node_id == node_id), None)
@@ -127,6 +128,8 @@ def ineligible_because(g: GroupFacts, node: str) -> str | None:
         return "not a member of the group"
     if m.diverged_at:
         return f"journal diverged at entry {m.diverged_at}"
+    if not g.journal_in_use:
+        return None
     if g.min_sync > 0 and g.sync_set and node not in g.sync_set:
         return f"not in the sync set ({', '.join(g.sync_set)}): may lack committed entries"
     if m.last_index < g.commit_index:

@@ -42,6 +42,7 @@ class GroupSync:
     revision: int = 0
     plan: link_pb2.ReplicationPlan | None = None
     commit_index: int = 0  # the highest any leader of the group reported
+    in_use: bool = False  # some member reported a journal entry
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -115,6 +116,7 @@ class ReplicationManager:
         g = self._group(group)
         if lj is not None and lj.epoch == epoch:
             g.commit_index = max(g.commit_index, lj.commit_index)
+        g.in_use = g.in_use or g.commit_index > 0 or any(m.last_index > 0 for m in members)
         c = self.config
         return GroupFacts(
             group=group,
@@ -129,6 +131,7 @@ class ReplicationManager:
             replica_timeout_s=c.replica_timeout_s,
             restore_max_lag_entries=c.restore_max_lag_entries,
             max_async_lag_entries=c.max_async_lag_entries,
+            journal_in_use=g.in_use,
         )
 
     # --- the cadence -------------------------------------------------------------------

@@ -144,6 +144,7 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
     # What the hub knows comes in heartbeats: positions and the commit index lag behind.
     seen = dict(length)
     hub_commit = 0
+    in_use = False
 
     def group() -> GroupFacts:
         ms = [
@@ -157,7 +158,18 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             )
             for n in MODEL_NODES
         ]
-        return GroupFacts("g", leader, epoch, hub_commit, tuple(ms), sync, joining, min_sync, True)
+        return GroupFacts(
+            "g",
+            leader,
+            epoch,
+            hub_commit,
+            tuple(ms),
+            sync,
+            joining,
+            min_sync,
+            True,
+            journal_in_use=in_use,
+        )
 
     def leader_view() -> SyncView:
         ages = {n: now - t for n, t in pulled.items()}
@@ -175,6 +187,7 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             pulled[node] = now
         elif op == "step" and leader and online[leader]:
             seen, hub_commit = dict(length), max(hub_commit, commit)
+            in_use = in_use or any(seen.values())
             g = group()
             confirmed = confirmed_members(sync + joining, commit, length)
             s = plan_sync_set(with_sync(g, confirm(g, confirmed)), now)
@@ -191,6 +204,9 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
         elif op == "failover" and leader:
             online[leader] = False
             pending.clear()
+            # Survivors report before the lease can expire (the hub's timing rule).
+            seen.update({n: length[n] for n in MODEL_NODES if online[n]})
+            in_use = in_use or any(seen.values())
             g = group()
             eligible = [n for n in MODEL_NODES if online[n] and ineligible_because(g, n) is None]
             eligible = [n for n in eligible if n != leader]
@@ -198,7 +214,11 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
                 continue
             # Positions the hub sees are stale: any eligible node may win, not only the longest.
             leader = node if node in eligible else eligible[0]
-            assert length[leader] >= acked, (leader, length, acked, sync)
+            holders = [n for n in MODEL_NODES if online[n] and length[n] >= acked]
+            # The one documented exception (hub/quorum.py): the leader and every holder fail
+            # within a heartbeat of the journal's first commit, before the hub heard of it.
+            if in_use or holders:
+                assert length[leader] >= acked, (leader, length, acked, sync)
             epoch += 1
             commit = max(commit, length[leader])
             pulled.clear()
