@@ -7,6 +7,7 @@ the hub gave it and checks that the certificate there belongs to the node the hu
 """
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
 
@@ -28,13 +29,19 @@ SNAPSHOT_CHUNK = 2000
 MAX_WAIT_S = 5.0
 
 
+@functools.lru_cache(maxsize=256)
+def _parse(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem)
+
+
 def peer_identity(
     context: grpc.aio.ServicerContext, creds: NodeCredentials, wall: float
 ) -> Identity:
+    """The caller's identity from its TLS session; expiry and issuer checked on every call."""
     pems = context.auth_context().get("x509_pem_cert")
     if not pems:
         raise Unauthenticated("no client certificate: the Peer service needs a fleet credential")
-    cert = x509.load_pem_x509_certificate(pems[0])
+    cert = _parse(pems[0])
     if cert.not_valid_after_utc.timestamp() <= wall:
         raise Unauthenticated(f"client certificate {pki.serial_hex(cert)} has expired")
     if all(cert.issuer != ca.subject for ca in creds.bundle):

@@ -178,9 +178,20 @@ class ReplicaLoop:
             f"(last common entry {verdict.common}, found in {verdict.probes} round trips)"
         )
         log.error("journal diverged: %s", self.rep.detail)
-        if self.config.auto_rewind:
-            report = await self.recover("rewind", dry_run=False)
-            log.warning("automatic rewind: %s", report.detail)
+        store = self.rep.store
+        suffix = await store.read(verdict.diverged_at, last - verdict.diverged_at + 1)
+        own = sorted({e.epoch for e in suffix} & store.led_epochs)
+        if own and not self.config.auto_rewind:
+            self.rep.detail += (
+                f"; this node appended them itself as leader (epoch {', '.join(map(str, own))}):"
+                " 'edgectl replica recover --strategy rewind|resync'"
+            )
+            return
+        # Entries a former leader sent but never committed (the new leader, which holds
+        # every committed entry, lacks them) are rewound like Raft followers do; they
+        # still go to the forensics file first.
+        report = await self.recover("rewind", dry_run=False)
+        log.warning("automatic rewind: %s", report.detail)
 
     async def recover(self, strategy: str, dry_run: bool) -> Recovery:
         rep = self.rep

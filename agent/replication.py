@@ -267,7 +267,8 @@ class Replication:
                 )
             acked = self._acked
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(acked.wait(), min(left, 0.5))
+                async with asyncio.timeout(min(left, 0.5)):
+                    await acked.wait()
 
     # --- reports -----------------------------------------------------------------------
 

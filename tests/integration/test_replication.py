@@ -178,8 +178,29 @@ def test_inv_repl_01_sigkill_of_the_leader_mid_stream_loses_no_acknowledged_entr
         wait_until("quorum met again", lambda: quorum(fleet)["met"])
         after = append(fleet, new, "after", f"round {round_no}")
         assert after.code == 0, after.stderr
-        fleet.agents[old].start()
-        fleet.wait_connected(old)
+        rejoin(fleet, old, new)
+
+
+def rejoin(fleet: Fleet, old: str, leader: str) -> None:
+    """Restart the killed leader. It may hold entries it wrote that were never acknowledged:
+    it is then diverged and waits for an operator (auto_rewind is off), as in the runbook."""
+    fleet.agents[old].start()
+    fleet.wait_connected(old)
+    target = read(fleet, leader)["last_index"]
+    state = wait_until(
+        f"{old} caught up or diverged",
+        lambda: (
+            (s := replica_status(fleet, old))
+            and (s["diverged_at"] or s["last_index"] >= target)
+            and s
+        ),
+    )
+    if state["diverged_at"]:
+        done = fleet.edgectl(
+            "replica", "recover", "--strategy", "rewind", "--socket", str(fleet.socket(old))
+        )
+        assert done.code == 0, done.stderr
+    wait_until(f"{old} caught up", lambda: read(fleet, old)["last_index"] >= target)
 
 
 def read_all(fleet: Fleet, node: str) -> list[dict]:
