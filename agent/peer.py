@@ -86,7 +86,11 @@ class PeerService(replication_pb2_grpc.PeerServicer):
                 detail=f"{who.name}'s entry {request.after_index} is not the leader's",
             )
         rep.note_pull(who.name, request.after_index)
-        await store.wait_beyond(request.after_index, min(request.wait_s, MAX_WAIT_S))
+        rep.pull_open(who.name, True)
+        try:
+            await store.wait_beyond(request.after_index, min(request.wait_s, MAX_WAIT_S))
+        finally:
+            rep.pull_open(who.name, False)
         entries = await store.entries_after(
             request.after_index,
             max(1, min(request.max_entries or 1000, 10_000)),

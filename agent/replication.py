@@ -76,6 +76,7 @@ class Plan:
 class Progress:
     durable: int
     seen_mono: float
+    waiting: bool = False  # a pull is open at the leader right now (long poll)
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,19 @@ class Replication:
             members=self.plan.members,
             min_sync=self.plan.min_sync,
             strict=self.plan.strict,
-            seen_age_s={n: now - p.seen_mono for n, p in self.progress.items()},
+            seen_age_s={n: self._age(p, now) for n, p in self.progress.items()},
             timeout_s=self.config.replica_timeout_s,
         )
+
+    @staticmethod
+    def _age(p: Progress, now: float) -> float:
+        return 0.0 if p.waiting else now - p.seen_mono
+
+    def pull_open(self, node: str, is_open: bool) -> None:
+        """A replica's long poll began or ended: while it waits here it is heard from."""
+        p = self.progress.get(node)
+        if p is not None:
+            self.progress[node] = Progress(p.durable, self.clock.monotonic(), is_open)
 
     def durable(self) -> dict[str, int]:
         return {n: p.durable for n, p in self.progress.items()}
@@ -288,7 +299,7 @@ class Replication:
                 durable_index=p.durable,
                 lag_entries=max(0, last - p.durable),
                 lag_s=await self._lag_s(p.durable),
-                last_pull_age_s=now - p.seen_mono,
+                last_pull_age_s=self._age(p, now),
             )
             for node, p in sorted(self.progress.items())
         ]

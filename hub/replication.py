@@ -30,7 +30,7 @@ from hub.quorum import (
     plan_sync_set,
     with_sync,
 )
-from hub.registry import Registry
+from hub.registry import NodeView, Registry
 from hub.store.base import HubStore, SyncSetRecord
 
 log = logging.getLogger("edge-hub.replication")
@@ -100,7 +100,7 @@ class ReplicationManager:
         views = self.registry.views(group)
         for view in views:
             node = view.record.node_id
-            j, _ = self._journal(node)
+            j = _last_journal(view)
             r = seen.get(node)
             members.append(
                 MemberFacts(
@@ -250,7 +250,7 @@ class ReplicationManager:
         out = replication_pb2.DivergenceReport()
         for view in self.registry.views(group):
             node = view.record.node_id
-            j, _ = self._journal(node)
+            j = _last_journal(view)
             if j is None:
                 out.replicas.append(
                     replication_pb2.ReplicaState(
@@ -289,6 +289,12 @@ class ReplicationManager:
         return replication_pb2.JournalLeaderInfo(
             group=group, leader=facts.leader, peer_address=address, epoch=facts.epoch
         )
+
+
+def _last_journal(view: NodeView) -> link_pb2.JournalReport | None:
+    """What the node last reported of its journal, online or not."""
+    beat = view.heartbeat
+    return beat.journal if beat is not None and beat.HasField("journal") else None
 
 
 def _without_revision(plan: link_pb2.ReplicationPlan) -> link_pb2.ReplicationPlan:
