@@ -1,6 +1,8 @@
 """The journal's local API on the agent's Unix socket (JournalLocal): append, read,
 replica status and recovery. It answers "not enrolled yet" until the node has an identity."""
 
+import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import grpc
@@ -8,9 +10,9 @@ import grpc
 from agent.peer import append_result
 from agent.replica import ReplicaLoop
 from agent.replication import Replication, entry_pb
-from edgecommon.errors import Conflict, InvalidArgument
+from edgecommon.errors import Conflict, EdgeError, InvalidArgument
 from edgecommon.pb import replication_pb2, replication_pb2_grpc
-from edgecommon.rpc import handle_errors
+from edgecommon.rpc import handle_errors, status_of
 
 MAX_READ = 1000
 
@@ -38,6 +40,37 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
     ) -> replication_pb2.AppendResult:
         rep = self._rep()
         return append_result(rep, await rep.append(request.key, request.value))
+
+    async def AppendStream(
+        self,
+        request_iterator: AsyncIterator[replication_pb2.AppendRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[replication_pb2.AppendResult]:
+        try:
+            rep = self._rep()
+        except EdgeError as exc:
+            await context.abort(status_of(exc), str(exc))
+            return
+        results: asyncio.Queue[replication_pb2.AppendResult | None] = asyncio.Queue()
+
+        async def one(request: replication_pb2.AppendRequest) -> None:
+            try:
+                result = append_result(rep, await rep.append(request.key, request.value))
+            except EdgeError as exc:
+                result = replication_pb2.AppendResult(error=str(exc))
+            result.request_id = request.request_id
+            results.put_nowait(result)
+
+        async def take() -> None:
+            async with asyncio.TaskGroup() as tg:
+                async for request in request_iterator:
+                    tg.create_task(one(request))
+            results.put_nowait(None)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(take())
+            while (result := await results.get()) is not None:
+                yield result
 
     @handle_errors
     async def Read(

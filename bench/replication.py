@@ -128,6 +128,41 @@ async def many_writers(fleet: Fleet, leader: str, writers: int, seconds: float) 
     return {"appends_per_s": done / elapsed, "latency": stats(latencies), "writers": writers}
 
 
+async def many_stream_writers(fleet: Fleet, leader: str, writers: int, seconds: float) -> dict:
+    """Like many_writers, each writer with its own AppendStream, one append in flight."""
+    async with grpc.aio.insecure_channel(f"unix:{fleet.socket(leader)}") as channel:
+        stub = replication_pb2_grpc.JournalLocalStub(channel)
+        await ready(stub)
+        done = 0
+        latencies: list[float] = []
+        stop = time.perf_counter() + seconds
+
+        async def writer(w: int) -> None:
+            nonlocal done
+            call = stub.AppendStream()
+            try:
+                i = 0
+                while time.perf_counter() < stop:
+                    i += 1
+                    t = time.perf_counter()
+                    await call.write(
+                        replication_pb2.AppendRequest(key=f"s{w}", value=b"z" * 100, request_id=i)
+                    )
+                    result = await call.read()
+                    if result.error:
+                        raise RuntimeError(result.error)
+                    latencies.append(time.perf_counter() - t)
+                    done += 1
+                await call.done_writing()
+            finally:
+                call.cancel()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(writer(w) for w in range(writers)))
+        elapsed = time.perf_counter() - start
+    return {"appends_per_s": done / elapsed, "latency": stats(latencies), "writers": writers}
+
+
 async def prefill(path: Path, count: int, epoch: int = 1, seed: bytes = b"") -> None:
     store = JournalStore(path, time.time)
     await store.open()
@@ -265,8 +300,11 @@ def run(args: argparse.Namespace) -> dict[str, object]:
                     asyncio.run(one_writer(fleet, leader, args.appends))
                 )
             if args.writers:
-                results[f"{args.writers} writers, 2 sync replicas"] = asyncio.run(
+                results[f"{args.writers} writers (unary Append), 2 sync replicas"] = asyncio.run(
                     many_writers(fleet, leader, args.writers, args.seconds)
+                )
+                results[f"{args.writers} writers (AppendStream), 2 sync replicas"] = asyncio.run(
+                    many_stream_writers(fleet, leader, args.writers, args.seconds)
                 )
     if args.behind:
         for fleet in fleet_fixture():

@@ -209,6 +209,8 @@ class ReplicationManager:
         facts = self.facts(group)
         lead, tgt = facts.member(holder), facts.member(target)
         lag = max(0, (lead.last_index if lead else 0) - (tgt.last_index if tgt else 0))
+        if not facts.journal_in_use:
+            return 0, "nothing: the group's journal holds no entries"
         if facts.min_sync == 0:
             return lag, f"async mode: up to {lag} entries not yet on {target} may be lost"
         if target in facts.sync_set:

@@ -83,15 +83,17 @@ class SnapshotChunk(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., last_index: _Optional[int] = ...) -> None: ...
 
 class AppendRequest(_message.Message):
-    __slots__ = ("key", "value")
+    __slots__ = ("key", "value", "request_id")
     KEY_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     key: str
     value: bytes
-    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
+    request_id: int
+    def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ..., request_id: _Optional[int] = ...) -> None: ...
 
 class AppendResult(_message.Message):
-    __slots__ = ("index", "epoch", "hash", "committed", "confirmed_by", "leader", "mode")
+    __slots__ = ("index", "epoch", "hash", "committed", "confirmed_by", "leader", "mode", "request_id", "error")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     HASH_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,8 @@ class AppendResult(_message.Message):
     CONFIRMED_BY_FIELD_NUMBER: _ClassVar[int]
     LEADER_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
     index: int
     epoch: int
     hash: bytes
@@ -106,7 +110,9 @@ class AppendResult(_message.Message):
     confirmed_by: _containers.RepeatedScalarFieldContainer[str]
     leader: str
     mode: str
-    def __init__(self, index: _Optional[int] = ..., epoch: _Optional[int] = ..., hash: _Optional[bytes] = ..., committed: _Optional[bool] = ..., confirmed_by: _Optional[_Iterable[str]] = ..., leader: _Optional[str] = ..., mode: _Optional[str] = ...) -> None: ...
+    request_id: int
+    error: str
+    def __init__(self, index: _Optional[int] = ..., epoch: _Optional[int] = ..., hash: _Optional[bytes] = ..., committed: _Optional[bool] = ..., confirmed_by: _Optional[_Iterable[str]] = ..., leader: _Optional[str] = ..., mode: _Optional[str] = ..., request_id: _Optional[int] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ReadRequest(_message.Message):
     __slots__ = ("from_index", "key", "limit")

@@ -247,6 +247,11 @@ class JournalLocalStub:
                 request_serializer=edgecommon_dot_pb_dot_replication__pb2.AppendRequest.SerializeToString,
                 response_deserializer=edgecommon_dot_pb_dot_replication__pb2.AppendResult.FromString,
                 _registered_method=True)
+        self.AppendStream = channel.stream_stream(
+                '/autonomyops.edge.v1.JournalLocal/AppendStream',
+                request_serializer=edgecommon_dot_pb_dot_replication__pb2.AppendRequest.SerializeToString,
+                response_deserializer=edgecommon_dot_pb_dot_replication__pb2.AppendResult.FromString,
+                _registered_method=True)
         self.Read = channel.unary_unary(
                 '/autonomyops.edge.v1.JournalLocal/Read',
                 request_serializer=edgecommon_dot_pb_dot_replication__pb2.ReadRequest.SerializeToString,
@@ -276,6 +281,14 @@ class JournalLocalServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AppendStream(self, request_iterator, context):
+        """Many appends on one stream (cheaper per entry than unary calls). Each result names
+        its request_id; a refused append answers with `error` and the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Read(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -299,6 +312,11 @@ def add_JournalLocalServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Append': grpc.unary_unary_rpc_method_handler(
                     servicer.Append,
+                    request_deserializer=edgecommon_dot_pb_dot_replication__pb2.AppendRequest.FromString,
+                    response_serializer=edgecommon_dot_pb_dot_replication__pb2.AppendResult.SerializeToString,
+            ),
+            'AppendStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.AppendStream,
                     request_deserializer=edgecommon_dot_pb_dot_replication__pb2.AppendRequest.FromString,
                     response_serializer=edgecommon_dot_pb_dot_replication__pb2.AppendResult.SerializeToString,
             ),
@@ -345,6 +363,33 @@ class JournalLocal:
             request,
             target,
             '/autonomyops.edge.v1.JournalLocal/Append',
+            edgecommon_dot_pb_dot_replication__pb2.AppendRequest.SerializeToString,
+            edgecommon_dot_pb_dot_replication__pb2.AppendResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/autonomyops.edge.v1.JournalLocal/AppendStream',
             edgecommon_dot_pb_dot_replication__pb2.AppendRequest.SerializeToString,
             edgecommon_dot_pb_dot_replication__pb2.AppendResult.FromString,
             options,

@@ -335,3 +335,24 @@ def test_a_cut_off_old_leader_that_appended_is_found_diverged_and_rewound(fleet:
     finally:
         hub_proxy.stop()
         peer_proxy.stop()
+
+
+async def _stream(fleet: Fleet, node: str) -> list[replication_pb2.AppendResult]:
+    async with grpc.aio.insecure_channel(f"unix:{fleet.socket(node)}") as channel:
+        call = replication_pb2_grpc.JournalLocalStub(channel).AppendStream()
+        for i, value in enumerate((b"a", b"x" * 70_000, b"c")):
+            await call.write(replication_pb2.AppendRequest(key="s", value=value, request_id=i))
+        await call.done_writing()
+        return sorted([r async for r in call], key=lambda r: r.request_id)
+
+
+def test_append_stream_answers_each_request_and_refusals_do_not_end_it(group: Fleet) -> None:
+    fleet = group
+    leader = quorum(fleet)["leader"]
+    first, big, last = asyncio.run(_stream(fleet, leader))
+    assert first.committed
+    assert last.committed
+    assert first.index < last.index
+    assert not big.committed
+    assert "max_payload_bytes" in big.error
+    assert read(fleet, leader)["last_index"] == 2
