@@ -178,7 +178,7 @@ class HubConfig:
                 f"ttl_s ({lease.renew_interval_s:g} + 2 x {lease.renew_deadline_s:g} > "
                 f"{lease.ttl_s:g})"
             )
-        if lease.ttl_s - lease.renew_interval_s <= self.link.heartbeat_interval_s:
+        elif lease.ttl_s - lease.renew_interval_s <= self.link.heartbeat_interval_s:
             found.append(
                 "[lease].ttl_s - renew_interval_s must exceed [link].heartbeat_interval_s, so a "
                 "surviving sync replica reports its journal before a failover can happen"
