@@ -191,25 +191,33 @@ def catch_up(fleet: Fleet, behind: int) -> dict:
     fleet.wait_connected("node-a")
     wait_until("node-a leads", lambda: quorum(fleet).get("leader") == "node-a")
     fleet.start_agent("node-b", fleet.token("node-b"))
-    sock = fleet.socket("node-b")
-    first_t = first_i = None
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        r = fleet.edgectl("--output", "json", "replica", "status", "--socket", str(sock))
-        last = r.json["last_index"] if r.code == 0 else 0
-        now = time.perf_counter()
-        if last and first_t is None:
-            first_t, first_i = now, last
-        if last >= behind:
-            assert first_t is not None
-            assert first_i is not None
-            elapsed = now - first_t
-            return {
-                "entries": behind - first_i,
-                "seconds": elapsed,
-                "entries_per_s": (behind - first_i) / elapsed if elapsed else float("inf"),
-            }
-        time.sleep(0.02)
+    wait_until("node-b's socket", fleet.socket("node-b").exists)
+    return asyncio.run(watch_catch_up(fleet.socket("node-b"), behind))
+
+
+async def watch_catch_up(sock: Path, behind: int) -> dict:
+    """Poll the replica's status every 20 ms from its first pulled entry to the last."""
+    async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
+        stub = replication_pb2_grpc.JournalLocalStub(channel)
+        first_t = first_i = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            try:
+                status = await stub.ReplicaStatus(replication_pb2.ReplicaStatusRequest(), timeout=5)
+                last = status.last_index
+            except grpc.aio.AioRpcError:
+                last = 0
+            now = time.perf_counter()
+            if last and first_t is None:
+                first_t, first_i = now, last
+            if last >= behind and first_t is not None and first_i is not None:
+                elapsed = now - first_t
+                return {
+                    "entries": behind - first_i,
+                    "seconds": elapsed,
+                    "entries_per_s": (behind - first_i) / elapsed if elapsed else float("inf"),
+                }
+            await asyncio.sleep(0.02)
     raise RuntimeError("the replica did not catch up within 600 s")
 
 
@@ -233,42 +241,39 @@ def node_creds(ca: tuple, name: str) -> NodeCredentials:
 
 
 async def divergence(root: Path, size: int, trials: int) -> dict:
-    """Two journals of `size` entries sharing a prefix; bisect over real mTLS."""
+    """Two journals of `size` entries that part at a random index; bisect over real mTLS,
+    `trials` times (same pair: the bisection's cost hardly depends on where they part)."""
     rng = random.Random(7)
     ca = pki.create_ca("edge", dt.datetime.now(dt.UTC), dt.timedelta(days=1))
     leader_creds, replica_creds = node_creds(ca, "n1"), node_creds(ca, "n2")
-    base = root / "base.db"
-    await prefill(base, size)
+    leader_db, replica_db = root / "leader.db", root / "replica.db"
+    await prefill(leader_db, size)
+    shutil.copyfile(leader_db, replica_db)
+    split = rng.randrange(size // 10, size - 10)
+    for target, tag in ((leader_db, b"L"), (replica_db, b"R")):
+        store = JournalStore(target, time.time)
+        await store.open()
+        await store.truncate_after(split)
+        for i in range(3):
+            await store.append("k", tag + i.to_bytes(8, "big"), 2)
+        await store.close()
+    leader = JournalStore(leader_db, time.time)
+    replica = JournalStore(replica_db, time.time)
+    await leader.open()
+    await replica.open()
+    rep = Replication(leader, ReplicationSection(), leader_creds.identity, Lead(), SystemClock())
+    rep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1))
+    server, port = await start_peer_server(rep, leader_creds, SystemClock(), "127.0.0.1:0")
     times, probes = [], []
-    for trial in range(trials):
-        split = rng.randrange(1, size - 10)
-        leader_db, replica_db = root / f"l{trial}.db", root / f"r{trial}.db"
-        for target in (leader_db, replica_db):
-            shutil.copyfile(base, target)
-        for target, tag in ((leader_db, b"L"), (replica_db, b"R")):
-            store = JournalStore(target, time.time)
-            await store.open()
-            await store.truncate_after(split)
-            for i in range(3):
-                await store.append("k", tag + i.to_bytes(8, "big"), 2)
-            await store.close()
-        leader = JournalStore(leader_db, time.time)
-        replica = JournalStore(replica_db, time.time)
-        await leader.open()
-        await replica.open()
-        rep = Replication(
-            leader, ReplicationSection(), leader_creds.identity, Lead(), SystemClock()
-        )
-        rep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1))
-        server, port = await start_peer_server(rep, leader_creds, SystemClock(), "127.0.0.1:0")
-        try:
-            async with peer_channel(replica_creds, f"127.0.0.1:{port}", "n1") as stub:
-                await stub.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5)
+    try:
+        async with peer_channel(replica_creds, f"127.0.0.1:{port}", "n1") as stub:
+            await stub.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5)
 
-                async def theirs(i: int) -> bytes | None:
-                    r = await stub.EntryHash(replication_pb2.EntryHashRequest(index=i), timeout=5)
-                    return r.hash if r.found else None
+            async def theirs(i: int) -> bytes | None:
+                r = await stub.EntryHash(replication_pb2.EntryHashRequest(index=i), timeout=5)
+                return r.hash if r.found else None
 
+            for _ in range(trials):
                 t = time.perf_counter()
                 head = await stub.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5)
                 verdict = await find_divergence(
@@ -277,13 +282,10 @@ async def divergence(root: Path, size: int, trials: int) -> dict:
                 times.append(time.perf_counter() - t)
                 probes.append(verdict.probes)
                 assert verdict.diverged_at == split + 1, (verdict, split)
-        finally:
-            await server.stop(None)
-            await leader.close()
-            await replica.close()
-            for target in (leader_db, replica_db):
-                for suffix in ("", "-wal", "-shm"):
-                    Path(str(target) + suffix).unlink(missing_ok=True)
+    finally:
+        await server.stop(None)
+        await leader.close()
+        await replica.close()
     return {"time": stats(times), "probes_max": max(probes), "journal_entries": size}
 
 
