@@ -44,7 +44,8 @@ HEALTHY_HEARTBEAT_PERIODS = 2.5
 class JournalFacts(Protocol):
     """What the election needs from the replicated journal (hub.replication)."""
 
-    def eligibility(self, group: str, node: str) -> tuple[int, str | None]: ...
+    def eligibility(self, group: str) -> dict[str, tuple[int, str | None]]:
+        """Per member: its journal position and why it may not take over (None: it may)."""
 
     def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]: ...
 
@@ -93,13 +94,14 @@ class LeaseManager:
 
     def candidates(self, group: str) -> tuple[Candidate, ...]:
         out = []
+        journal = self.journal.eligibility(group) if self.journal else {}
         for view in self.registry.views(group):
             node = view.record.node_id
             beat = self.registry.heartbeat_of(node)
             stopped = self.estops.covers(node, group) or bool(beat and beat.local_stop_ids)
             age = self.registry.heartbeat_age(node)
             healthy = age is not None and age <= HEALTHY_HEARTBEAT_PERIODS * self.heartbeat_s
-            position, block = self.journal.eligibility(group, node) if self.journal else (0, None)
+            position, block = journal.get(node, (0, None))
             out.append(Candidate(node, view.connected, stopped, healthy, position, block or ""))
         return tuple(out)
 

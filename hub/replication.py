@@ -30,7 +30,7 @@ from hub.quorum import (
     plan_sync_set,
     with_sync,
 )
-from hub.registry import NodeView, Registry
+from hub.registry import NodeView, Registry, Session
 from hub.store.base import HubStore, SyncSetRecord
 
 log = logging.getLogger("edge-hub.replication")
@@ -87,7 +87,7 @@ class ReplicationManager:
             return None, 0.0
         return beat.journal, age
 
-    def facts(self, group: str) -> GroupFacts:
+    def facts(self, group: str, views: list[NodeView] | None = None) -> GroupFacts:
         now = self.clock.monotonic()
         lease = self.leases.groups.get(group)
         leader = lease.lease.holder if lease and lease.lease.valid(now) else ""
@@ -97,7 +97,7 @@ class ReplicationManager:
         if lj is not None and lj.epoch == epoch:
             seen = {r.node_id: r for r in lj.replicas}
         members = []
-        views = self.registry.views(group)
+        views = self.registry.views(group) if views is None else views
         for view in views:
             node = view.record.node_id
             j = _last_journal(view)
@@ -140,20 +140,28 @@ class ReplicationManager:
         while True:
             await wait_for_event(self.wake, self.config.plan_interval_s)
             self.wake.clear()
-            for group in sorted({v.record.group for v in self.registry.views()}):
-                await self.step(group)
+            by_group: dict[str, list[NodeView]] = {}
+            for view in self.registry.views():
+                by_group.setdefault(view.record.group, []).append(view)
+            sessions: dict[str, list[Session]] = {}
+            for session in self.registry.live_sessions():
+                sessions.setdefault(session.group, []).append(session)
+            for group, views in sorted(by_group.items()):
+                await self.step(group, views, sessions.get(group, []))
 
-    async def step(self, group: str) -> None:
+    async def step(
+        self, group: str, views: list[NodeView] | None = None, sessions: list[Session] | None = None
+    ) -> None:
         g = self._group(group)
         async with g.lock:
-            facts = self.facts(group)
+            facts = self.facts(group, views)
             lj, _ = self._journal(facts.leader) if facts.leader else (None, 0.0)
             sync = g.sync
             if lj is not None and lj.epoch == facts.epoch and lj.sync_confirmed:
                 sync = confirm(facts, tuple(lj.sync_confirmed))
             sync = plan_sync_set(with_sync(facts, sync), self.clock.monotonic())
             await self._save(group, g, sync, "automatic")
-            self._publish(group, g, facts)
+            self._publish(group, g, facts, sessions)
 
     async def _save(self, group: str, g: GroupSync, sync: SyncSet, why: str) -> None:
         if sync == g.sync:
@@ -171,7 +179,9 @@ class ReplicationManager:
         )
         g.sync, g.revision = sync, revision
 
-    def _publish(self, group: str, g: GroupSync, facts: GroupFacts) -> None:
+    def _publish(
+        self, group: str, g: GroupSync, facts: GroupFacts, sessions: list[Session] | None = None
+    ) -> None:
         lj, _ = self._journal(facts.leader) if facts.leader else (None, 0.0)
         plan = link_pb2.ReplicationPlan(
             group=group,
@@ -187,7 +197,8 @@ class ReplicationManager:
             g.revision += 1
             plan.revision = g.revision
             g.plan = plan
-        for session in self.registry.live_sessions():
+        live = self.registry.live_sessions() if sessions is None else sessions
+        for session in live:
             if session.group != group:
                 continue
             stamp = (session.session_id, g.revision)
@@ -199,11 +210,12 @@ class ReplicationManager:
 
     # --- what the election asks ----------------------------------------------------------
 
-    def eligibility(self, group: str, node: str) -> tuple[int, str | None]:
-        """The node's journal position and why it may not take over (None: it may)."""
+    def eligibility(self, group: str) -> dict[str, tuple[int, str | None]]:
+        """Per member: its journal position and why it may not take over (None: it may)."""
         facts = self.facts(group)
-        m = facts.member(node)
-        return (m.last_index if m else 0), ineligible_because(facts, node)
+        return {
+            m.node_id: (m.last_index, ineligible_because(facts, m.node_id)) for m in facts.members
+        }
 
     def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]:
         facts = self.facts(group)
