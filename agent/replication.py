@@ -138,7 +138,8 @@ class Replication:
         self.bad_peer = ""
         self.leader_last_index = 0
         self.journal_lock = asyncio.Lock()  # replica writes vs recovery
-        self._acked = asyncio.Event()
+        # Appends waiting for sync replicas: (index, whom, resolved when all of them hold it).
+        self._waiters: list[tuple[int, tuple[str, ...], asyncio.Future[None]]] = []
         self._led_epoch = 0
 
     # --- the plan ---------------------------------------------------------------------
@@ -218,8 +219,18 @@ class Replication:
         """A replica pulled after `after_index`, which it holds durably."""
         self.progress[node] = Progress(after_index, self.clock.monotonic())
         self._advance()
-        self._acked.set()
-        self._acked = asyncio.Event()
+        if self._waiters:
+            durable = self.durable()
+            still = []
+            for waiter in self._waiters:
+                index, must, done = waiter
+                if done.done():
+                    continue
+                if missing(index, must, durable):
+                    still.append(waiter)
+                else:
+                    done.set_result(None)
+            self._waiters = still
 
     def _advance(self) -> None:
         if not self.leading():
@@ -262,7 +273,19 @@ class Replication:
 
     async def _wait_confirmed(self, entry: Entry, must: tuple[str, ...]) -> None:
         deadline = self.clock.monotonic() + self.config.commit_timeout_s
-        while lacking := missing(entry.index, must, self.durable()):
+        if not missing(entry.index, must, self.durable()):
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((entry.index, must, done))
+        try:
+            await self._until_confirmed(entry, must, done, deadline)
+        finally:
+            done.cancel()
+
+    async def _until_confirmed(
+        self, entry: Entry, must: tuple[str, ...], done: asyncio.Future[None], deadline: float
+    ) -> None:
+        while not done.done() and (lacking := missing(entry.index, must, self.durable())):
             who = ", ".join(lacking)
             if not self.leadership.is_leader():
                 raise Conflict(
@@ -276,10 +299,10 @@ class Replication:
                     f"not confirm it within {self.config.commit_timeout_s:g}s: not acknowledged "
                     "as committed"
                 )
-            acked = self._acked
+            # Woken by the pull that completes it; every 0.5 s to check leadership.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(left, 0.5)):
-                    await acked.wait()
+                    await asyncio.shield(done)
 
     # --- reports -----------------------------------------------------------------------
 
