@@ -164,3 +164,68 @@ async def test_a_leader_sending_entries_that_do_not_chain_is_refused_and_reporte
             await task
         await server.stop(None)
         await store.close()
+
+
+async def _follow_until(rep: Replication, loop: ReplicaLoop, done) -> None:  # type: ignore[no-untyped-def]
+    task = asyncio.create_task(loop.run())
+    try:
+        for _ in range(200):
+            if done():
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"replica never got there: {rep.detail}")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize("own_writes", [False, True])
+async def test_a_replica_rewinds_by_itself_only_what_it_did_not_write(
+    ca, tmp_path: Path, own_writes: bool
+) -> None:  # type: ignore[no-untyped-def]
+    leader = creds(ca, Identity(Kind.NODE, "n1", "g"))
+    replica = creds(ca, Identity(Kind.NODE, "n2", "g"))
+    lstore = await open_store(tmp_path / "leader.db")
+    rstore = await open_store(tmp_path / "replica.db")
+    shared = []
+    last = GENESIS
+    for i in range(3):
+        e = make_entry(last, 1, "k", f"v{i}".encode(), 0.0)
+        shared.append(e)
+        last = Position(e.index, e.epoch, e.hash)
+    await lstore.append_replicated(shared)
+    await rstore.append_replicated(shared)
+    if own_writes:
+        await rstore.append("k", b"mine, as leader of epoch 2", 2)
+    else:
+        stale = make_entry(last, 2, "k", b"from a former leader", 0.0)
+        await rstore.append_replicated([stale])
+    await lstore.append("k", b"the new leader's", 3)
+    lrep = Replication(lstore, ReplicationSection(), leader.identity, Lead(True, 3), SystemClock())
+    lrep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=3, min_sync=0))
+    server, port = await start_peer_server(lrep, leader, SystemClock(), "127.0.0.1:0")
+    rrep = Replication(rstore, ReplicationSection(), replica.identity, Lead(False), SystemClock())
+    rrep.set_plan(
+        link_pb2.ReplicationPlan(
+            group="g", leader="n1", leader_peer_address=f"127.0.0.1:{port}", epoch=3, min_sync=0
+        )
+    )
+    loop = ReplicaLoop(rrep, replica, tmp_path / "forensics")
+    try:
+        if own_writes:
+            await _follow_until(rrep, loop, lambda: rrep.diverged_at == 4)
+            assert "appended them itself" in rrep.detail
+            assert rstore.last.index == 4
+            assert not (tmp_path / "forensics").exists()
+        else:
+            await _follow_until(rrep, loop, lambda: rstore.last.hash == lstore.last.hash)
+            assert rrep.diverged_at == 0
+            saved = list((tmp_path / "forensics").iterdir())
+            assert len(saved) == 1
+            assert "from a former leader" not in saved[0].read_text()  # payload is base64
+            assert '"index": 4' in saved[0].read_text()
+    finally:
+        await server.stop(None)
+        await lstore.close()
+        await rstore.close()

@@ -332,6 +332,12 @@ def test_a_cut_off_old_leader_that_appended_is_found_diverged_and_rewound(fleet:
             lambda: [e["hash"] for e in read(fleet, "node-a")["entries"]] == leader_hashes,
         )
         assert not replica_status(fleet, "node-a")["diverged_at"]
+        resync = fleet.edgectl(
+            "--output", "json", "replica", "recover", "--strategy", "resync", "--socket", sock
+        )
+        assert resync.code == 0, resync.stderr
+        assert resync.json["last_index"] == len(leader_hashes)
+        assert [e["hash"] for e in read(fleet, "node-a")["entries"]] == leader_hashes
     finally:
         hub_proxy.stop()
         peer_proxy.stop()
