@@ -98,7 +98,7 @@ class ReplicationSection:
         lambda v: None if 1 <= v <= 524288 else "a number in [1, 524288]",
     )
     pull_max_entries: int = setting(
-        2000, "Most entries a replica asks for in one pull (flow control).", at_least(1)
+        5000, "Most entries a replica asks for in one pull (flow control).", at_least(1)
     )
     pull_max_bytes: int = setting(
         2 * 1024 * 1024,
