@@ -345,6 +345,7 @@ class Replication:
             sync_confirmed=confirmed,
             bad_peer=self.bad_peer,
             peer_address=self.peer_address,
+            plan_revision=self.plan.revision,
         )
 
     async def status(self) -> replication_pb2.ReplicaReport:

@@ -157,7 +157,8 @@ class ReplicationManager:
             facts = self.facts(group, views)
             lj, _ = self._journal(facts.leader) if facts.leader else (None, 0.0)
             sync = g.sync
-            if lj is not None and lj.epoch == facts.epoch and lj.sync_confirmed:
+            current = g.plan is not None and lj is not None and lj.plan_revision == g.plan.revision
+            if current and lj is not None and lj.epoch == facts.epoch and lj.sync_confirmed:
                 sync = confirm(facts, tuple(lj.sync_confirmed))
             sync = plan_sync_set(with_sync(facts, sync), self.clock.monotonic())
             await self._save(group, g, sync, "automatic")

@@ -148,7 +148,7 @@ class Heartbeat(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., autonomy_effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., local_stop_ids: _Optional[_Iterable[str]] = ..., held_permits: _Optional[int] = ..., journal: _Optional[_Union[JournalReport, _Mapping]] = ...) -> None: ...
 
 class JournalReport(_message.Message):
-    __slots__ = ("role", "last_index", "last_epoch", "commit_index", "epoch", "diverged_at", "detail", "replicas", "sync_confirmed", "bad_peer", "peer_address")
+    __slots__ = ("role", "last_index", "last_epoch", "commit_index", "epoch", "diverged_at", "detail", "replicas", "sync_confirmed", "bad_peer", "peer_address", "plan_revision")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +160,7 @@ class JournalReport(_message.Message):
     SYNC_CONFIRMED_FIELD_NUMBER: _ClassVar[int]
     BAD_PEER_FIELD_NUMBER: _ClassVar[int]
     PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_REVISION_FIELD_NUMBER: _ClassVar[int]
     role: str
     last_index: int
     last_epoch: int
@@ -171,7 +172,8 @@ class JournalReport(_message.Message):
     sync_confirmed: _containers.RepeatedScalarFieldContainer[str]
     bad_peer: str
     peer_address: str
-    def __init__(self, role: _Optional[str] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., diverged_at: _Optional[int] = ..., detail: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., sync_confirmed: _Optional[_Iterable[str]] = ..., bad_peer: _Optional[str] = ..., peer_address: _Optional[str] = ...) -> None: ...
+    plan_revision: int
+    def __init__(self, role: _Optional[str] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., diverged_at: _Optional[int] = ..., detail: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., sync_confirmed: _Optional[_Iterable[str]] = ..., bad_peer: _Optional[str] = ..., peer_address: _Optional[str] = ..., plan_revision: _Optional[int] = ...) -> None: ...
 
 class ReplicaView(_message.Message):
     __slots__ = ("node_id", "durable_index", "lag_entries", "lag_s", "last_pull_age_s")
