@@ -362,3 +362,31 @@ def test_append_stream_answers_each_request_and_refusals_do_not_end_it(group: Fl
     assert not big.committed
     assert "max_payload_bytes" in big.error
     assert read(fleet, leader)["last_index"] == 2
+
+
+def test_inv_repl_01_switchover_goes_only_to_a_sync_replica_and_loses_nothing(
+    group: Fleet,
+) -> None:
+    fleet = group
+    q = quorum(fleet)
+    leader, sync = q["leader"], q["sync_set"][0]
+    other = next(n for n in NODES if n not in (leader, sync))
+    acked = []
+    for i in range(5):
+        done = append(fleet, leader, "k", f"v{i}")
+        assert done.code == 0, done.stderr
+        acked.append(done.json["hash"])
+    refused = fleet.edgectl("leader", "resign", "--group", "site-a", "--to", other)
+    assert refused.code == 1
+    assert "not in the sync set" in refused.stderr
+    plan = fleet.edgectl(
+        "--output", "json", "leader", "resign", "--group", "site-a", "--to", sync, "--dry-run"
+    )
+    assert plan.code == 0, plan.stderr
+    assert plan.json["at_risk"].startswith("nothing")
+    moved = fleet.edgectl("--output", "json", "leader", "resign", "--group", "site-a", "--to", sync)
+    assert moved.code == 0, moved.stderr
+    assert moved.json["to"] == sync
+    assert _new_leader(fleet, leader) == sync
+    assert [e["hash"] for e in read(fleet, sync)["entries"]][:5] == acked
+    wait_until("appends on the new leader", lambda: append(fleet, sync, "k", "after").code == 0)
