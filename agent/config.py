@@ -109,11 +109,62 @@ class RenewalSection:
 
 
 @dataclass(frozen=True)
+class ReplicationSection:
+    listen: str = setting(
+        "127.0.0.1:0",
+        "Address of this node's Peer service (replicas pull the journal here, mutual TLS); "
+        "port 0 picks a free port. Use a routable address and a fixed port between machines.",
+        host_port,
+    )
+    advertise_address: str = setting(
+        "",
+        "Address other nodes use to reach the Peer service; empty means the bound address.",
+        _optional_host_port,
+    )
+    max_payload_bytes: int = setting(
+        65536,
+        "Largest journal entry value accepted.",
+        lambda v: None if 1 <= v <= 524288 else "a number in [1, 524288]",
+    )
+    pull_max_entries: int = setting(
+        5000, "Most entries a replica asks for in one pull (flow control).", at_least(1)
+    )
+    pull_max_bytes: int = setting(
+        2 * 1024 * 1024,
+        "Most bytes a replica asks for in one pull (flow control).",
+        lambda v: None if 65536 <= v <= 3 * 1024 * 1024 else "a number in [65536, 3145728]",
+    )
+    pull_wait_s: float = setting(
+        1.0, "How long a pull waits at the leader for new entries (long poll).", positive
+    )
+    commit_timeout_s: float = setting(
+        5.0,
+        "How long an append waits for the sync replicas; then it is answered as not committed.",
+        positive,
+    )
+    replica_timeout_s: float = setting(
+        3.0,
+        "A replica not heard from (no pull) for this long is lost; strict mode then refuses "
+        "appends.",
+        positive,
+    )
+    auto_rewind: bool = setting(
+        False,
+        "Rewind automatically when this node finds its journal diverged from the leader's "
+        "(the divergent suffix is still saved to the forensics directory).",
+    )
+    forensics_dir: str = setting(
+        "", "Where divergent suffixes are saved; empty means <state_dir>/forensics."
+    )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     link: LinkSection = field(default_factory=LinkSection)
     safety: SafetySection = field(default_factory=SafetySection)
     renewal: RenewalSection = field(default_factory=RenewalSection)
+    replication: ReplicationSection = field(default_factory=ReplicationSection)
 
     def problems(self) -> list[str]:
         found = []

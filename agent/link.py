@@ -23,6 +23,7 @@ import grpc
 
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
+from agent.replication import Replication
 from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
@@ -90,6 +91,7 @@ class HubLink:
         self._handover: list[asyncio.Future[None]] = []
         self._handover_wake = asyncio.Event()
         self._drains: set[asyncio.Task[None]] = set()
+        self.replication: Replication | None = None
 
     async def run(self) -> None:
         attempt = 0
@@ -320,6 +322,9 @@ class HubLink:
         elif body == "lease_nudge":
             if self.on_lease_nudge is not None:
                 self.on_lease_nudge()
+        elif body == "replication":
+            if self.replication is not None:
+                self.replication.set_plan(message.replication)
         elif body == "backoff":
             raise StreamEnded(
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s
@@ -350,6 +355,8 @@ class HubLink:
             beat.fleet_switch_revision = self.safety.fleet.revision
             beat.local_stop_ids.extend(self.safety.local_stop_ids())
             beat.held_permits = len(self.safety.permits)
+            if self.replication is not None:
+                beat.journal.CopyFrom(await self.replication.journal_report())
             outbox.put_nowait(link_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.heartbeat_interval_s)
 

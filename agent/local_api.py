@@ -14,12 +14,13 @@ from pathlib import Path
 import grpc
 
 from agent.credentials import NodeCredentials
+from agent.journal_api import JournalLocalService, JournalParts
 from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
 from edgecommon.errors import Conflict, EdgeError
-from edgecommon.pb import agent_pb2, agent_pb2_grpc
+from edgecommon.pb import agent_pb2, agent_pb2_grpc, replication_pb2_grpc
 from edgecommon.reasons import check_reason
 from edgecommon.rpc import handle_errors
 from edgecommon.version import GRPC_VERSION, PRODUCT_VERSION, PYTHON_VERSION
@@ -202,7 +203,9 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
         return self.safety.state()
 
 
-async def start_local_server(path: Path, mode: int, facts: NodeFacts) -> grpc.aio.Server:
+async def start_local_server(
+    path: Path, mode: int, facts: NodeFacts, journal: JournalParts | None = None
+) -> grpc.aio.Server:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)  # a socket left by a previous run
     server = grpc.aio.server(
@@ -212,6 +215,9 @@ async def start_local_server(path: Path, mode: int, facts: NodeFacts) -> grpc.ai
         ]
     )
     agent_pb2_grpc.add_AgentLocalServicer_to_server(AgentLocalService(facts), server)
+    replication_pb2_grpc.add_JournalLocalServicer_to_server(
+        JournalLocalService(journal or JournalParts()), server
+    )
     server.add_insecure_port(f"unix:{path}")
     await server.start()
     path.chmod(mode)

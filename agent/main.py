@@ -12,11 +12,16 @@ from pathlib import Path
 from agent import credentials
 from agent.config import AgentConfig
 from agent.enroll import enroll_until_done, join_token, reenroll
+from agent.journal import JournalStore
+from agent.journal_api import JournalParts
 from agent.leadership import LeaseKeeper
 from agent.link import HubLink, credential_problem
 from agent.local_api import NodeFacts, start_local_server
+from agent.peer import start_peer_server
 from agent.permits import PermitTable
 from agent.renewal import Renewer
+from agent.replica import ReplicaLoop
+from agent.replication import Replication
 from agent.safety import Safety
 from agent.state_db import AgentStateDB
 from agent.status import LinkStatus
@@ -67,15 +72,45 @@ async def serve(config: AgentConfig, clock: Clock, rng: random.Random, stop: asy
     state_dir = config.agent.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = AgentStateDB(state_dir / "agent.db")
+    journal = JournalStore(state_dir / "journal.db", clock.wall)
     await db.open()
     try:
-        await _serve(config, clock, rng, stop, db)
+        await journal.open()
+        await _serve(config, clock, rng, stop, db, journal)
     finally:
+        await journal.close()
         await db.close()
 
 
+async def run_journal(
+    config: AgentConfig,
+    creds: credentials.NodeCredentials,
+    clock: Clock,
+    parts: JournalParts,
+    rep: Replication,
+) -> None:
+    """Serve the Peer service and follow the leader, for as long as the agent runs."""
+    c = config.replication
+    server, port, parts.peer = await start_peer_server(rep, creds, clock, c.listen)
+    host = c.listen.rpartition(":")[0]
+    rep.peer_address = c.advertise_address or f"{host}:{port}"
+    forensics = Path(c.forensics_dir) if c.forensics_dir else config.agent.state_dir / "forensics"
+    parts.replica = ReplicaLoop(rep, creds, forensics)
+    parts.replication = rep
+    log.info("journal: Peer service on %s, %d entries", rep.peer_address, rep.store.last.index)
+    try:
+        await parts.replica.run()
+    finally:
+        await server.stop(GRACE_S)
+
+
 async def _serve(
-    config: AgentConfig, clock: Clock, rng: random.Random, stop: asyncio.Event, db: AgentStateDB
+    config: AgentConfig,
+    clock: Clock,
+    rng: random.Random,
+    stop: asyncio.Event,
+    db: AgentStateDB,
+    journal: JournalStore,
 ) -> None:
     state_dir = config.agent.state_dir
     status = LinkStatus(clock, config.agent.hub)
@@ -95,7 +130,8 @@ async def _serve(
     else:
         token = join_token(config)
         tokens.parse_token(token)
-    server = await start_local_server(config.agent.socket, config.agent.socket_mode, facts)
+    parts = JournalParts()
+    server = await start_local_server(config.agent.socket, config.agent.socket_mode, facts, parts)
     log.info("local API on %s", config.agent.socket)
 
     async def connect_to_hub() -> None:
@@ -105,12 +141,15 @@ async def _serve(
         telemetry = Telemetry.start(state_dir)
         keeper = LeaseKeeper(config, facts.credentials, clock, safety.stepped_down)
         safety.leadership = keeper
+        rep = Replication(journal, config.replication, facts.credentials.identity, keeper, clock)
         link = HubLink(config, facts.credentials, status, telemetry, safety, rng)
         link.on_lease_nudge = keeper.nudge
+        link.replication = rep
 
         async def adopt(creds: credentials.NodeCredentials) -> None:
             facts.credentials = creds
             keeper.creds = creds
+            parts.adopt(creds)
             await link.move_to(creds)
 
         renewer = Renewer(config, paths, facts.credentials, clock, rng, [adopt])
@@ -120,6 +159,9 @@ async def _serve(
             tg.create_task(link.run(), name="hub-link")
             tg.create_task(keeper.run(), name="lease")
             tg.create_task(renewer.run(), name="renewal")
+            tg.create_task(
+                run_journal(config, facts.credentials, clock, parts, rep), name="journal"
+            )
 
     try:
         async with asyncio.TaskGroup() as tg:

@@ -17,6 +17,7 @@ from edgecommon.pb import (
     certs_pb2_grpc,
     fleet_pb2_grpc,
     rbac_pb2_grpc,
+    replication_pb2_grpc,
 )
 from edgecommon.rpc import raise_from_rpc
 from edgectl.context import Context
@@ -130,12 +131,29 @@ async def certs(
     context: Context, address: str, timeout_s: float
 ) -> AsyncIterator[tuple[certs_pb2_grpc.CertsStub, Call]]:
     """The hub's Certs service with the operator credential."""
-    creds = operator_credentials(context)
-    async with grpc.aio.secure_channel(
-        address,
-        creds,
-        options=grpcopts.client_options(
-            private_connection=False, max_message_bytes=grpcopts.MAX_REPORT_BYTES
-        ),
+    async with hub_channel(context, address, timeout_s) as (channel, call):
+        yield certs_pb2_grpc.CertsStub(channel), call
+
+
+@contextlib.asynccontextmanager
+async def replication(
+    context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[replication_pb2_grpc.ReplicationStub, Call]]:
+    async with hub_channel(context, address, timeout_s) as (channel, call):
+        yield replication_pb2_grpc.ReplicationStub(channel), call
+
+
+@contextlib.asynccontextmanager
+async def local_journal(
+    socket: Path, label: str, timeout_s: float
+) -> AsyncIterator[tuple[replication_pb2_grpc.JournalLocalStub, Call]]:
+    if not socket.exists():
+        raise Unreachable(
+            f"agent socket {socket} does not exist: is edge-agent running on this node? "
+            "(choose another with --node or --socket)"
+        )
+    async with grpc.aio.insecure_channel(
+        f"unix:{socket}",
+        options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
     ) as channel:
-        yield certs_pb2_grpc.CertsStub(channel), Call(f"hub {address}", timeout_s)
+        yield replication_pb2_grpc.JournalLocalStub(channel), Call(f"agent {label}", timeout_s)

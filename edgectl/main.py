@@ -22,11 +22,14 @@ from edgectl import (
     cmd_dev,
     cmd_estop,
     cmd_fleet,
+    cmd_journal,
     cmd_leader,
     cmd_node,
     cmd_operator,
     cmd_permit,
+    cmd_quorum,
     cmd_rbac,
+    cmd_replica,
     cmd_token,
     exitcodes,
 )
@@ -128,6 +131,9 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
         cmd_dev,
         cmd_cert,
         cmd_ca,
+        cmd_journal,
+        cmd_quorum,
+        cmd_replica,
     ):
         module.register(sub)
     for leaf in leaf_parsers(parser):

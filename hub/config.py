@@ -159,6 +159,46 @@ class AuditSection:
     )
 
 
+def _group_min_sync(value: dict[str, str]) -> str | None:
+    bad = [g for g, n in value.items() if not (n.isdigit() and int(n) <= 16)]
+    return f"whole numbers 0-16 per group (not {', '.join(bad)})" if bad else None
+
+
+@dataclass(frozen=True)
+class ReplicationSection:
+    min_sync_replicas: int = setting(
+        -1,
+        "Sync replicas that must hold an entry before it is acknowledged as committed; -1 means "
+        "1 for groups of two or more nodes and 0 (async) for single nodes.",
+        lambda v: None if -1 <= v <= 16 else "a number in [-1, 16]",
+    )
+    group_min_sync: dict[str, str] = setting(
+        {}, 'min_sync_replicas per group, e.g. { site-a = "2" }.', _group_min_sync
+    )
+    strict: bool = setting(
+        True,
+        "Strict mode: the leader refuses appends while a sync replica is lost, instead of "
+        "continuing without it.",
+    )
+    replica_timeout_s: float = setting(
+        3.0,
+        "A replica whose last pull is older than this is lost (as the leader reports).",
+        positive,
+    )
+    restore_max_lag_entries: int = setting(
+        1000, "A replica at most this many entries behind counts as caught up.", at_least(0)
+    )
+    max_async_lag_entries: int = setting(
+        1000,
+        "Async mode: quorum is reported as not met when the best replica lags more than this "
+        "(what a failover could lose).",
+        at_least(0),
+    )
+    plan_interval_s: float = setting(
+        0.25, "How often the hub re-evaluates sync sets and sends changed plans.", positive
+    )
+
+
 @dataclass(frozen=True)
 class HubConfig:
     hub: HubSection = field(default_factory=HubSection)
@@ -170,6 +210,7 @@ class HubConfig:
     lease: LeaseSection = field(default_factory=LeaseSection)
     rbac: RbacSection = field(default_factory=RbacSection)
     audit: AuditSection = field(default_factory=AuditSection)
+    replication: ReplicationSection = field(default_factory=ReplicationSection)
 
     def problems(self) -> list[str]:
         found = []
@@ -186,6 +227,11 @@ class HubConfig:
                 "[lease] timing rule broken: renew_interval_s + 2 x renew_deadline_s must be <= "
                 f"ttl_s ({lease.renew_interval_s:g} + 2 x {lease.renew_deadline_s:g} > "
                 f"{lease.ttl_s:g})"
+            )
+        elif lease.ttl_s - lease.renew_interval_s <= self.link.heartbeat_interval_s:
+            found.append(
+                "[lease].ttl_s - renew_interval_s must exceed [link].heartbeat_interval_s, so a "
+                "surviving sync replica reports its journal before a failover can happen"
             )
         if lease.margin_s >= lease.ttl_s - lease.renew_interval_s:
             found.append("[lease].margin_s must be smaller than ttl_s - renew_interval_s")

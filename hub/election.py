@@ -39,6 +39,7 @@ class Candidate:
     stopped: bool
     healthy: bool
     position: int = 0
+    journal_block: str = ""  # why its journal may lack committed entries (INV-REPL-01)
 
     def ineligible_because(self) -> str | None:
         if not self.online:
@@ -47,6 +48,8 @@ class Candidate:
             return "emergency stop latched"
         if not self.healthy:
             return "unhealthy"
+        if self.journal_block:
+            return self.journal_block
         return None
 
 

@@ -14,6 +14,7 @@ window the command reports.
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, InvalidArgument, NotFound
@@ -38,6 +39,15 @@ NO_LEASE = Lease("", 0, 0.0)
 # A member is healthy while its heartbeats arrive: a node that died is not a candidate
 # long before the registry calls it offline.
 HEALTHY_HEARTBEAT_PERIODS = 2.5
+
+
+class JournalFacts(Protocol):
+    """What the election needs from the replicated journal (hub.replication)."""
+
+    def eligibility(self, group: str) -> dict[str, tuple[int, str | None]]:
+        """Per member: its journal position and why it may not take over (None: it may)."""
+
+    def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]: ...
 
 
 @dataclass
@@ -69,6 +79,7 @@ class LeaseManager:
         self.groups: dict[str, GroupLease] = {}
         self.renewals = 0
         self.heartbeat_s = registry.config.heartbeat_interval_s
+        self.journal: JournalFacts | None = None
 
     async def load(self) -> None:
         wall, mono = self.clock.wall(), self.clock.monotonic()
@@ -83,13 +94,15 @@ class LeaseManager:
 
     def candidates(self, group: str) -> tuple[Candidate, ...]:
         out = []
+        journal = self.journal.eligibility(group) if self.journal else {}
         for view in self.registry.views(group):
             node = view.record.node_id
             beat = self.registry.heartbeat_of(node)
             stopped = self.estops.covers(node, group) or bool(beat and beat.local_stop_ids)
             age = self.registry.heartbeat_age(node)
             healthy = age is not None and age <= HEALTHY_HEARTBEAT_PERIODS * self.heartbeat_s
-            out.append(Candidate(node, view.connected, stopped, healthy))
+            position, block = journal.get(node, (0, None))
+            out.append(Candidate(node, view.connected, stopped, healthy, position, block or ""))
         return tuple(out)
 
     async def _persist(self, g: GroupLease) -> None:
@@ -241,9 +254,11 @@ class LeaseManager:
             to=target,
             old_epoch=g.lease.epoch,
             dry_run=dry_run,
-            target_lag=0,
-            at_risk="nothing: no replicated journal entries to lose",
         )
+        if self.journal is not None:
+            report.target_lag, report.at_risk = self.journal.handover_risk(group, holder, target)
+        else:
+            report.at_risk = "nothing: no replicated journal"
         if dry_run:
             report.detail = f"would move leadership of {group} from {holder} to {target}"
             return report

@@ -152,8 +152,24 @@ CERTS = {
     "RetireOldCa": Rule("ca.rotate", mutates=True, label=_retire_label),
 }
 
+REPLICATION = {
+    "QuorumStatus": Rule("quorum.read", _group_or_fleet),
+    "RestoreQuorum": Rule("quorum.restore", _group_or_fleet, mutates=True),
+    "Divergence": Rule("replica.read", _group_or_fleet),
+    "JournalLeader": Rule("journal.read", _group_or_fleet),
+    "JournalAppend": Rule(
+        "journal.append", _group_or_fleet, mutates=True, label=lambda r: f"journal-key:{r.key}"
+    ),
+}
+
 OPERATOR_RULES: dict[str, Rule] = {
     f"/{PACKAGE}.{service}/{method}": rule
-    for service, table in (("Fleet", FLEET), ("Rbac", RBAC), ("Audit", AUDIT), ("Certs", CERTS))
+    for service, table in (
+        ("Fleet", FLEET),
+        ("Rbac", RBAC),
+        ("Audit", AUDIT),
+        ("Certs", CERTS),
+        ("Replication", REPLICATION),
+    )
     for method, rule in table.items()
 }

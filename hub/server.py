@@ -38,6 +38,8 @@ from edgecommon.pb import (
     link_pb2_grpc,
     rbac_pb2,
     rbac_pb2_grpc,
+    replication_pb2,
+    replication_pb2_grpc,
 )
 from hub import credentials as hub_credentials
 from hub.audit.emitter import AuditEmitter
@@ -60,6 +62,8 @@ from hub.link_service import LinkService
 from hub.rbac.source import RbacSource
 from hub.rbac_service import RbacService
 from hub.registry import Registry
+from hub.replication import ReplicationManager
+from hub.replication_service import ReplicationService
 from hub.store.sqlite import SqliteStore
 from hub.trust import TrustStore
 
@@ -70,6 +74,7 @@ SERVICE_NAMES = (
     rbac_pb2.DESCRIPTOR.services_by_name["Rbac"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
     certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name,
+    replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
 )
 GRACE_S = 5.0
 
@@ -88,6 +93,7 @@ class HubParts:
     rbac: RbacSource
     gate: Gate
     audit: AuditEmitter
+    replication: ReplicationManager | None = None
 
 
 async def build(
@@ -102,6 +108,9 @@ async def build(
     await fleet_switch.load()
     leases = LeaseManager(store, registry, estops, clock, config.lease)
     await leases.load()
+    replication = ReplicationManager(store, registry, leases, clock, config.replication)
+    await replication.load()
+    leases.journal = replication
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     trust = TrustStore(creds)
     await trust.load(store)
@@ -138,6 +147,9 @@ async def build(
         RbacService(gate, verifier, lambda: {v.record.group for v in registry.views("")}), server
     )
     audit_pb2_grpc.add_AuditServicer_to_server(AuditService(audit, gate, verifier, clock), server)
+    replication_pb2_grpc.add_ReplicationServicer_to_server(
+        ReplicationService(replication, verifier, trust.channel_credentials), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -164,6 +176,7 @@ async def build(
         rbac,
         gate,
         audit,
+        replication,
     )
 
 
@@ -241,6 +254,8 @@ async def _serve(
                 tg.create_task(parts.estops.run(), name="estop-acks")
                 tg.create_task(parts.fleet_switch.run(), name="fleet-switch")
                 tg.create_task(parts.rbac.run(), name="rbac-files")
+                if parts.replication is not None:
+                    tg.create_task(parts.replication.run(), name="replication")
                 announce_ready("serving", tg, lambda: not registry_task.done())
                 tg.create_task(raise_when_set(stop), name="shutdown")
         except* ShutdownRequested:

@@ -68,6 +68,15 @@ class TrustStore:
         roots = creds.ca_bundle_pem if client_auth else None
         return grpc.ssl_server_certificate_configuration(pair, root_certificates=roots)
 
+    def channel_credentials(self) -> grpc.ChannelCredentials:
+        """The hub as a client (to a leader's Peer service), with its current certificate."""
+        creds = self.credentials
+        return grpc.ssl_channel_credentials(
+            root_certificates=creds.ca_bundle_pem,
+            private_key=creds.server_key_pem,
+            certificate_chain=pki.pem(creds.server_cert),
+        )
+
     def server_credentials(self, client_auth: bool) -> grpc.ServerCredentials:
         """Credentials that pick up a new trust bundle or server certificate on the next
         handshake."""

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gecommon/pb/link.proto\x12\x13\x61utonomyops.edge.v1\"\"\n\x11RenewLeaseRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"$\n\x13ReleaseLeaseRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"\xa2\x01\n\x0bLeaseAnswer\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06leader\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\x01\x12\x18\n\x10renew_interval_s\x18\x05 \x01(\x01\x12\x18\n\x10renew_deadline_s\x18\x06 \x01(\x01\x12\x10\n\x08margin_s\x18\x07 \x01(\x01\x12\x0e\n\x06reason\x18\x08 \x01(\t\"F\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x15\n\ragent_version\x18\x03 \x01(\t\"q\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\xf3\x01\n\x0c\x41gentMessage\x12\x31\n\x08register\x18\x01 \x01(\x0b\x32\x1d.autonomyops.edge.v1.RegisterH\x00\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x1e.autonomyops.edge.v1.HeartbeatH\x00\x12\x32\n\testop_ack\x18\x03 \x01(\x0b\x32\x1d.autonomyops.edge.v1.EstopAckH\x00\x12?\n\x10\x66leet_switch_ack\x18\x04 \x01(\x0b\x32#.autonomyops.edge.v1.FleetSwitchAckH\x00\x42\x06\n\x04\x62ody\"\xec\x01\n\x08Register\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x39\n\x06labels\x18\x02 \x03(\x0b\x32).autonomyops.edge.v1.Register.LabelsEntry\x12\x14\n\x0cstarted_unix\x18\x03 \x01(\x01\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x18\n\x10latched_stop_ids\x18\x05 \x03(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x06 \x01(\x04\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x08\x45stopAck\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\x10\n\x08released\x18\x02 \x01(\x08\x12\x14\n\x0clatched_unix\x18\x03 \x01(\x01\"\"\n\x0e\x46leetSwitchAck\x12\x10\n\x08revision\x18\x01 \x01(\x04\"\xb9\x02\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x13\n\x0b\x63pu_percent\x18\x04 \x01(\x02\x12\x16\n\x0ememory_percent\x18\x05 \x01(\x02\x12\x14\n\x0c\x64isk_percent\x18\x06 \x01(\x02\x12\x11\n\trss_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12\x61utonomy_effective\x18\x08 \x01(\x08\x12\x1b\n\x13node_switch_enabled\x18\t \x01(\x08\x12\x1a\n\x12node_switch_source\x18\n \x01(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x0b \x01(\x04\x12\x16\n\x0elocal_stop_ids\x18\x0c \x03(\t\x12\x14\n\x0cheld_permits\x18\r \x01(\r\"\xde\x02\n\nHubMessage\x12\x35\n\nregistered\x18\x01 \x01(\x0b\x32\x1f.autonomyops.edge.v1.RegisteredH\x00\x12/\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0b\x32\x1c.autonomyops.edge.v1.BackoffH\x00\x12\x32\n\x05\x65stop\x18\x03 \x01(\x0b\x32!.autonomyops.edge.v1.EstopCommandH\x00\x12:\n\restop_release\x18\x04 \x01(\x0b\x32!.autonomyops.edge.v1.EstopReleaseH\x00\x12\x38\n\x0c\x66leet_switch\x18\x05 \x01(\x0b\x32 .autonomyops.edge.v1.FleetSwitchH\x00\x12\x36\n\x0blease_nudge\x18\x06 \x01(\x0b\x32\x1f.autonomyops.edge.v1.LeaseNudgeH\x00\x42\x06\n\x04\x62ody\"\x1c\n\nLeaseNudge\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x80\x02\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12\x15\n\rhub_time_unix\x18\x04 \x01(\x01\x12\x30\n\x05stops\x18\x05 \x03(\x0b\x32!.autonomyops.edge.v1.EstopCommand\x12\x33\n\x08releases\x18\x06 \x03(\x0b\x32!.autonomyops.edge.v1.EstopRelease\x12\x36\n\x0c\x66leet_switch\x18\x07 \x01(\x0b\x32 .autonomyops.edge.v1.FleetSwitch\"f\n\x0c\x45stopCommand\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x14\n\x0c\x65ngaged_unix\x18\x05 \x01(\x01\"A\n\x0c\x45stopRelease\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\"@\n\x0b\x46leetSwitch\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"0\n\x07\x42\x61\x63koff\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xe0\x02\n\x04Link\x12Q\n\x06\x45nroll\x12\".autonomyops.edge.v1.EnrollRequest\x1a#.autonomyops.edge.v1.EnrollResponse\x12Q\n\x07\x43onnect\x12!.autonomyops.edge.v1.AgentMessage\x1a\x1f.autonomyops.edge.v1.HubMessage(\x01\x30\x01\x12V\n\nRenewLease\x12&.autonomyops.edge.v1.RenewLeaseRequest\x1a .autonomyops.edge.v1.LeaseAnswer\x12Z\n\x0cReleaseLease\x12(.autonomyops.edge.v1.ReleaseLeaseRequest\x1a .autonomyops.edge.v1.LeaseAnswerb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x65\x64gecommon/pb/link.proto\x12\x13\x61utonomyops.edge.v1\"\"\n\x11RenewLeaseRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"$\n\x13ReleaseLeaseRequest\x12\r\n\x05\x65poch\x18\x01 \x01(\x04\"\xa2\x01\n\x0bLeaseAnswer\x12\x0f\n\x07verdict\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\x12\x0e\n\x06leader\x18\x03 \x01(\t\x12\r\n\x05ttl_s\x18\x04 \x01(\x01\x12\x18\n\x10renew_interval_s\x18\x05 \x01(\x01\x12\x18\n\x10renew_deadline_s\x18\x06 \x01(\x01\x12\x10\n\x08margin_s\x18\x07 \x01(\x01\x12\x0e\n\x06reason\x18\x08 \x01(\t\"F\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x15\n\ragent_version\x18\x03 \x01(\t\"q\n\x0e\x45nrollResponse\x12\x17\n\x0f\x63\x65rtificate_pem\x18\x01 \x01(\x0c\x12\x15\n\rca_bundle_pem\x18\x02 \x01(\x0c\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\r\n\x05group\x18\x04 \x01(\t\x12\x0c\n\x04kind\x18\x05 \x01(\t\"\xf3\x01\n\x0c\x41gentMessage\x12\x31\n\x08register\x18\x01 \x01(\x0b\x32\x1d.autonomyops.edge.v1.RegisterH\x00\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x1e.autonomyops.edge.v1.HeartbeatH\x00\x12\x32\n\testop_ack\x18\x03 \x01(\x0b\x32\x1d.autonomyops.edge.v1.EstopAckH\x00\x12?\n\x10\x66leet_switch_ack\x18\x04 \x01(\x0b\x32#.autonomyops.edge.v1.FleetSwitchAckH\x00\x42\x06\n\x04\x62ody\"\x82\x02\n\x08Register\x12\x15\n\ragent_version\x18\x01 \x01(\t\x12\x39\n\x06labels\x18\x02 \x03(\x0b\x32).autonomyops.edge.v1.Register.LabelsEntry\x12\x14\n\x0cstarted_unix\x18\x03 \x01(\x01\x12\x10\n\x08hostname\x18\x04 \x01(\t\x12\x18\n\x10latched_stop_ids\x18\x05 \x03(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x06 \x01(\x04\x12\x14\n\x0cpeer_address\x18\x07 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"C\n\x08\x45stopAck\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\x10\n\x08released\x18\x02 \x01(\x08\x12\x14\n\x0clatched_unix\x18\x03 \x01(\x01\"\"\n\x0e\x46leetSwitchAck\x12\x10\n\x08revision\x18\x01 \x01(\x04\"\xee\x02\n\tHeartbeat\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x13\n\x0b\x63pu_percent\x18\x04 \x01(\x02\x12\x16\n\x0ememory_percent\x18\x05 \x01(\x02\x12\x14\n\x0c\x64isk_percent\x18\x06 \x01(\x02\x12\x11\n\trss_bytes\x18\x07 \x01(\x04\x12\x1a\n\x12\x61utonomy_effective\x18\x08 \x01(\x08\x12\x1b\n\x13node_switch_enabled\x18\t \x01(\x08\x12\x1a\n\x12node_switch_source\x18\n \x01(\t\x12\x1d\n\x15\x66leet_switch_revision\x18\x0b \x01(\x04\x12\x16\n\x0elocal_stop_ids\x18\x0c \x03(\t\x12\x14\n\x0cheld_permits\x18\r \x01(\r\x12\x33\n\x07journal\x18\x0e \x01(\x0b\x32\".autonomyops.edge.v1.JournalReport\"\x9a\x02\n\rJournalReport\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x12\n\nlast_index\x18\x02 \x01(\x04\x12\x12\n\nlast_epoch\x18\x03 \x01(\x04\x12\x14\n\x0c\x63ommit_index\x18\x04 \x01(\x04\x12\r\n\x05\x65poch\x18\x05 \x01(\x04\x12\x13\n\x0b\x64iverged_at\x18\x06 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12\x32\n\x08replicas\x18\x08 \x03(\x0b\x32 .autonomyops.edge.v1.ReplicaView\x12\x16\n\x0esync_confirmed\x18\t \x03(\t\x12\x10\n\x08\x62\x61\x64_peer\x18\n \x01(\t\x12\x14\n\x0cpeer_address\x18\x0b \x01(\t\x12\x15\n\rplan_revision\x18\x0c \x01(\x04\"r\n\x0bReplicaView\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x15\n\rdurable_index\x18\x02 \x01(\x04\x12\x13\n\x0blag_entries\x18\x03 \x01(\x04\x12\r\n\x05lag_s\x18\x04 \x01(\x01\x12\x17\n\x0flast_pull_age_s\x18\x05 \x01(\x01\"\x9b\x03\n\nHubMessage\x12\x35\n\nregistered\x18\x01 \x01(\x0b\x32\x1f.autonomyops.edge.v1.RegisteredH\x00\x12/\n\x07\x62\x61\x63koff\x18\x02 \x01(\x0b\x32\x1c.autonomyops.edge.v1.BackoffH\x00\x12\x32\n\x05\x65stop\x18\x03 \x01(\x0b\x32!.autonomyops.edge.v1.EstopCommandH\x00\x12:\n\restop_release\x18\x04 \x01(\x0b\x32!.autonomyops.edge.v1.EstopReleaseH\x00\x12\x38\n\x0c\x66leet_switch\x18\x05 \x01(\x0b\x32 .autonomyops.edge.v1.FleetSwitchH\x00\x12\x36\n\x0blease_nudge\x18\x06 \x01(\x0b\x32\x1f.autonomyops.edge.v1.LeaseNudgeH\x00\x12;\n\x0breplication\x18\x07 \x01(\x0b\x32$.autonomyops.edge.v1.ReplicationPlanH\x00\x42\x06\n\x04\x62ody\"\xb3\x01\n\x0fReplicationPlan\x12\r\n\x05group\x18\x01 \x01(\t\x12\x0e\n\x06leader\x18\x02 \x01(\t\x12\x1b\n\x13leader_peer_address\x18\x03 \x01(\t\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\x12\x10\n\x08sync_set\x18\x05 \x03(\t\x12\x0f\n\x07joining\x18\x06 \x03(\t\x12\x10\n\x08min_sync\x18\x07 \x01(\r\x12\x0e\n\x06strict\x18\x08 \x01(\x08\x12\x10\n\x08revision\x18\t \x01(\x04\"\x1c\n\nLeaseNudge\x12\x0e\n\x06reason\x18\x01 \x01(\t\"\x80\x02\n\nRegistered\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\r\n\x05group\x18\x02 \x01(\t\x12\x1c\n\x14heartbeat_interval_s\x18\x03 \x01(\x01\x12\x15\n\rhub_time_unix\x18\x04 \x01(\x01\x12\x30\n\x05stops\x18\x05 \x03(\x0b\x32!.autonomyops.edge.v1.EstopCommand\x12\x33\n\x08releases\x18\x06 \x03(\x0b\x32!.autonomyops.edge.v1.EstopRelease\x12\x36\n\x0c\x66leet_switch\x18\x07 \x01(\x0b\x32 .autonomyops.edge.v1.FleetSwitch\"f\n\x0c\x45stopCommand\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x10\n\x08operator\x18\x04 \x01(\t\x12\x14\n\x0c\x65ngaged_unix\x18\x05 \x01(\x01\"A\n\x0c\x45stopRelease\x12\x0f\n\x07stop_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x10\n\x08operator\x18\x03 \x01(\t\"@\n\x0b\x46leetSwitch\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x04\"0\n\x07\x42\x61\x63koff\x12\x15\n\rretry_after_s\x18\x01 \x01(\x01\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xe0\x02\n\x04Link\x12Q\n\x06\x45nroll\x12\".autonomyops.edge.v1.EnrollRequest\x1a#.autonomyops.edge.v1.EnrollResponse\x12Q\n\x07\x43onnect\x12!.autonomyops.edge.v1.AgentMessage\x1a\x1f.autonomyops.edge.v1.HubMessage(\x01\x30\x01\x12V\n\nRenewLease\x12&.autonomyops.edge.v1.RenewLeaseRequest\x1a .autonomyops.edge.v1.LeaseAnswer\x12Z\n\x0cReleaseLease\x12(.autonomyops.edge.v1.ReleaseLeaseRequest\x1a .autonomyops.edge.v1.LeaseAnswerb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,29 +46,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTMESSAGE']._serialized_start=476
   _globals['_AGENTMESSAGE']._serialized_end=719
   _globals['_REGISTER']._serialized_start=722
-  _globals['_REGISTER']._serialized_end=958
-  _globals['_REGISTER_LABELSENTRY']._serialized_start=913
-  _globals['_REGISTER_LABELSENTRY']._serialized_end=958
-  _globals['_ESTOPACK']._serialized_start=960
-  _globals['_ESTOPACK']._serialized_end=1027
-  _globals['_FLEETSWITCHACK']._serialized_start=1029
-  _globals['_FLEETSWITCHACK']._serialized_end=1063
-  _globals['_HEARTBEAT']._serialized_start=1066
-  _globals['_HEARTBEAT']._serialized_end=1379
-  _globals['_HUBMESSAGE']._serialized_start=1382
-  _globals['_HUBMESSAGE']._serialized_end=1732
-  _globals['_LEASENUDGE']._serialized_start=1734
-  _globals['_LEASENUDGE']._serialized_end=1762
-  _globals['_REGISTERED']._serialized_start=1765
-  _globals['_REGISTERED']._serialized_end=2021
-  _globals['_ESTOPCOMMAND']._serialized_start=2023
-  _globals['_ESTOPCOMMAND']._serialized_end=2125
-  _globals['_ESTOPRELEASE']._serialized_start=2127
-  _globals['_ESTOPRELEASE']._serialized_end=2192
-  _globals['_FLEETSWITCH']._serialized_start=2194
-  _globals['_FLEETSWITCH']._serialized_end=2258
-  _globals['_BACKOFF']._serialized_start=2260
-  _globals['_BACKOFF']._serialized_end=2308
-  _globals['_LINK']._serialized_start=2311
-  _globals['_LINK']._serialized_end=2663
+  _globals['_REGISTER']._serialized_end=980
+  _globals['_REGISTER_LABELSENTRY']._serialized_start=935
+  _globals['_REGISTER_LABELSENTRY']._serialized_end=980
+  _globals['_ESTOPACK']._serialized_start=982
+  _globals['_ESTOPACK']._serialized_end=1049
+  _globals['_FLEETSWITCHACK']._serialized_start=1051
+  _globals['_FLEETSWITCHACK']._serialized_end=1085
+  _globals['_HEARTBEAT']._serialized_start=1088
+  _globals['_HEARTBEAT']._serialized_end=1454
+  _globals['_JOURNALREPORT']._serialized_start=1457
+  _globals['_JOURNALREPORT']._serialized_end=1739
+  _globals['_REPLICAVIEW']._serialized_start=1741
+  _globals['_REPLICAVIEW']._serialized_end=1855
+  _globals['_HUBMESSAGE']._serialized_start=1858
+  _globals['_HUBMESSAGE']._serialized_end=2269
+  _globals['_REPLICATIONPLAN']._serialized_start=2272
+  _globals['_REPLICATIONPLAN']._serialized_end=2451
+  _globals['_LEASENUDGE']._serialized_start=2453
+  _globals['_LEASENUDGE']._serialized_end=2481
+  _globals['_REGISTERED']._serialized_start=2484
+  _globals['_REGISTERED']._serialized_end=2740
+  _globals['_ESTOPCOMMAND']._serialized_start=2742
+  _globals['_ESTOPCOMMAND']._serialized_end=2844
+  _globals['_ESTOPRELEASE']._serialized_start=2846
+  _globals['_ESTOPRELEASE']._serialized_end=2911
+  _globals['_FLEETSWITCH']._serialized_start=2913
+  _globals['_FLEETSWITCH']._serialized_end=2977
+  _globals['_BACKOFF']._serialized_start=2979
+  _globals['_BACKOFF']._serialized_end=3027
+  _globals['_LINK']._serialized_start=3030
+  _globals['_LINK']._serialized_end=3382
 # @@protoc_insertion_point(module_scope)

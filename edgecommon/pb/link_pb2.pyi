@@ -75,7 +75,7 @@ class AgentMessage(_message.Message):
     def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., estop_ack: _Optional[_Union[EstopAck, _Mapping]] = ..., fleet_switch_ack: _Optional[_Union[FleetSwitchAck, _Mapping]] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("agent_version", "labels", "started_unix", "hostname", "latched_stop_ids", "fleet_switch_revision")
+    __slots__ = ("agent_version", "labels", "started_unix", "hostname", "latched_stop_ids", "fleet_switch_revision", "peer_address")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -89,13 +89,15 @@ class Register(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     LATCHED_STOP_IDS_FIELD_NUMBER: _ClassVar[int]
     FLEET_SWITCH_REVISION_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     agent_version: str
     labels: _containers.ScalarMap[str, str]
     started_unix: float
     hostname: str
     latched_stop_ids: _containers.RepeatedScalarFieldContainer[str]
     fleet_switch_revision: int
-    def __init__(self, agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., started_unix: _Optional[float] = ..., hostname: _Optional[str] = ..., latched_stop_ids: _Optional[_Iterable[str]] = ..., fleet_switch_revision: _Optional[int] = ...) -> None: ...
+    peer_address: str
+    def __init__(self, agent_version: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., started_unix: _Optional[float] = ..., hostname: _Optional[str] = ..., latched_stop_ids: _Optional[_Iterable[str]] = ..., fleet_switch_revision: _Optional[int] = ..., peer_address: _Optional[str] = ...) -> None: ...
 
 class EstopAck(_message.Message):
     __slots__ = ("stop_id", "released", "latched_unix")
@@ -114,7 +116,7 @@ class FleetSwitchAck(_message.Message):
     def __init__(self, revision: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("seq", "agent_version", "uptime_s", "cpu_percent", "memory_percent", "disk_percent", "rss_bytes", "autonomy_effective", "node_switch_enabled", "node_switch_source", "fleet_switch_revision", "local_stop_ids", "held_permits")
+    __slots__ = ("seq", "agent_version", "uptime_s", "cpu_percent", "memory_percent", "disk_percent", "rss_bytes", "autonomy_effective", "node_switch_enabled", "node_switch_source", "fleet_switch_revision", "local_stop_ids", "held_permits", "journal")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     UPTIME_S_FIELD_NUMBER: _ClassVar[int]
@@ -128,6 +130,7 @@ class Heartbeat(_message.Message):
     FLEET_SWITCH_REVISION_FIELD_NUMBER: _ClassVar[int]
     LOCAL_STOP_IDS_FIELD_NUMBER: _ClassVar[int]
     HELD_PERMITS_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_FIELD_NUMBER: _ClassVar[int]
     seq: int
     agent_version: str
     uptime_s: float
@@ -141,23 +144,90 @@ class Heartbeat(_message.Message):
     fleet_switch_revision: int
     local_stop_ids: _containers.RepeatedScalarFieldContainer[str]
     held_permits: int
-    def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., autonomy_effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., local_stop_ids: _Optional[_Iterable[str]] = ..., held_permits: _Optional[int] = ...) -> None: ...
+    journal: JournalReport
+    def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., autonomy_effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., local_stop_ids: _Optional[_Iterable[str]] = ..., held_permits: _Optional[int] = ..., journal: _Optional[_Union[JournalReport, _Mapping]] = ...) -> None: ...
+
+class JournalReport(_message.Message):
+    __slots__ = ("role", "last_index", "last_epoch", "commit_index", "epoch", "diverged_at", "detail", "replicas", "sync_confirmed", "bad_peer", "peer_address", "plan_revision")
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
+    COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    DIVERGED_AT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
+    SYNC_CONFIRMED_FIELD_NUMBER: _ClassVar[int]
+    BAD_PEER_FIELD_NUMBER: _ClassVar[int]
+    PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PLAN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    role: str
+    last_index: int
+    last_epoch: int
+    commit_index: int
+    epoch: int
+    diverged_at: int
+    detail: str
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaView]
+    sync_confirmed: _containers.RepeatedScalarFieldContainer[str]
+    bad_peer: str
+    peer_address: str
+    plan_revision: int
+    def __init__(self, role: _Optional[str] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., diverged_at: _Optional[int] = ..., detail: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., sync_confirmed: _Optional[_Iterable[str]] = ..., bad_peer: _Optional[str] = ..., peer_address: _Optional[str] = ..., plan_revision: _Optional[int] = ...) -> None: ...
+
+class ReplicaView(_message.Message):
+    __slots__ = ("node_id", "durable_index", "lag_entries", "lag_s", "last_pull_age_s")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    DURABLE_INDEX_FIELD_NUMBER: _ClassVar[int]
+    LAG_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    LAG_S_FIELD_NUMBER: _ClassVar[int]
+    LAST_PULL_AGE_S_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    durable_index: int
+    lag_entries: int
+    lag_s: float
+    last_pull_age_s: float
+    def __init__(self, node_id: _Optional[str] = ..., durable_index: _Optional[int] = ..., lag_entries: _Optional[int] = ..., lag_s: _Optional[float] = ..., last_pull_age_s: _Optional[float] = ...) -> None: ...
 
 class HubMessage(_message.Message):
-    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch", "lease_nudge")
+    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch", "lease_nudge", "replication")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_FIELD_NUMBER: _ClassVar[int]
     ESTOP_FIELD_NUMBER: _ClassVar[int]
     ESTOP_RELEASE_FIELD_NUMBER: _ClassVar[int]
     FLEET_SWITCH_FIELD_NUMBER: _ClassVar[int]
     LEASE_NUDGE_FIELD_NUMBER: _ClassVar[int]
+    REPLICATION_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     backoff: Backoff
     estop: EstopCommand
     estop_release: EstopRelease
     fleet_switch: FleetSwitch
     lease_nudge: LeaseNudge
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ..., lease_nudge: _Optional[_Union[LeaseNudge, _Mapping]] = ...) -> None: ...
+    replication: ReplicationPlan
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ..., lease_nudge: _Optional[_Union[LeaseNudge, _Mapping]] = ..., replication: _Optional[_Union[ReplicationPlan, _Mapping]] = ...) -> None: ...
+
+class ReplicationPlan(_message.Message):
+    __slots__ = ("group", "leader", "leader_peer_address", "epoch", "sync_set", "joining", "min_sync", "strict", "revision")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    LEADER_FIELD_NUMBER: _ClassVar[int]
+    LEADER_PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SYNC_SET_FIELD_NUMBER: _ClassVar[int]
+    JOINING_FIELD_NUMBER: _ClassVar[int]
+    MIN_SYNC_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    leader: str
+    leader_peer_address: str
+    epoch: int
+    sync_set: _containers.RepeatedScalarFieldContainer[str]
+    joining: _containers.RepeatedScalarFieldContainer[str]
+    min_sync: int
+    strict: bool
+    revision: int
+    def __init__(self, group: _Optional[str] = ..., leader: _Optional[str] = ..., leader_peer_address: _Optional[str] = ..., epoch: _Optional[int] = ..., sync_set: _Optional[_Iterable[str]] = ..., joining: _Optional[_Iterable[str]] = ..., min_sync: _Optional[int] = ..., strict: _Optional[bool] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class LeaseNudge(_message.Message):
     __slots__ = ("reason",)

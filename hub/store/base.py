@@ -112,6 +112,14 @@ class AssignmentRecord:
     created_unix: float
 
 
+@dataclass(frozen=True)
+class SyncSetRecord:
+    group: str
+    sync_set: tuple[str, ...]
+    joining: tuple[str, ...]
+    revision: int
+
+
 class HubStore(Protocol):
     async def open(self) -> None:
         """Connect and apply pending schema migrations."""
@@ -186,6 +194,7 @@ class HubStore(Protocol):
         """False when the same operator, role and scope were already assigned."""
 
     async def remove_assignment(self, operator: str, role: str, scope: str) -> bool: ...
+
     async def add_revocations(self, revocations: Sequence[RevocationRecord]) -> None:
         """Persist revocations (idempotent per serial); durable when this returns."""
 
@@ -195,3 +204,8 @@ class HubStore(Protocol):
         """Remember a subject's last renewal error; an empty error clears it."""
 
     async def list_renewal_errors(self) -> dict[str, tuple[str, float]]: ...
+
+    async def save_sync_set(self, record: SyncSetRecord) -> None:
+        """Persist a group's journal sync set; durable when this returns."""
+
+    async def list_sync_sets(self) -> list[SyncSetRecord]: ...

@@ -19,6 +19,7 @@ from hub.store.base import (
     RevocationRecord,
     RoleRecord,
     StopRecord,
+    SyncSetRecord,
     TokenRecord,
 )
 from hub.store.migrations import all_migrations
@@ -406,3 +407,26 @@ class SqliteStore:
     async def list_renewal_errors(self) -> dict[str, tuple[str, float]]:
         async with self._read() as db, db.execute("SELECT * FROM renewal_errors") as cur:
             return {str(s): (str(e), float(t)) for s, e, t in await cur.fetchall()}
+
+    async def save_sync_set(self, record: SyncSetRecord) -> None:
+        async with self._transaction() as db:
+            await db.execute(
+                "INSERT INTO replication_sets VALUES (?, ?, ?, ?) ON CONFLICT (group_name) DO "
+                "UPDATE SET sync_set = excluded.sync_set, joining = excluded.joining, "
+                "revision = excluded.revision",
+                (
+                    record.group,
+                    ",".join(record.sync_set),
+                    ",".join(record.joining),
+                    record.revision,
+                ),
+            )
+
+    async def list_sync_sets(self) -> list[SyncSetRecord]:
+        async with self._read() as db, db.execute("SELECT * FROM replication_sets") as cur:
+            return [
+                SyncSetRecord(
+                    g, tuple(filter(None, s.split(","))), tuple(filter(None, j.split(","))), int(r)
+                )
+                for g, s, j, r in await cur.fetchall()
+            ]

@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from edgecommon.pb import audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2
+from edgecommon.pb import audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2, replication_pb2
 from hub import server
 from hub.rbac.permissions import BUILTIN_ROLES, PERMISSIONS
 from hub.rpc_permissions import NODE_METHODS, OPERATOR_RULES
@@ -13,7 +13,7 @@ def test_every_served_rpc_has_a_permission_mapping() -> None:
     """A new RPC without a mapping fails here (and is refused by the gate at run time)."""
     pool = {
         s.full_name: s
-        for module in (audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2)
+        for module in (audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2, replication_pb2)
         for s in module.DESCRIPTOR.services_by_name.values()
     }
     registered = set(re.findall(r"add_(\w+)Servicer_to_server", Path(server.__file__).read_text()))

@@ -1,0 +1,121 @@
+"""The journal's local API on the agent's Unix socket (JournalLocal): append, read,
+replica status and recovery. It answers "not enrolled yet" until the node has an identity."""
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+
+from agent.credentials import NodeCredentials
+from agent.peer import PeerService, append_result
+from agent.replica import ReplicaLoop
+from agent.replication import Replication, entry_pb
+from edgecommon.errors import Conflict, EdgeError, InvalidArgument
+from edgecommon.pb import replication_pb2, replication_pb2_grpc
+from edgecommon.rpc import handle_errors, status_of
+
+MAX_READ = 1000
+
+
+@dataclass
+class JournalParts:
+    """Set once the node is enrolled and its journal is open."""
+
+    replication: Replication | None = None
+    replica: ReplicaLoop | None = None
+    peer: PeerService | None = None
+
+    def adopt(self, creds: NodeCredentials) -> None:
+        """A renewed certificate: new peer handshakes (both directions) use it."""
+        if self.peer is not None:
+            self.peer.adopt(creds)
+        if self.replica is not None:
+            self.replica.creds = creds
+
+
+class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
+    def __init__(self, parts: JournalParts) -> None:
+        self.parts = parts
+
+    def _rep(self) -> Replication:
+        if self.parts.replication is None:
+            raise Conflict("the journal is not open yet: this node is not enrolled")
+        return self.parts.replication
+
+    @handle_errors
+    async def Append(
+        self, request: replication_pb2.AppendRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.AppendResult:
+        rep = self._rep()
+        return append_result(rep, await rep.append(request.key, request.value))
+
+    async def AppendStream(
+        self,
+        request_iterator: AsyncIterator[replication_pb2.AppendRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[replication_pb2.AppendResult]:
+        try:
+            rep = self._rep()
+        except EdgeError as exc:
+            await context.abort(status_of(exc), str(exc))
+            return
+        results: asyncio.Queue[replication_pb2.AppendResult | None] = asyncio.Queue()
+
+        async def one(request: replication_pb2.AppendRequest) -> None:
+            try:
+                result = append_result(rep, await rep.append(request.key, request.value))
+            except EdgeError as exc:
+                result = replication_pb2.AppendResult(error=str(exc))
+            result.request_id = request.request_id
+            results.put_nowait(result)
+
+        async def take() -> None:
+            async with asyncio.TaskGroup() as tg:
+                async for request in request_iterator:
+                    tg.create_task(one(request))
+            results.put_nowait(None)
+
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(take())
+            while (result := await results.get()) is not None:
+                yield result
+
+    @handle_errors
+    async def Read(
+        self, request: replication_pb2.ReadRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.ReadResponse:
+        rep = self._rep()
+        limit = request.limit or 100
+        if limit > MAX_READ:
+            raise InvalidArgument(f"--limit must be at most {MAX_READ}")
+        entries = await rep.store.read(max(1, request.from_index), limit, request.key)
+        return replication_pb2.ReadResponse(
+            entries=[entry_pb(e) for e in entries],
+            last_index=rep.store.last.index,
+            commit_index=rep.commit_index,
+        )
+
+    @handle_errors
+    async def ReplicaStatus(
+        self, request: replication_pb2.ReplicaStatusRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.ReplicaReport:
+        return await self._rep().status()
+
+    @handle_errors
+    async def Recover(
+        self, request: replication_pb2.RecoverRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.RecoverReport:
+        self._rep()
+        if self.parts.replica is None:
+            raise Conflict("the journal is not open yet: this node is not enrolled")
+        done = await self.parts.replica.recover(request.strategy, request.dry_run)
+        return replication_pb2.RecoverReport(
+            strategy=done.strategy,
+            diverged_at=done.diverged_at,
+            removed=done.removed,
+            forensics_file=done.forensics_file,
+            last_index=done.last_index,
+            detail=done.detail,
+            dry_run=done.dry_run,
+        )

@@ -1,0 +1,208 @@
+"""The Peer service every agent serves (mutual TLS, fleet certificates) and its client side.
+
+Callers are identified from the TLS session only (`auth_context`), per call: members of
+this node's group may pull, ask for hashes and take snapshots; operators may append on
+the leader (edgectl journal append --group). A replica reaches the leader by the address
+the hub gave it and checks that the certificate there belongs to the node the hub named.
+"""
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+
+import grpc
+from cryptography import x509
+
+from agent.credentials import NodeCredentials, channel_credentials
+from agent.replication import AppendOutcome, Replication, entry_pb
+from edgecommon import grpcopts, pki
+from edgecommon.clock import Clock
+from edgecommon.errors import EdgeError, PermissionDenied, Unauthenticated
+from edgecommon.identity import Identity, Kind
+from edgecommon.pb import replication_pb2, replication_pb2_grpc
+from edgecommon.peerwire import MAX_PEER_MESSAGE_BYTES, ON_BEHALF_OF, peer_options
+from edgecommon.rpc import handle_errors, status_of
+
+log = logging.getLogger("edge-agent.peer")
+SNAPSHOT_CHUNK = 2000
+MAX_WAIT_S = 5.0
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(pem: bytes) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(pem)
+
+
+def peer_identity(
+    context: grpc.aio.ServicerContext, creds: NodeCredentials, wall: float
+) -> Identity:
+    """The caller's identity from its TLS session; expiry and issuer checked on every call."""
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        raise Unauthenticated("no client certificate: the Peer service needs a fleet credential")
+    cert = _parse(pems[0])
+    if cert.not_valid_after_utc.timestamp() <= wall:
+        raise Unauthenticated(f"client certificate {pki.serial_hex(cert)} has expired")
+    if all(cert.issuer != ca.subject for ca in creds.bundle):
+        raise Unauthenticated("client certificate is not from this fleet's CA")
+    identity = pki.identity_of(cert, creds.trust_domain)
+    if identity is None:
+        raise Unauthenticated("client certificate does not carry a fleet identity")
+    return identity
+
+
+class PeerService(replication_pb2_grpc.PeerServicer):
+    def __init__(self, rep: Replication, creds: NodeCredentials, clock: Clock) -> None:
+        self.rep = rep
+        self.creds = creds
+        self.clock = clock
+
+    def adopt(self, creds: NodeCredentials) -> None:
+        """A renewed certificate (or a new trust bundle): served from the next handshake;
+        open connections stay up (the old certificate is still valid)."""
+        self.creds = creds
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        served = [self.creds]
+
+        def configuration(creds: NodeCredentials) -> grpc.ServerCertificateConfiguration:
+            return grpc.ssl_server_certificate_configuration(
+                [(creds.key_pem, creds.cert_pem)], root_certificates=creds.bundle_pem
+            )
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            if served[0] is self.creds:
+                return None
+            served[0] = self.creds
+            return configuration(self.creds)
+
+        return grpc.dynamic_ssl_server_credentials(
+            configuration(self.creds), fetch, require_client_authentication=True
+        )
+
+    def _member(self, context: grpc.aio.ServicerContext) -> Identity:
+        who = peer_identity(context, self.creds, self.clock.wall())
+        group = self.creds.identity.group
+        if who.kind is not Kind.NODE or who.group != group:
+            raise PermissionDenied(f"{who} is not a member of group {group}")
+        return who
+
+    @handle_errors
+    async def Pull(
+        self, request: replication_pb2.PullRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.PullResponse:
+        who = self._member(context)
+        rep, store = self.rep, self.rep.store
+        if not rep.leading():
+            return replication_pb2.PullResponse(
+                status="not_leader",
+                detail=str(rep.not_leader()),
+                leader_last_index=store.last.index,
+            )
+        ours = await store.hash_at(request.after_index)
+        if ours is None or ours != request.after_hash:
+            return replication_pb2.PullResponse(
+                status="diverged",
+                leader_last_index=store.last.index,
+                epoch=rep.leadership.epoch,
+                detail=f"{who.name}'s entry {request.after_index} is not the leader's",
+            )
+        rep.note_pull(who.name, request.after_index)
+        rep.pull_open(who.name, True)
+        try:
+            await store.wait_beyond(request.after_index, min(request.wait_s, MAX_WAIT_S))
+        finally:
+            rep.pull_open(who.name, False)
+        entries = await store.entries_after(
+            request.after_index,
+            max(1, min(request.max_entries or 1000, 10_000)),
+            max(65536, min(request.max_bytes or 1 << 20, MAX_PEER_MESSAGE_BYTES // 2)),
+        )
+        return replication_pb2.PullResponse(
+            status="ok",
+            entries=[entry_pb(e) for e in entries],
+            leader_last_index=store.last.index,
+            commit_index=rep.commit_index,
+            epoch=rep.leadership.epoch,
+        )
+
+    @handle_errors
+    async def EntryHash(
+        self, request: replication_pb2.EntryHashRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.EntryHashResponse:
+        self._member(context)
+        found = await self.rep.store.hash_at(request.index)
+        return replication_pb2.EntryHashResponse(
+            found=found is not None, hash=found or b"", last_index=self.rep.store.last.index
+        )
+
+    async def Snapshot(
+        self, request: replication_pb2.SnapshotRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[replication_pb2.SnapshotChunk]:
+        try:
+            self._member(context)
+        except EdgeError as exc:
+            await context.abort(status_of(exc), str(exc))
+            return
+        store = self.rep.store
+        end = store.last.index
+        async for batch in store.snapshot(SNAPSHOT_CHUNK):
+            yield replication_pb2.SnapshotChunk(
+                entries=[entry_pb(e) for e in batch], last_index=end
+            )
+
+    @handle_errors
+    async def Append(
+        self, request: replication_pb2.AppendRequest, context: grpc.aio.ServicerContext
+    ) -> replication_pb2.AppendResult:
+        who = peer_identity(context, self.creds, self.clock.wall())
+        if who.kind is not Kind.HUB:
+            raise PermissionDenied(
+                f"{who} may not append over the Peer service: operators append through the hub "
+                "(edgectl journal append --group G), which checks RBAC and audits"
+            )
+        operator = dict(context.invocation_metadata() or ()).get(ON_BEHALF_OF, "?")
+        outcome = await self.rep.append(request.key, request.value)
+        log.info(
+            "entry %d appended for operator %s (through the hub)", outcome.entry.index, operator
+        )
+        return append_result(self.rep, outcome)
+
+
+def append_result(rep: Replication, outcome: AppendOutcome) -> replication_pb2.AppendResult:
+    e = outcome.entry
+    return replication_pb2.AppendResult(
+        index=e.index,
+        epoch=e.epoch,
+        hash=e.hash,
+        committed=True,
+        confirmed_by=outcome.confirmed_by,
+        leader=rep.me.name,
+        mode=outcome.mode,
+    )
+
+
+async def start_peer_server(
+    rep: Replication, creds: NodeCredentials, clock: Clock, listen: str
+) -> tuple[grpc.aio.Server, int, PeerService]:
+    server = grpc.aio.server(
+        options=grpcopts.server_options(max_message_bytes=MAX_PEER_MESSAGE_BYTES)
+    )
+    service = PeerService(rep, creds, clock)
+    replication_pb2_grpc.add_PeerServicer_to_server(service, server)
+    port = server.add_secure_port(listen, service.server_credentials())
+    if port == 0:
+        raise OSError(f"cannot listen on {listen} for the Peer service")
+    await server.start()
+    return server, port, service
+
+
+@contextlib.asynccontextmanager
+async def peer_channel(
+    creds: NodeCredentials, address: str, node: str
+) -> AsyncIterator[replication_pb2_grpc.PeerStub]:
+    async with grpc.aio.secure_channel(
+        address, channel_credentials(creds), options=peer_options(node)
+    ) as channel:
+        yield replication_pb2_grpc.PeerStub(channel)

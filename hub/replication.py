@@ -1,0 +1,348 @@
+"""The journal's quorum on the hub: gather facts, decide (hub.quorum), persist, tell members.
+
+Facts come from heartbeats (each node's position and divergence; the leader's view of
+each replica and which sync members hold every committed entry) and from the lease.
+On a cadence, per group: the leader's confirmations move joining members into the sync
+set, `plan_sync_set` keeps it filled, a changed set is written to the store before any
+member hears of it, and every session of the group that has not seen the current plan
+gets it on its stream.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from edgecommon.cadence import wait_for_event
+from edgecommon.clock import Clock
+from edgecommon.errors import NotFound
+from edgecommon.pb import link_pb2, replication_pb2
+from hub.config import ReplicationSection
+from hub.leases import LeaseManager
+from hub.quorum import (
+    GroupFacts,
+    MemberFacts,
+    QuorumReport,
+    SyncSet,
+    confirm,
+    evaluate_quorum,
+    ineligible_because,
+    plan_restore,
+    plan_sync_set,
+    with_sync,
+)
+from hub.registry import NodeView, Registry, Session
+from hub.store.base import HubStore, SyncSetRecord
+
+log = logging.getLogger("edge-hub.replication")
+
+
+@dataclass
+class GroupSync:
+    sync: SyncSet = field(default_factory=lambda: SyncSet((), ()))
+    revision: int = 0
+    plan: link_pb2.ReplicationPlan | None = None
+    commit_index: int = 0  # the highest any leader of the group reported
+    in_use: bool = False  # some member reported a journal entry
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class ReplicationManager:
+    def __init__(
+        self,
+        store: HubStore,
+        registry: Registry,
+        leases: LeaseManager,
+        clock: Clock,
+        config: ReplicationSection,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.leases = leases
+        self.clock = clock
+        self.config = config
+        self.groups: dict[str, GroupSync] = {}
+        self._sent: dict[str, tuple[int, int]] = {}  # node -> (session id, revision)
+        self.wake = asyncio.Event()
+
+    async def load(self) -> None:
+        for rec in await self.store.list_sync_sets():
+            self.groups[rec.group] = GroupSync(SyncSet(rec.sync_set, rec.joining), rec.revision)
+
+    def _group(self, group: str) -> GroupSync:
+        return self.groups.setdefault(group, GroupSync())
+
+    def min_sync(self, group: str, size: int) -> int:
+        if group in self.config.group_min_sync:
+            return int(self.config.group_min_sync[group])
+        if self.config.min_sync_replicas >= 0:
+            return self.config.min_sync_replicas
+        return 1 if size >= 2 else 0
+
+    # --- facts -------------------------------------------------------------------------
+
+    def _journal(self, node: str) -> tuple[link_pb2.JournalReport | None, float]:
+        beat = self.registry.heartbeat_of(node)
+        age = self.registry.heartbeat_age(node)
+        if beat is None or age is None or not beat.HasField("journal"):
+            return None, 0.0
+        return beat.journal, age
+
+    def facts(self, group: str, views: list[NodeView] | None = None) -> GroupFacts:
+        now = self.clock.monotonic()
+        lease = self.leases.groups.get(group)
+        leader = lease.lease.holder if lease and lease.lease.valid(now) else ""
+        epoch = lease.lease.epoch if lease else 0
+        lj, lage = self._journal(leader) if leader else (None, 0.0)
+        seen = {}
+        if lj is not None and lj.epoch == epoch:
+            seen = {r.node_id: r for r in lj.replicas}
+        members = []
+        views = self.registry.views(group) if views is None else views
+        for view in views:
+            node = view.record.node_id
+            j = _last_journal(view)
+            r = seen.get(node)
+            members.append(
+                MemberFacts(
+                    node_id=node,
+                    online=view.connected,
+                    last_index=j.last_index if j else 0,
+                    last_pull_mono=now - lage - r.last_pull_age_s if r else None,
+                    lag_entries=r.lag_entries if r else None,
+                    lag_s=r.lag_s if r else None,
+                    diverged_at=j.diverged_at if j else 0,
+                )
+            )
+        g = self._group(group)
+        if lj is not None and lj.epoch == epoch:
+            g.commit_index = max(g.commit_index, lj.commit_index)
+        g.in_use = g.in_use or g.commit_index > 0 or any(m.last_index > 0 for m in members)
+        c = self.config
+        return GroupFacts(
+            group=group,
+            leader=leader,
+            epoch=epoch,
+            commit_index=g.commit_index,
+            members=tuple(members),
+            sync_set=g.sync.sync_set,
+            joining=g.sync.joining,
+            min_sync=self.min_sync(group, len(views)),
+            strict=c.strict,
+            replica_timeout_s=c.replica_timeout_s,
+            restore_max_lag_entries=c.restore_max_lag_entries,
+            max_async_lag_entries=c.max_async_lag_entries,
+            journal_in_use=g.in_use,
+        )
+
+    # --- the cadence -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await wait_for_event(self.wake, self.config.plan_interval_s)
+            self.wake.clear()
+            by_group: dict[str, list[NodeView]] = {}
+            for view in self.registry.views():
+                by_group.setdefault(view.record.group, []).append(view)
+            sessions: dict[str, list[Session]] = {}
+            for session in self.registry.live_sessions():
+                sessions.setdefault(session.group, []).append(session)
+            for group, views in sorted(by_group.items()):
+                await self.step(group, views, sessions.get(group, []))
+
+    async def step(
+        self, group: str, views: list[NodeView] | None = None, sessions: list[Session] | None = None
+    ) -> None:
+        g = self._group(group)
+        async with g.lock:
+            facts = self.facts(group, views)
+            lj, _ = self._journal(facts.leader) if facts.leader else (None, 0.0)
+            sync = g.sync
+            current = g.plan is not None and lj is not None and lj.plan_revision == g.plan.revision
+            if current and lj is not None and lj.epoch == facts.epoch and lj.sync_confirmed:
+                sync = confirm(facts, tuple(lj.sync_confirmed))
+            sync = plan_sync_set(with_sync(facts, sync), self.clock.monotonic())
+            await self._save(group, g, sync, "automatic")
+            self._publish(group, g, facts, sessions)
+
+    async def _save(self, group: str, g: GroupSync, sync: SyncSet, why: str) -> None:
+        if sync == g.sync:
+            return
+        revision = g.revision + 1
+        await self.store.save_sync_set(SyncSetRecord(group, sync.sync_set, sync.joining, revision))
+        log.warning(
+            "group %s: sync set %s, joining %s (%s; was %s / %s)",
+            group,
+            ",".join(sync.sync_set) or "-",
+            ",".join(sync.joining) or "-",
+            why,
+            ",".join(g.sync.sync_set) or "-",
+            ",".join(g.sync.joining) or "-",
+        )
+        g.sync, g.revision = sync, revision
+
+    def _publish(
+        self, group: str, g: GroupSync, facts: GroupFacts, sessions: list[Session] | None = None
+    ) -> None:
+        lj, _ = self._journal(facts.leader) if facts.leader else (None, 0.0)
+        plan = link_pb2.ReplicationPlan(
+            group=group,
+            leader=facts.leader,
+            leader_peer_address=lj.peer_address if lj is not None else "",
+            epoch=facts.epoch if facts.leader else 0,
+            sync_set=g.sync.sync_set,
+            joining=g.sync.joining,
+            min_sync=facts.min_sync,
+            strict=facts.strict,
+        )
+        if g.plan is None or _without_revision(g.plan) != plan:
+            g.revision += 1
+            plan.revision = g.revision
+            g.plan = plan
+        live = self.registry.live_sessions() if sessions is None else sessions
+        for session in live:
+            if session.group != group:
+                continue
+            stamp = (session.session_id, g.revision)
+            if self._sent.get(session.node_id) != stamp:
+                self._sent[session.node_id] = stamp
+                message = link_pb2.ReplicationPlan()
+                message.CopyFrom(g.plan)
+                session.outbox.put_nowait(link_pb2.HubMessage(replication=message))
+
+    # --- what the election asks ----------------------------------------------------------
+
+    def eligibility(self, group: str) -> dict[str, tuple[int, str | None]]:
+        """Per member: its journal position and why it may not take over (None: it may)."""
+        facts = self.facts(group)
+        return {
+            m.node_id: (m.last_index, ineligible_because(facts, m.node_id)) for m in facts.members
+        }
+
+    def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]:
+        facts = self.facts(group)
+        lead, tgt = facts.member(holder), facts.member(target)
+        lag = max(0, (lead.last_index if lead else 0) - (tgt.last_index if tgt else 0))
+        if not facts.journal_in_use:
+            return 0, "nothing: the group's journal holds no entries"
+        if facts.min_sync == 0:
+            return lag, f"async mode: up to {lag} entries not yet on {target} may be lost"
+        if target in facts.sync_set:
+            return lag, f"nothing: {target} is a sync replica holding every committed entry"
+        return lag, f"{target} is not a sync replica: entries it lacks would be lost"
+
+    # --- operators -----------------------------------------------------------------------
+
+    def _known(self, group: str) -> None:
+        if not group:
+            raise NotFound("--group is required")
+        if not self.registry.views(group):
+            raise NotFound(f"group {group!r} has no enrolled nodes")
+
+    def report(self, group: str) -> replication_pb2.QuorumReport:
+        self._known(group)
+        return report_pb(
+            evaluate_quorum(self.facts(group), self.clock.monotonic()), self.facts(group)
+        )
+
+    async def restore(self, group: str, dry_run: bool) -> replication_pb2.QuorumReport:
+        self._known(group)
+        g = self._group(group)
+        async with g.lock:
+            facts = self.facts(group)
+            plan = plan_restore(facts, self.clock.monotonic())
+            if not dry_run and not plan.blocked:
+                await self._save(group, g, plan.result, "restore")
+                self._publish(group, g, self.facts(group))
+        answer = self.report(group)
+        answer.restore = ("would: " if dry_run and not plan.blocked else "") + plan.detail
+        answer.added.extend(plan.added)
+        answer.removed.extend(plan.removed)
+        return answer
+
+    def divergence(self, group: str) -> replication_pb2.DivergenceReport:
+        if group:
+            self._known(group)
+        out = replication_pb2.DivergenceReport()
+        for view in self.registry.views(group):
+            node = view.record.node_id
+            j = _last_journal(view)
+            if j is None:
+                out.replicas.append(
+                    replication_pb2.ReplicaState(
+                        node_id=node, group=view.record.group, role="unknown", online=view.connected
+                    )
+                )
+                continue
+            out.replicas.append(
+                replication_pb2.ReplicaState(
+                    node_id=node,
+                    group=view.record.group,
+                    role=j.role,
+                    last_index=j.last_index,
+                    diverged_at=j.diverged_at,
+                    bad_peer=j.bad_peer,
+                    online=view.connected,
+                )
+            )
+            if j.diverged_at:
+                out.nodes.append(
+                    replication_pb2.DivergentNode(
+                        node_id=node,
+                        group=view.record.group,
+                        diverged_at=j.diverged_at,
+                        last_index=j.last_index,
+                        detail=j.detail,
+                    )
+                )
+        return out
+
+    def leader_info(self, group: str) -> replication_pb2.JournalLeaderInfo:
+        self._known(group)
+        g = self._group(group)
+        facts = self.facts(group)
+        address = g.plan.leader_peer_address if g.plan and g.plan.leader == facts.leader else ""
+        return replication_pb2.JournalLeaderInfo(
+            group=group, leader=facts.leader, peer_address=address, epoch=facts.epoch
+        )
+
+
+def _last_journal(view: NodeView) -> link_pb2.JournalReport | None:
+    """What the node last reported of its journal, online or not."""
+    beat = view.heartbeat
+    return beat.journal if beat is not None and beat.HasField("journal") else None
+
+
+def _without_revision(plan: link_pb2.ReplicationPlan) -> link_pb2.ReplicationPlan:
+    copy = link_pb2.ReplicationPlan()
+    copy.CopyFrom(plan)
+    copy.revision = 0
+    return copy
+
+
+def report_pb(r: QuorumReport, facts: GroupFacts) -> replication_pb2.QuorumReport:
+    return replication_pb2.QuorumReport(
+        group=r.group,
+        leader=r.leader,
+        epoch=r.epoch,
+        min_sync=r.min_sync,
+        strict=r.strict,
+        met=r.met,
+        reason=r.reason,
+        members=[
+            replication_pb2.QuorumMember(
+                node_id=m.node_id,
+                role=m.role,
+                online=m.online,
+                healthy=m.healthy,
+                last_index=m.last_index,
+                lag_entries=m.lag_entries or 0,
+                lag_s=m.lag_s or 0.0,
+                why=m.why,
+                eligible=m.eligible,
+            )
+            for m in r.members
+        ],
+        sync_set=list(r.sync_set) + list(r.joining),
+        commit_index=r.commit_index,
+        max_async_lag_entries=facts.max_async_lag_entries if r.min_sync == 0 else 0,
+    )
