@@ -130,8 +130,12 @@ def ineligible_because(g: GroupFacts, node: str) -> str | None:
         return f"journal diverged at entry {m.diverged_at}"
     if not g.journal_in_use:
         return None
-    if g.min_sync > 0 and g.sync_set and node not in g.sync_set:
-        return f"not in the sync set ({', '.join(g.sync_set)}): may lack committed entries"
+    # While the sync set is still forming, the joining members are the ones the leader
+    # waits for: an entry acknowledged then is on them, maybe on nobody else.
+    holders = g.sync_set or g.joining
+    if g.min_sync > 0 and holders and node not in holders:
+        which = "sync set" if g.sync_set else "joining members"
+        return f"not in the {which} ({', '.join(holders)}): may lack committed entries"
     if m.last_index < g.commit_index:
         return f"holds entries up to {m.last_index}, {g.commit_index} are committed"
     return None

@@ -132,6 +132,11 @@ MODEL_NODES = ("a", "b", "c")
     ],
     1,
 )
+# An entry confirmed only by a joining member while the sync set is still empty.
+@example(
+    [("pull", "c"), ("step", "a"), ("append", "a"), ("pull", "c"), ("failover", "a")],
+    1,
+)
 def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> None:  # type: ignore[no-untyped-def]
     length = dict.fromkeys(MODEL_NODES, 0)
     online = dict.fromkeys(MODEL_NODES, True)
