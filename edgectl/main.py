@@ -7,6 +7,7 @@ operator's credential. Exit codes: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 den
 
 import argparse
 import asyncio
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -14,25 +15,7 @@ from pathlib import Path
 
 from edgecommon.errors import EdgeError
 from edgecommon.version import PRODUCT_VERSION
-from edgectl import (
-    cmd_audit,
-    cmd_autonomy,
-    cmd_ca,
-    cmd_cert,
-    cmd_dev,
-    cmd_estop,
-    cmd_fleet,
-    cmd_journal,
-    cmd_leader,
-    cmd_node,
-    cmd_operator,
-    cmd_permit,
-    cmd_quorum,
-    cmd_rbac,
-    cmd_replica,
-    cmd_token,
-    exitcodes,
-)
+from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.output import Renderer
 
@@ -110,32 +93,63 @@ def leaf_parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParse
     return [leaf for child in subs[0].choices.values() for leaf in leaf_parsers(child)]
 
 
-def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
+# Command words and the module that registers each, in help order. Only the module of the
+# command being run is imported: a command should not pay for every other's dependencies
+# (PostgreSQL driver, hub store, psutil): edgectl is run in loops during incidents.
+COMMAND_MODULES = {
+    "status": "cmd_node",
+    "fleet": "cmd_fleet",
+    "node": "cmd_fleet",
+    "token": "cmd_token",
+    "estop": "cmd_estop",
+    "autonomy": "cmd_autonomy",
+    "permit": "cmd_permit",
+    "leader": "cmd_leader",
+    "operator": "cmd_operator",
+    "login": "cmd_operator",
+    "rbac": "cmd_rbac",
+    "audit": "cmd_audit",
+    "dev": "cmd_dev",
+    "cert": "cmd_cert",
+    "ca": "cmd_ca",
+    "journal": "cmd_journal",
+    "quorum": "cmd_quorum",
+    "replica": "cmd_replica",
+}
+VALUE_OPTIONS = frozenset(
+    {"--output", "-o", "--hub", "--context", "--node", "--socket", "--timeout"}
+)
+
+
+def command_word(argv: Sequence[str]) -> str | None:
+    """The command being run: the first word that is neither an option nor its value."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in VALUE_OPTIONS:
+            skip = True
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
+def _modules_for(only: str | None) -> list[str]:
+    if only in COMMAND_MODULES:
+        return [COMMAND_MODULES[only]]
+    return list(dict.fromkeys(COMMAND_MODULES.values()))
+
+
+def build_parser(prog: str = "edgectl", only: str | None = None) -> argparse.ArgumentParser:
+    """The parser for every command, or only for command word `only` (faster to start)."""
     parser = Parser(prog=prog, description=__doc__, epilog=EPILOG)
     add_global_options(parser, suppress=False)
     parser.add_argument("--version", action="version", version=f"edgectl {PRODUCT_VERSION}")
     sub = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=Parser
     )
-    for module in (
-        cmd_node,
-        cmd_fleet,
-        cmd_token,
-        cmd_estop,
-        cmd_autonomy,
-        cmd_permit,
-        cmd_leader,
-        cmd_operator,
-        cmd_rbac,
-        cmd_audit,
-        cmd_dev,
-        cmd_cert,
-        cmd_ca,
-        cmd_journal,
-        cmd_quorum,
-        cmd_replica,
-    ):
-        module.register(sub)
+    for name in _modules_for(only):
+        importlib.import_module(f"edgectl.{name}").register(sub)
     for leaf in leaf_parsers(parser):
         add_global_options(leaf, suppress=True)
     return parser
@@ -144,7 +158,8 @@ def build_parser(prog: str = "edgectl") -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     prog = Path(sys.argv[0]).name if argv is None else "edgectl"
     prog = prog if prog in ("edgectl", "autonomy") else "edgectl"
-    args = build_parser(prog).parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(prog, command_word(words)).parse_args(words)
     if args.timeout <= 0:
         print(f"{prog}: error: --timeout must be greater than 0", file=sys.stderr)
         return exitcodes.USAGE
