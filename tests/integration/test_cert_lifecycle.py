@@ -1,6 +1,7 @@
 """Certificate lifecycle with real processes: inspect, rotation without a drop, revocation,
 re-enrollment, CA rollover, bad renewals, INV-PKI-01."""
 
+import base64
 import concurrent.futures
 import shutil
 import stat
@@ -48,8 +49,28 @@ def status(fleet: Fleet, node: str) -> dict:
     return s
 
 
+def secret_needles(key_file: Path) -> list[str]:
+    """Ways a private key's secret could leak into text: the first PEM body line (version,
+    algorithm and the start of the secret) and the secret scalar in hex, base64 and
+    base64url at every byte alignment. The rest of the PEM body also holds the *public*
+    key, which certificates and join tokens carry legitimately, so it is not searched."""
+    key = pki.load_private_key(key_file)
+    numbers = key.private_numbers()  # type: ignore[union-attr]
+    secret = numbers.private_value.to_bytes(32, "big") if hasattr(numbers, "private_value") else b""
+    first = [line for line in key_file.read_text().splitlines() if "-----" not in line][:1]
+    needles = [*first, secret.hex()] if secret else list(first)
+    for shift in range(3):
+        chunk = secret[shift:]
+        whole = len(chunk) // 3 * 3
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            if whole:
+                needles.append(encode(chunk[:whole]).decode())
+    return needles
+
+
 def assert_no_key_material(fleet: Fleet, texts: list[str]) -> None:
-    """INV-PKI-01: no PEM private key header and no line of any key file in `texts`."""
+    """INV-PKI-01: key files are 0600; no PEM private key header and no encoding of any
+    key's secret appears in `texts`."""
     keys = [
         fleet.hub_state / "pki" / "ca.key",
         fleet.hub_state / "pki" / "hub.key",
@@ -57,20 +78,14 @@ def assert_no_key_material(fleet: Fleet, texts: list[str]) -> None:
         *sorted(fleet.root.glob("*/state/pki/node.key")),
         *sorted(fleet.root.glob("*/operator.key")),
     ]
-    bodies = [
-        line
-        for k in keys
-        if k.exists()
-        for line in k.read_text().splitlines()
-        if "-----" not in line
-    ]
     for key in keys:
         if key.exists():
             assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
+    needles = [n for k in keys if k.exists() for n in secret_needles(k)]
     for text in texts:
         assert "PRIVATE KEY" not in text
-        for body in bodies:
-            assert body not in text
+        for needle in needles:
+            assert needle not in text
 
 
 def logs(fleet: Fleet) -> list[str]:
