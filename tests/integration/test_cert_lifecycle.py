@@ -1,7 +1,6 @@
 """Certificate lifecycle with real processes: inspect, rotation without a drop, revocation,
 re-enrollment, CA rollover, bad renewals, INV-PKI-01."""
 
-import base64
 import concurrent.futures
 import shutil
 import stat
@@ -16,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from edgecommon import grpcopts, pki
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import certs_pb2, certs_pb2_grpc, link_pb2, link_pb2_grpc
+from tests.keycheck import secret_needles
 from tests.procs import ROOT, Fleet, clean_env, wait_until
 
 FAST_RENEWAL = "[renewal]\ntrust_check_interval_s = 0.3\nrollover_spread_s = 0.5\n"
@@ -47,25 +47,6 @@ def status(fleet: Fleet, node: str) -> dict:
     s = fleet.agent_status(node)
     assert s is not None
     return s
-
-
-def secret_needles(key_file: Path) -> list[str]:
-    """Ways a private key's secret could leak into text: the first PEM body line (version,
-    algorithm and the start of the secret) and the secret scalar in hex, base64 and
-    base64url at every byte alignment. The rest of the PEM body also holds the *public*
-    key, which certificates and join tokens carry legitimately, so it is not searched."""
-    key = pki.load_private_key(key_file)
-    numbers = key.private_numbers()  # type: ignore[union-attr]
-    secret = numbers.private_value.to_bytes(32, "big") if hasattr(numbers, "private_value") else b""
-    first = [line for line in key_file.read_text().splitlines() if "-----" not in line][:1]
-    needles = [*first, secret.hex()] if secret else list(first)
-    for shift in range(3):
-        chunk = secret[shift:]
-        whole = len(chunk) // 3 * 3
-        for encode in (base64.b64encode, base64.urlsafe_b64encode):
-            if whole:
-                needles.append(encode(chunk[:whole]).decode())
-    return needles
 
 
 def assert_no_key_material(fleet: Fleet, texts: list[str]) -> None:
