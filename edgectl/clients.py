@@ -111,9 +111,10 @@ async def audit(
 
 
 @contextlib.asynccontextmanager
-async def local_agent(
+async def agent_channel(
     socket: Path, label: str, timeout_s: float
-) -> AsyncIterator[tuple[agent_pb2_grpc.AgentLocalStub, Call]]:
+) -> AsyncIterator[tuple[grpc.aio.Channel, Call]]:
+    """A channel to the local agent's Unix socket (AgentLocal and JournalLocal)."""
     if not socket.exists():
         raise Unreachable(
             f"agent socket {socket} does not exist: is edge-agent running on this node? "
@@ -123,7 +124,15 @@ async def local_agent(
         f"unix:{socket}",
         options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
     ) as channel:
-        yield agent_pb2_grpc.AgentLocalStub(channel), Call(f"agent {label}", timeout_s)
+        yield channel, Call(f"agent {label}", timeout_s)
+
+
+@contextlib.asynccontextmanager
+async def local_agent(
+    socket: Path, label: str, timeout_s: float
+) -> AsyncIterator[tuple[agent_pb2_grpc.AgentLocalStub, Call]]:
+    async with agent_channel(socket, label, timeout_s) as (channel, call):
+        yield agent_pb2_grpc.AgentLocalStub(channel), call
 
 
 @contextlib.asynccontextmanager
@@ -147,13 +156,5 @@ async def replication(
 async def local_journal(
     socket: Path, label: str, timeout_s: float
 ) -> AsyncIterator[tuple[replication_pb2_grpc.JournalLocalStub, Call]]:
-    if not socket.exists():
-        raise Unreachable(
-            f"agent socket {socket} does not exist: is edge-agent running on this node? "
-            "(choose another with --node or --socket)"
-        )
-    async with grpc.aio.insecure_channel(
-        f"unix:{socket}",
-        options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
-    ) as channel:
-        yield replication_pb2_grpc.JournalLocalStub(channel), Call(f"agent {label}", timeout_s)
+    async with agent_channel(socket, label, timeout_s) as (channel, call):
+        yield replication_pb2_grpc.JournalLocalStub(channel), call

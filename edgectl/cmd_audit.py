@@ -16,7 +16,7 @@ import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from edgecommon.clock import SystemClock
 from edgecommon.config import parse_duration
@@ -249,20 +249,19 @@ async def _events(app: App, f: AuditFilter) -> AsyncIterator[AuditEvent]:
 async def export_cmd(app: App) -> int:
     f = audit_filter(app, 0)
     fmt = app.args.format
-    out: TextIO = sys.stdout
     target = app.args.file
-    handle = target.open("w", encoding="utf-8", newline="") if target else None
-    out = handle or out
     count = 0
-    try:
+    with contextlib.ExitStack() as stack:
+        out = (
+            stack.enter_context(target.open("w", encoding="utf-8", newline=""))
+            if target
+            else sys.stdout
+        )
         if fmt == "csv":
             out.write(csv_header())
         async for event in _events(app, f):
             out.write(to_csv_row(event) if fmt == "csv" else to_jsonl_line(event))
             count += 1
-    finally:
-        if handle is not None:
-            handle.close()
     if target:
         app.out.note(f"{count} event(s) written to {target}")
     return exitcodes.OK
@@ -309,7 +308,14 @@ def _who(app: App) -> str:
 
 async def prune_cmd(app: App) -> int:
     older_than_s = parse_days(app.args.older_than)
-    confirm(app.args.force, "prune audit events older than", app.args.older_than)
+    age = app.args.older_than
+    confirm(
+        app.args.force,
+        f"prune audit events older than {age}",
+        f"Prune audit events older than {age}? Type {age!r} to confirm: ",
+        age,
+        "nothing pruned",
+    )
     url = pg_url(app)
     if url:
         days = older_than_s / 86400

@@ -8,14 +8,13 @@ unless --force).
 """
 
 import argparse
-import sys
 from typing import Any
 
-from edgecommon.errors import InvalidArgument
 from edgecommon.pb import certs_pb2
 from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import certs
+from edgectl.confirm import confirm
 from edgectl.output import Column, iso
 
 
@@ -94,12 +93,9 @@ async def status(app: App) -> int:
 
 
 def _confirm(app: App, question: str) -> None:
-    if app.args.force:
-        return
-    if not sys.stdin.isatty():
-        raise InvalidArgument(f"{question} needs confirmation: pass --force")
-    if input(f"{question} Type 'yes' to confirm: ").strip() != "yes":
-        raise InvalidArgument("not confirmed; nothing changed")
+    confirm(
+        app.args.force, question, f"{question} Type 'yes' to confirm: ", "yes", "nothing changed"
+    )
 
 
 async def rotate(app: App) -> int:

@@ -22,6 +22,7 @@ from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.certview import describe
 from edgectl.clients import certs, fleet, local_agent
+from edgectl.confirm import confirm
 from edgectl.context import Context, agent_socket
 from edgectl.output import Column, ago, iso
 
@@ -317,15 +318,13 @@ async def list_certificates(app: App) -> int:
 
 
 def _confirm(app: App, target: str) -> None:
-    if app.args.force:
-        return
-    if not sys.stdin.isatty():
-        raise InvalidArgument(f"revoking {target} needs confirmation: pass --force")
-    answer = input(
-        f"Revoke {target}? It must re-enroll with a new token. Type 'revoke' to confirm: "
+    confirm(
+        app.args.force,
+        f"revoking {target}",
+        f"Revoke {target}? It must re-enroll with a new token. Type 'revoke' to confirm: ",
+        "revoke",
+        "nothing revoked",
     )
-    if answer.strip() != "revoke":
-        raise InvalidArgument("not confirmed; nothing revoked")
 
 
 async def revoke(app: App) -> int:

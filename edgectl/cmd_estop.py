@@ -6,7 +6,6 @@ destructive direction and asks to confirm the scope unless --force.
 
 import argparse
 import getpass
-import sys
 
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
@@ -14,6 +13,7 @@ from edgecommon.pb import agent_pb2, fleet_pb2
 from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet, local_agent
+from edgectl.confirm import confirm
 from edgectl.context import agent_socket
 from edgectl.output import Column, iso
 
@@ -235,13 +235,13 @@ async def status_cmd(app: App) -> int:
 
 
 def _confirm(app: App, target: str) -> None:
-    if app.args.force:
-        return
-    if not sys.stdin.isatty():
-        raise InvalidArgument(f"releasing {target} needs confirmation: pass --force")
-    answer = input(f"Release the emergency stop on {target}? Type the scope to confirm: ")
-    if answer.strip() != target:
-        raise InvalidArgument("not confirmed; nothing released")
+    confirm(
+        app.args.force,
+        f"releasing {target}",
+        f"Release the emergency stop on {target}? Type the scope to confirm: ",
+        target,
+        "nothing released",
+    )
 
 
 async def release_cmd(app: App) -> int:

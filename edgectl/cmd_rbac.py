@@ -176,7 +176,14 @@ async def role_show(app: App) -> int:
 
 
 async def role_delete(app: App) -> int:
-    confirm(app.args.force, "delete role", app.args.name)
+    name = app.args.name
+    confirm(
+        app.args.force,
+        f"delete role {name}",
+        f"Delete role {name}? Type {name!r} to confirm: ",
+        name,
+        "nothing deleted",
+    )
     context = app.context
     async with rbac(context, app.hub(context), app.timeout_s) as (stub, call):
         answer = await call(

@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -30,7 +30,7 @@ from edgecommon.tokens import parse_token
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import NewEvent
 from hub.auth import PeerVerifier
-from hub.rbac.policy import Decision, Target, check
+from hub.rbac.policy import Target, check
 from hub.rbac.source import RbacSource
 from hub.registry import Registry
 from hub.rpc_permissions import (
@@ -65,19 +65,11 @@ class GateCall:
 
 
 @dataclass
-class Admission:
-    call: GateCall
-    decision: Decision | None
-    bypassed: bool
-
-
-@dataclass
 class GateStatistics:
     enforcing: bool
     allowed: int = 0
     denied: int = 0
     bypassed: int = 0
-    refused_unaudited: int = 0
     unrecorded: int = 0
     recent_denials: list[str] = field(default_factory=list)
 
@@ -114,7 +106,7 @@ class Gate:
             return Target(scope, view.record.group if view is not None else "")
         return Target(scope)
 
-    async def admit(self, call: GateCall) -> Admission:
+    async def admit(self, call: GateCall) -> None:
         """Raise PermissionDenied (audited) or Unreachable (audit down), else admit."""
         if call.claimed and call.claimed != call.operator:
             await self._deny(
@@ -123,7 +115,7 @@ class Gate:
                 f"{call.operator}; unset it or use {call.claimed}'s credential",
             )
         if call.permission is None:
-            return Admission(call, None, bypassed=False)
+            return
         target = self.target_of(call.target)
         decision = check(self.rbac.policy, call.operator, call.permission, target)
         if not decision.allowed and not self.rbac.managed_in_files:
@@ -142,30 +134,29 @@ class Gate:
                 verdict,
             )
             await self.record_before(call, "bypassed", verdict)
-            return Admission(call, decision, bypassed=True)
+            return
         if not decision.allowed:
             await self._deny(call, decision.reason)
         self.stats.allowed += 1
         if call.mutates:
             await self.record_before(call, "attempt", decision.reason)
-        return Admission(call, decision, bypassed=False)
 
-    async def finish(self, admission: Admission, outcome: str, detail: str = "") -> None:
+    async def finish(self, call: GateCall, outcome: str, detail: str = "") -> None:
         """Record the outcome of an admitted action (reads are not recorded)."""
-        if not admission.call.mutates:
-            return
-        try:
-            await self.audit.emit([self._event(admission.call, outcome, detail)])
-        except EdgeError as exc:
-            self._unrecorded(admission.call, outcome, detail, exc)
+        if call.mutates:
+            await self._record(call, outcome, detail)
 
     async def audit_denied(self, call: GateCall, why: str) -> None:
         """A request refused before any decision (no or wrong credential)."""
         self._note_denial(call, why)
+        await self._record(call, "denied", why)
+
+    async def _record(self, call: GateCall, outcome: str, detail: str) -> None:
+        """Write one event; if no backend takes it, say so loudly and go on."""
         try:
-            await self.audit.emit([self._event(call, "denied", why)])
+            await self.audit.emit([self._event(call, outcome, detail)])
         except EdgeError as exc:
-            self._unrecorded(call, "denied", why, exc)
+            self._unrecorded(call, outcome, detail, exc)
 
     async def _deny(self, call: GateCall, why: str) -> None:
         await self.audit_denied(call, why)
@@ -178,7 +169,6 @@ class Gate:
             if call.permission == NEVER_REFUSED:
                 self._unrecorded(call, outcome, detail, exc)
                 return
-            self.stats.refused_unaudited += 1
             raise Unreachable(
                 f"refusing {call.permission}: the audit log cannot record it ({exc}). Fix the "
                 "audit backend; an emergency stop is never refused"
@@ -285,7 +275,6 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
                 mutates=True,
                 request_id=self.gate.request_id(""),
             )
-            admission = Admission(call, None, bypassed=False)
             try:
                 await self.gate.record_before(call, "attempt", "")
             except EdgeError as exc:
@@ -293,36 +282,36 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
             try:
                 response = await behavior(request, context)
             except BaseException as exc:
-                await self.gate.finish(admission, "failure", _failure(exc, context))
+                await self.gate.finish(call, "failure", _failure(exc, context))
                 raise
-            await self.gate.finish(admission, "success")
+            await self.gate.finish(call, "success")
             return response
 
         return audited
 
     def _unary(self, method: str, rule: Rule | None, behavior: Any, metadata: dict) -> Any:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            admission = await self._admit(method, rule, request, context, metadata)
+            call = await self._admit(method, rule, request, context, metadata)
             try:
                 response = await behavior(request, context)
             except BaseException as exc:
-                await self.gate.finish(admission, "failure", _failure(exc, context))
+                await self.gate.finish(call, "failure", _failure(exc, context))
                 raise
-            await self.gate.finish(admission, "success")
+            await self.gate.finish(call, "success")
             return response
 
         return unary
 
     def _streaming(self, method: str, rule: Rule | None, behavior: Any, metadata: dict) -> Any:
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            admission = await self._admit(method, rule, request, context, metadata)
+            call = await self._admit(method, rule, request, context, metadata)
             try:
                 async for item in behavior(request, context):
                     yield item
             except BaseException as exc:
-                await self.gate.finish(admission, "failure", _failure(exc, context))
+                await self.gate.finish(call, "failure", _failure(exc, context))
                 raise
-            await self.gate.finish(admission, "success")
+            await self.gate.finish(call, "success")
 
         return streaming
 
@@ -333,7 +322,7 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
         request: Any,
         context: grpc.aio.ServicerContext,
         metadata: dict,
-    ) -> Admission:
+    ) -> GateCall:
         action = method.rsplit("/", 1)[-1]
         call = GateCall(
             operator="unknown",
@@ -348,12 +337,10 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
             except (Unauthenticated, PermissionDenied) as exc:
                 peer = context.auth_context().get("x509_subject_alternative_name")
                 who = peer[0].decode(errors="replace") if peer else "anonymous"
-                await self.gate.audit_denied(
-                    GateCall(**{**asdict(call), "operator": who}), str(exc)
-                )
+                await self.gate.audit_denied(replace(call, operator=who), str(exc))
                 raise
             if rule is None:
-                call = GateCall(**{**asdict(call), "operator": identity.name})
+                call = replace(call, operator=identity.name)
                 await self.gate.audit_denied(call, "no permission is mapped to this RPC")
                 raise PermissionDenied(f"{method} has no permission mapping; refusing it")
             permission = rule.permission_for(request)
@@ -368,7 +355,8 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
                 request_id=call.request_id,
                 claimed=str(metadata.get(OPERATOR_HEADER, "")),
             )
-            return await self.gate.admit(call)
+            await self.gate.admit(call)
+            return call
         except EdgeError as exc:
             await context.abort(status_of(exc), str(exc))
             raise  # unreachable: abort raises

@@ -184,7 +184,7 @@ class LeaseManager:
         return self._group(group)
 
     def report(self, group: str = "") -> fleet_pb2.LeaderReport:
-        names = [group] if group else sorted({v.record.group for v in self.registry.views()})
+        names = [group] if group else sorted(self.registry.groups())
         if group:
             self._known_group(group)
         now = self.clock.monotonic()

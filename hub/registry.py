@@ -195,6 +195,10 @@ class Registry:
             if not group or record.group == group
         ]
 
+    def groups(self) -> set[str]:
+        """Every group with an enrolled node."""
+        return {record.group for record in self._records.values()}
+
     def view(self, node_id: str) -> NodeView | None:
         record = self._records.get(node_id)
         return self._view(record) if record else None

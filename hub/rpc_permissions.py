@@ -81,10 +81,6 @@ def _token_label(request: Any) -> str:
     return f"operator:{request.operator}" if request.operator else f"node:{request.node_id}"
 
 
-def _revoke_target(request: Any) -> str:
-    return f"node:{request.node_id}" if request.node_id else "fleet"
-
-
 def _revoke_label(request: Any) -> str:
     if request.node_id:
         return f"node:{request.node_id}"
@@ -146,7 +142,7 @@ AUDIT = {
 
 CERTS = {
     "ListCertificates": Rule("cert.read"),
-    "RevokeCertificate": Rule("cert.revoke", _revoke_target, mutates=True, label=_revoke_label),
+    "RevokeCertificate": Rule("cert.revoke", _node, mutates=True, label=_revoke_label),
     "CaStatus": Rule("ca.read"),
     "RotateCa": Rule("ca.rotate", mutates=True, label=lambda _: "ca:new"),
     "RetireOldCa": Rule("ca.rotate", mutates=True, label=_retire_label),

@@ -115,8 +115,12 @@ async def build(
     trust = TrustStore(creds)
     await trust.load(store)
     verifier = PeerVerifier(trust, creds.trust_domain, clock)
-    rbac = RbacSource(store, Path(config.rbac.dir) if config.rbac.dir else None, clock)
-    rbac.on_reload = functools.partial(audit_reload, audit, str(config.rbac.dir))
+    rbac = RbacSource(
+        store,
+        Path(config.rbac.dir) if config.rbac.dir else None,
+        clock,
+        functools.partial(audit_reload, audit, str(config.rbac.dir)),
+    )
     await rbac.load()
     gate = Gate(rbac, registry, audit, rng, enforce=config.rbac.enforcement)
     if not config.rbac.enforcement:
@@ -143,9 +147,7 @@ async def build(
         FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases),
         server,
     )
-    rbac_pb2_grpc.add_RbacServicer_to_server(
-        RbacService(gate, verifier, lambda: {v.record.group for v in registry.views("")}), server
-    )
+    rbac_pb2_grpc.add_RbacServicer_to_server(RbacService(gate, verifier, registry.groups), server)
     audit_pb2_grpc.add_AuditServicer_to_server(AuditService(audit, gate, verifier, clock), server)
     replication_pb2_grpc.add_ReplicationServicer_to_server(
         ReplicationService(replication, verifier, trust.channel_credentials), server

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, EdgeError, NotFound
 from hub.rbac import files
@@ -52,7 +51,6 @@ class RbacSource:
         self.loaded_unix = 0.0
         self.last_error = ""
         self._signature: files.Signature | None = None
-        self.changed = asyncio.Event()
 
     @property
     def managed_in_files(self) -> bool:
@@ -72,8 +70,7 @@ class RbacSource:
         """Re-read the directory when it changes, or the store (another writer, such as
         `edgectl operator bootstrap` or a second hub, may have changed it)."""
         while True:
-            await wait_for_event(self.changed, RELOAD_CHECK_S)
-            self.changed.clear()
+            await asyncio.sleep(RELOAD_CHECK_S)
             if self.directory is None:
                 await self.refresh()
             else:
