@@ -134,8 +134,8 @@ def ineligible_because(g: GroupFacts, node: str) -> str | None:
     # waits for: an entry acknowledged then is on them, maybe on nobody else.
     holders = g.sync_set or g.joining
     if g.min_sync > 0 and holders and node not in holders:
-        which = "sync set" if g.sync_set else "joining members"
-        return f"not in the {which} ({', '.join(holders)}): may lack committed entries"
+        which = ", ".join(g.sync_set) if g.sync_set else f"forming: {', '.join(holders)} joining"
+        return f"not in the sync set ({which}): may lack committed entries"
     if m.last_index < g.commit_index:
         return f"holds entries up to {m.last_index}, {g.commit_index} are committed"
     return None

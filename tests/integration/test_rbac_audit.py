@@ -375,6 +375,8 @@ def test_http_status_needs_autonomy_read(running_fleet: Fleet) -> None:
 
 def test_export_streams_every_event_as_jsonl_and_csv(rbac_fleet: Fleet) -> None:
     fleet = rbac_fleet
+    # At least one denial in the log, whichever tests of this module ran before.
+    assert as_op(fleet, "nobody", "fleet", "status").code == DENIED
     queried = audit_events(fleet)
     jsonl = fleet.edgectl("audit", "export", "--format", "jsonl")
     assert jsonl.code == OK, jsonl.stderr
