@@ -13,6 +13,7 @@ window the command reports.
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +35,7 @@ from hub.estop import EstopManager
 from hub.registry import Registry
 from hub.store.base import HubStore, LeaseRecord
 
+CATCH_UP_CHECK_S = 0.1
 log = logging.getLogger("edge-hub.leases")
 NO_LEASE = Lease("", 0, 0.0)
 # A member is healthy while its heartbeats arrive: a node that died is not a candidate
@@ -48,6 +50,10 @@ class JournalFacts(Protocol):
         """Per member: its journal position and why it may not take over (None: it may)."""
 
     def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]: ...
+
+    def catching_up(self, group: str, node: str) -> bool:
+        """A sync replica whose last reported position is behind the commit index: the
+        hub's view lags its acknowledgements by up to a heartbeat."""
 
 
 @dataclass
@@ -221,6 +227,15 @@ class LeaseManager:
             await self._persist(g)
         log.warning("group %s: automatic failover %s", group, "paused" if paused else "resumed")
 
+    async def _await_catch_up(self, group: str, to: str, deadline: float) -> None:
+        """Give a sync replica that holds every committed entry, but has not said so in a
+        heartbeat yet, until the deadline to say so; `_plan` then decides."""
+        checks = math.ceil(max(0.0, deadline - self.clock.monotonic()) / CATCH_UP_CHECK_S)
+        for _ in range(checks):
+            if self.journal is None or not self.journal.catching_up(group, to):
+                return
+            await asyncio.sleep(CATCH_UP_CHECK_S)
+
     def _plan(self, group: str, to: str) -> tuple[GroupLease, str, str]:
         g = self._known_group(group)
         if g.paused:
@@ -247,6 +262,9 @@ class LeaseManager:
     async def resign(
         self, group: str, to: str, timeout_s: float, dry_run: bool
     ) -> fleet_pb2.ResignReport:
+        deadline = self.clock.monotonic() + timeout_s
+        if to:
+            await self._await_catch_up(group, to, deadline)
         g, holder, target = self._plan(group, to)
         report = fleet_pb2.ResignReport(
             group=group,
@@ -266,7 +284,6 @@ class LeaseManager:
         g.switchover = Switchover(target)
         g.released_mono = None
         self._nudge(holder, f"switchover to {target}")
-        deadline = self.clock.monotonic() + timeout_s
         while not (g.lease.holder == target and g.lease.epoch > old_epoch):
             remaining = deadline - self.clock.monotonic()
             if remaining <= 0:

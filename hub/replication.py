@@ -218,6 +218,16 @@ class ReplicationManager:
             m.node_id: (m.last_index, ineligible_because(facts, m.node_id)) for m in facts.members
         }
 
+    def catching_up(self, group: str, node: str) -> bool:
+        facts = self.facts(group)
+        m = facts.member(node)
+        return (
+            m is not None
+            and m.online
+            and node in facts.sync_set
+            and m.last_index < facts.commit_index
+        )
+
     def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]:
         facts = self.facts(group)
         lead, tgt = facts.member(holder), facts.member(target)
