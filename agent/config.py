@@ -51,6 +51,13 @@ class LinkSection:
     stream_max_age_s: float = setting(
         7200.0, "Deadline of one Connect stream; the agent then reconnects.", positive
     )
+    startup_sync_timeout_s: float = setting(
+        20.0,
+        "After a start, permits are denied (reason 'syncing') until the hub's current stops and "
+        "switch are applied; if the hub stays unreachable this long, [safety].on_hub_loss = "
+        "continue lets the agent act on its stored state, stop never does.",
+        positive,
+    )
     stream_refresh_s: float = setting(
         3000.0,
         "Move the hub stream to a fresh connection this often, without a drop (keep it below "

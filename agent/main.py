@@ -120,6 +120,7 @@ async def _serve(
         clock,
         config.safety,
         PermitTable(),
+        config.link.startup_sync_timeout_s,
     )
     await safety.load()
     facts = NodeFacts(status, state_dir, clock.wall(), safety)

@@ -1,8 +1,9 @@
 """Permits: the decision (pure) and the table of permits workloads hold.
 
 `decide` is the only place that says yes or no. It fails closed: any latched stop
-denies; a disabled switch (fleet or node) denies. The order of the checks fixes which
-reason a workload sees when several apply: `estop` before `autonomy_disabled`.
+denies; an agent that has not yet heard the hub since it started denies (INV-BOOT-01); a
+disabled switch (fleet or node) denies. The order of the checks fixes which reason a
+workload sees when several apply: `estop`, then `syncing`, then `autonomy_disabled`.
 """
 
 import asyncio
@@ -20,6 +21,7 @@ MAX_UNITS = 1_000_000
 class Reason(StrEnum):
     GRANTED = "granted"
     ESTOP = "estop"
+    SYNCING = "syncing"
     AUTONOMY_DISABLED = "autonomy_disabled"
     NOT_LEADER = "not_leader"
 
@@ -33,6 +35,8 @@ class SafetyFacts:
     fleet_source: str
     node_enabled: bool
     node_source: str
+    # Why the agent may not act on what it knows yet (INV-BOOT-01); "" once it may.
+    syncing: str = ""
 
     @property
     def autonomy_effective(self) -> bool:
@@ -60,6 +64,8 @@ def check_request(action: str, units: int) -> int:
 def decide(facts: SafetyFacts) -> Decision:
     if facts.stop_reasons:
         return Decision(False, Reason.ESTOP, "emergency stop: " + "; ".join(facts.stop_reasons))
+    if facts.syncing:
+        return Decision(False, Reason.SYNCING, facts.syncing)
     if not facts.fleet_enabled:
         return Decision(
             False, Reason.AUTONOMY_DISABLED, f"autonomy disabled fleet-wide ({facts.fleet_source})"

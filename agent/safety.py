@@ -7,11 +7,19 @@ switch file and watches for hub loss.
 
 Before the agent has ever heard the fleet switch from the hub it fails closed: autonomy
 is off with source 'default (not yet received from hub)'.
+
+After every start it also waits to hear the hub (INV-BOOT-01): what it stored may be stale
+(a stop engaged or the switch turned off while it was down), so it denies with reason
+`syncing` until a registration has applied the hub's current stops and switch. Only when
+the hub stays unreachable for [link].startup_sync_timeout_s and [safety].on_hub_loss is
+`continue` does it act on its stored state alone; with `stop` it never does, and a
+disconnect longer than [safety].hub_loss_timeout_s puts it back to waiting.
 """
 
 import asyncio
 import logging
 import secrets
+from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config import SafetySection
@@ -46,6 +54,42 @@ NOT_RECEIVED = StoredSwitch(False, "default (not yet received from hub)", 0)
 LOCAL_SOURCES = ("local", "hub_loss")
 
 
+@dataclass(frozen=True)
+class HubContact:
+    """What the agent knows about hearing the hub, as one snapshot (times in seconds)."""
+
+    heard: bool  # a registration applied the hub's stops and switch since the start
+    link_up: bool
+    since_start_s: float
+    cut_off_s: float  # since the link was last up (or since the start)
+
+
+def sync_problem(
+    contact: HubContact, on_hub_loss: str, startup_sync_timeout_s: float, hub_loss_timeout_s: float
+) -> str:
+    """Why permits must wait for the hub (INV-BOOT-01), or "" when the agent may act.
+
+    Rule: never act on stored state alone unless the hub has been heard since the start, or
+    it stayed unreachable for the startup sync timeout and on_hub_loss is `continue`. With
+    `stop`, a disconnect longer than the hub-loss timeout counts as not heard again."""
+    if contact.heard:
+        long_cut = not contact.link_up and contact.cut_off_s > hub_loss_timeout_s
+        if on_hub_loss == "stop" and long_cut:
+            return (
+                f"cut off from the hub for more than {hub_loss_timeout_s:g}s (on_hub_loss = "
+                "stop): waiting to hear its current stops and switch"
+            )
+        return ""
+    if on_hub_loss == "continue" and contact.since_start_s >= startup_sync_timeout_s:
+        return ""
+    # No running time in the text: the decision is logged each time it changes.
+    return "has not heard the hub's current stops and switch since it started" + (
+        f" (acts on its stored state after {startup_sync_timeout_s:g}s without the hub)"
+        if on_hub_loss == "continue"
+        else " (on_hub_loss = stop: waits for the hub)"
+    )
+
+
 def stop_message(stop: LatchedStop) -> agent_pb2.LatchedStop:
     return agent_pb2.LatchedStop(
         stop_id=stop.stop_id,
@@ -66,6 +110,7 @@ class Safety:
         clock: Clock,
         config: SafetySection,
         permits: PermitTable,
+        startup_sync_timeout_s: float,
     ) -> None:
         self.db = db
         self.switch_file = switch_file
@@ -75,8 +120,12 @@ class Safety:
         self.stops: dict[str, LatchedStop] = {}
         self.fleet = NOT_RECEIVED
         self.node: SwitchReading = switch_file.read()
+        self.startup_sync_timeout_s = startup_sync_timeout_s
         self._link_up = False
-        self._last_link_mono = clock.monotonic()
+        self._started_mono = clock.monotonic()
+        self._last_link_mono = self._started_mono
+        self._heard_hub = False
+        self._acting_alone = False
         self._last_decision: Decision | None = None
         self.leadership: Leadership | None = None
 
@@ -92,6 +141,23 @@ class Safety:
 
     # --- decisions -------------------------------------------------------------------
 
+    def contact(self) -> HubContact:
+        now = self.clock.monotonic()
+        return HubContact(
+            heard=self._heard_hub,
+            link_up=self._link_up,
+            since_start_s=now - self._started_mono,
+            cut_off_s=now - self._last_link_mono,
+        )
+
+    def syncing(self) -> str:
+        return sync_problem(
+            self.contact(),
+            self.config.on_hub_loss,
+            self.startup_sync_timeout_s,
+            self.config.hub_loss_timeout_s,
+        )
+
     def facts(self) -> SafetyFacts:
         return SafetyFacts(
             stop_reasons=tuple(f"{s.scope}: {s.reason}" for s in self.stops.values()),
@@ -99,6 +165,7 @@ class Safety:
             fleet_source=self.fleet.source,
             node_enabled=self.node.enabled,
             node_source=self.node.source,
+            syncing=self.syncing(),
         )
 
     def decision(self) -> Decision:
@@ -227,11 +294,16 @@ class Safety:
         self.enforce()
 
     def link_changed(self, up: bool) -> None:
-        """The hub link came up or went down. The hub-loss clock starts when a link that was
-        up goes down (or at start), not at every failed reconnect attempt."""
+        """The hub link came up (registered: the hub's stops, releases and switch are
+        applied) or went down. The hub-loss clock starts when a link that was up goes down
+        (or at start), not at every failed reconnect attempt."""
         if up or self._link_up:
             self._last_link_mono = self.clock.monotonic()
         self._link_up = up
+        if up and not self._heard_hub:
+            self._heard_hub = True
+            log.info("hub heard: its current stops and switch are applied")
+        self.enforce()
 
     async def tick(self) -> None:
         reading = self.switch_file.read()
@@ -243,7 +315,21 @@ class Safety:
             )
             self.node = reading
         await self._check_hub_loss()
+        self._note_acting_alone()
         self.enforce()
+
+    def _note_acting_alone(self) -> None:
+        alone = not self._heard_hub and not self.syncing()
+        if alone and not self._acting_alone:
+            log.warning(
+                "hub not heard within %gs of start: acting on local state (on_hub_loss = "
+                "continue): %d stops latched, fleet switch %s (%s)",
+                self.startup_sync_timeout_s,
+                len(self.stops),
+                "on" if self.fleet.enabled else "off",
+                self.fleet.source,
+            )
+        self._acting_alone = alone
 
     async def _check_hub_loss(self) -> None:
         if self.config.on_hub_loss != "stop" or self._link_up:
@@ -284,4 +370,11 @@ class Safety:
             node_switch_source=self.node.source,
             node_switch_file=str(self.switch_file.path),
             held_permits=len(self.permits),
+            syncing=bool(facts.syncing),
+            sync_detail=facts.syncing or self._sync_source(),
         )
+
+    def _sync_source(self) -> str:
+        if self._heard_hub:
+            return "hub heard since start"
+        return "acting on local state: hub not heard since start"

@@ -539,7 +539,9 @@ async def load_agent(
     db = AgentStateDB(config.agent.state_dir / f"{name}.db")
     await db.open()
     switch = SwitchFile(config.safety.node_switch_file, True)
-    safety = TimedSafety(db, switch, clock, config.safety, PermitTable())
+    safety = TimedSafety(
+        db, switch, clock, config.safety, PermitTable(), config.link.startup_sync_timeout_s
+    )
     await safety.load()
     status = LinkStatus(clock, config.agent.hub)
     return SimAgent(name, node_credentials(certs, name, ca_cert), db, safety, status)

@@ -603,7 +603,14 @@ async def new_link(agent: SimAgent, config: AgentConfig, rng: random.Random) -> 
     if not LINK_NEEDS_SAFETY:
         return HubLink(config, agent.creds, agent.status, telemetry, rng)  # type: ignore[call-arg]
     switch = SwitchFile(config.safety.node_switch_file, config.safety.switch_default)
-    safety = Safety(agent.db, switch, SystemClock(), config.safety, PermitTable())
+    safety = Safety(
+        agent.db,
+        switch,
+        SystemClock(),
+        config.safety,
+        PermitTable(),
+        config.link.startup_sync_timeout_s,
+    )
     await safety.load()
     return HubLink(config, agent.creds, agent.status, telemetry, safety, rng)
 

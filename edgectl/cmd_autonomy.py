@@ -101,6 +101,7 @@ async def status_cmd(app: App) -> int:
                 ("Fleet switch", f"{state.fleet_switch_enabled} ({state.fleet_switch_source})"),
                 ("Node switch", f"{state.node_switch_enabled} ({state.node_switch_source})"),
                 ("Stopped", state.stopped),
+                ("Hub sync", ("SYNCING: " if state.syncing else "") + state.sync_detail),
             ],
         )
         return exitcodes.OK
@@ -124,6 +125,8 @@ def _local_data(state: agent_pb2.EstopState) -> dict[str, object]:
             "file": state.node_switch_file,
         },
         "stopped": state.stopped,
+        "syncing": state.syncing,
+        "sync_detail": state.sync_detail,
     }
 
 

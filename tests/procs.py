@@ -261,7 +261,7 @@ class Fleet:
         return self.agent_dir(node) / "a.sock"
 
     def write_agent_config(
-        self, node: str, token: str | None, extra: str = "", safety: str = ""
+        self, node: str, token: str | None, extra: str = "", safety: str = "", link: str = ""
     ) -> Path:
         d = self.agent_dir(node)
         d.mkdir(parents=True, exist_ok=True)
@@ -276,7 +276,7 @@ class Fleet:
         if token is not None:
             (d / "token").write_text(token)
             lines.append(f'join_token_file = "{d / "token"}"')
-        lines.append("[link]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0")
+        lines.append(f"[link]\nreconnect_initial_s = 0.2\nreconnect_max_s = 1.0\n{link}")
         lines.append(f'[safety]\nnode_switch_file = "{self.node_switch_file(node)}"\n{safety}')
         (d / "agent.toml").write_text("\n".join(lines) + "\n" + extra)
         return d / "agent.toml"
@@ -288,8 +288,9 @@ class Fleet:
         extra: str = "",
         config: Path | None = None,
         safety: str = "",
+        link: str = "",
     ) -> Proc:
-        config = config or self.write_agent_config(node, token, extra, safety)
+        config = config or self.write_agent_config(node, token, extra, safety, link)
         proc = Proc(
             node,
             [sys.executable, "-m", "agent.main", "--config", str(config)],

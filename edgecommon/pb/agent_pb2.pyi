@@ -135,7 +135,7 @@ class LatchedStop(_message.Message):
     def __init__(self, stop_id: _Optional[str] = ..., scope: _Optional[str] = ..., reason: _Optional[str] = ..., operator: _Optional[str] = ..., source: _Optional[str] = ..., engaged_unix: _Optional[float] = ..., latched_unix: _Optional[float] = ...) -> None: ...
 
 class EstopState(_message.Message):
-    __slots__ = ("stopped", "stops", "autonomy_effective", "fleet_switch_enabled", "fleet_switch_source", "node_switch_enabled", "node_switch_source", "node_switch_file", "held_permits")
+    __slots__ = ("stopped", "stops", "autonomy_effective", "fleet_switch_enabled", "fleet_switch_source", "node_switch_enabled", "node_switch_source", "node_switch_file", "held_permits", "syncing", "sync_detail")
     STOPPED_FIELD_NUMBER: _ClassVar[int]
     STOPS_FIELD_NUMBER: _ClassVar[int]
     AUTONOMY_EFFECTIVE_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,8 @@ class EstopState(_message.Message):
     NODE_SWITCH_SOURCE_FIELD_NUMBER: _ClassVar[int]
     NODE_SWITCH_FILE_FIELD_NUMBER: _ClassVar[int]
     HELD_PERMITS_FIELD_NUMBER: _ClassVar[int]
+    SYNCING_FIELD_NUMBER: _ClassVar[int]
+    SYNC_DETAIL_FIELD_NUMBER: _ClassVar[int]
     stopped: bool
     stops: _containers.RepeatedCompositeFieldContainer[LatchedStop]
     autonomy_effective: bool
@@ -154,7 +156,9 @@ class EstopState(_message.Message):
     node_switch_source: str
     node_switch_file: str
     held_permits: int
-    def __init__(self, stopped: _Optional[bool] = ..., stops: _Optional[_Iterable[_Union[LatchedStop, _Mapping]]] = ..., autonomy_effective: _Optional[bool] = ..., fleet_switch_enabled: _Optional[bool] = ..., fleet_switch_source: _Optional[str] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., node_switch_file: _Optional[str] = ..., held_permits: _Optional[int] = ...) -> None: ...
+    syncing: bool
+    sync_detail: str
+    def __init__(self, stopped: _Optional[bool] = ..., stops: _Optional[_Iterable[_Union[LatchedStop, _Mapping]]] = ..., autonomy_effective: _Optional[bool] = ..., fleet_switch_enabled: _Optional[bool] = ..., fleet_switch_source: _Optional[str] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., node_switch_file: _Optional[str] = ..., held_permits: _Optional[int] = ..., syncing: _Optional[bool] = ..., sync_detail: _Optional[str] = ...) -> None: ...
 
 class LocalStopRequest(_message.Message):
     __slots__ = ("reason", "operator")

@@ -319,9 +319,13 @@ def test_agent_keeps_the_last_fleet_switch_without_the_hub(stop_fleet: Fleet) ->
     assert result.code == 0, result.stderr
     fleet.hub.stop()
     fleet.agents["node-a"].stop()
-    fleet.start_agent("node-a")
+    fleet.start_agent("node-a", link="startup_sync_timeout_s = 1.0\n")
     wait_until("agent answers", lambda: fleet.agent_status("node-a"))
-    code, decision = permit(fleet, "node-a")
-    assert code == 4
-    assert decision["reason"] == "autonomy_disabled"
-    assert "fleet-wide" in decision["detail"]
+    # INV-BOOT-01: first it waits for the hub, then it acts on what it stored.
+    decision = wait_until(
+        "stored switch applies",
+        lambda: (p := permit(fleet, "node-a"))[1]["reason"] != "syncing" and p,
+    )
+    assert decision[0] == 4
+    assert decision[1]["reason"] == "autonomy_disabled"
+    assert "fleet-wide" in decision[1]["detail"]

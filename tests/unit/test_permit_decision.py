@@ -5,6 +5,7 @@ import itertools
 import pytest
 
 from agent.permits import PermitTable, Reason, SafetyFacts, check_request, decide
+from agent.safety import HubContact, sync_problem
 from edgecommon.errors import InvalidArgument
 from edgecommon.scope import Scope, ScopeKind, parse_scope
 
@@ -22,6 +23,41 @@ def test_permit_is_granted_only_when_nothing_says_no(stopped: bool, fleet: bool,
         assert decision.reason is Reason.AUTONOMY_DISABLED
     else:
         assert decision.reason is Reason.GRANTED
+
+
+@pytest.mark.parametrize(
+    ("stopped", "syncing", "fleet", "node"), list(itertools.product([False, True], repeat=4))
+)
+def test_inv_boot_01_a_syncing_agent_never_grants(
+    stopped: bool, syncing: bool, fleet: bool, node: bool
+) -> None:
+    facts = SafetyFacts(
+        ("fleet: drill",) if stopped else (), fleet, "f", node, "n", "waiting" if syncing else ""
+    )
+    decision = decide(facts)
+    assert decision.granted == (not stopped and not syncing and fleet and node)
+    if stopped:
+        assert decision.reason is Reason.ESTOP
+    elif syncing:
+        assert decision.reason is Reason.SYNCING
+
+
+TIMES = (0.0, 0.5, 1.0, 1.5, 10.0, 100.0)
+
+
+@pytest.mark.parametrize("policy", ["continue", "stop"])
+def test_inv_boot_01_sync_rule_exhaustive(policy: str) -> None:
+    """Acting is allowed only after hearing the hub (and, with `stop`, not while cut off past
+    the hub-loss timeout), or after the startup timeout with `continue`."""
+    startup, hub_loss = 1.0, 10.0
+    for heard, up, since, cut in itertools.product((False, True), (False, True), TIMES, TIMES):
+        problem = sync_problem(HubContact(heard, up, since, cut), policy, startup, hub_loss)
+        if heard:
+            expected_ok = up or policy == "continue" or cut <= hub_loss
+        else:
+            expected_ok = policy == "continue" and since >= startup
+        assert (problem == "") == expected_ok, (heard, up, since, cut, problem)
+        assert "\n" not in problem
 
 
 def test_denial_names_where_it_came_from() -> None:
