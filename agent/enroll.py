@@ -86,25 +86,25 @@ async def enroll_until_done(
 
 async def reenroll(
     config: AgentConfig, paths: CredentialPaths, renewer: Renewer, status: LinkStatus
-) -> None:
+) -> bool:
     """The hub refuses this node's certificate (expired, revoked, retired CA): re-enroll with
     the configured join token if it is one this node has not used yet. The node keeps its
-    identity and its state; only its key and certificate change."""
+    identity and its state; only its key and certificate change. True when it re-enrolled."""
     try:
         join = tokens.parse_token(join_token(config))
     except ConfigError:
-        return
+        return False
     except EdgeError as exc:
         status.credential_problem += f" (the configured join token is unusable: {exc})"
-        return
+        return False
     used = paths.enrolled_with.read_text().strip() if paths.enrolled_with.exists() else ""
     if join.token_id == used:
-        return
+        return False
     if join.subject != renewer.creds.identity:
         status.credential_problem += (
             f" (the configured join token is for {join.subject}, not this node)"
         )
-        return
+        return False
     key = pki.generate_key()
     try:
         answer = await request_certificate(
@@ -114,7 +114,7 @@ async def reenroll(
     except EdgeError as exc:
         log.warning("re-enrollment with token %s failed: %s", join.token_id, exc)
         status.credential_problem += f" (re-enrollment with token {join.token_id} failed: {exc})"
-        return
+        return False
     pki.atomic_write(paths.enrolled_with, join.token_id.encode(), 0o600)
     creds = load(paths)
     status.credential_problem = ""
@@ -125,3 +125,4 @@ async def reenroll(
         pki.serial_hex(creds.cert),
     )
     await renewer.adopt(creds)
+    return True

@@ -29,6 +29,7 @@ from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import grpcopts, pki
 from edgecommon.backoff import BackoffPolicy
+from edgecommon.boundary import conform
 from edgecommon.cadence import wait_for_event
 from edgecommon.clock import stamp
 from edgecommon.pb import link_pb2, link_pb2_grpc
@@ -86,7 +87,8 @@ class HubLink:
         self.started_unix = status.clock.wall()
         self._seq = 0
         self.on_lease_nudge: Callable[[], None] | None = None
-        self.on_credential_problem: Callable[[], Awaitable[None]] | None = None
+        # Re-enroll when the hub refuses this node's credential; True when it did.
+        self.on_credential_problem: Callable[[], Awaitable[bool]] | None = None
         self._serving: _Stream | None = None
         self._handover: list[asyncio.Future[None]] = []
         self._handover_wake = asyncio.Event()
@@ -119,8 +121,15 @@ class HubLink:
             self.safety.link_changed(up=False)
             if self.status.connects > registered_before:
                 attempt = 0
-            if self.on_credential_problem is not None and self.status.credential_problem:
-                await self.on_credential_problem()
+            if (
+                self.on_credential_problem is not None
+                and self.status.credential_problem
+                and await self.on_credential_problem()
+            ):
+                # The backoff was about the refused credential; the new one is tried now.
+                attempt = 0
+                log.info("link to hub down: %s; reconnecting now with a new certificate", error)
+                continue
             delay = self.policy.delay(attempt, self.rng, floor)
             attempt += 1
             log.warning("link to hub down: %s; reconnecting in %.1fs", error, delay)
@@ -248,14 +257,16 @@ class HubLink:
 
     async def _register(self, call: grpc.aio.StreamStreamCall, outbox: Outbox) -> None:
         await call.write(
-            link_pb2.AgentMessage(
-                register=link_pb2.Register(
-                    agent_version=PRODUCT_VERSION,
-                    labels=self.labels,
-                    started_unix=self.started_unix,
-                    hostname=socket.gethostname(),
-                    latched_stop_ids=self.safety.hub_stop_ids(),
-                    fleet_switch_revision=self.safety.fleet.revision,
+            conform(
+                link_pb2.AgentMessage(
+                    register=link_pb2.Register(
+                        agent_version=PRODUCT_VERSION,
+                        labels=self.labels,
+                        started_unix=self.started_unix,
+                        hostname=socket.gethostname(),
+                        latched_stop_ids=self.safety.hub_stop_ids(),
+                        fleet_switch_revision=self.safety.fleet.revision,
+                    )
                 )
             )
         )
@@ -334,7 +345,7 @@ class HubLink:
         while True:
             message = await stream.outbox.get()
             try:
-                await stream.call.write(message)
+                await stream.call.write(conform(message))
             except (asyncio.InvalidStateError, grpc.aio.AioRpcError):
                 if not stream.handing_over:
                     raise

@@ -6,6 +6,7 @@ revoked, or its watcher goes away (a workload that died does not keep its permit
 """
 
 import asyncio
+import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
+from edgecommon.boundary import RequestBoundary
 from edgecommon.errors import Conflict, EdgeError
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, replication_pb2_grpc
 from edgecommon.reasons import check_reason
@@ -209,10 +211,11 @@ async def start_local_server(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)  # a socket left by a previous run
     server = grpc.aio.server(
+        interceptors=[RequestBoundary(logging.getLogger("edge-agent.local"))],
         options=[
             ("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES),
             ("grpc.max_send_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES),
-        ]
+        ],
     )
     agent_pb2_grpc.add_AgentLocalServicer_to_server(AgentLocalService(facts), server)
     replication_pb2_grpc.add_JournalLocalServicer_to_server(

@@ -17,6 +17,7 @@ from cryptography import x509
 from agent.credentials import NodeCredentials, channel_credentials
 from agent.replication import AppendOutcome, Replication, entry_pb
 from edgecommon import grpcopts, pki
+from edgecommon.boundary import RequestBoundary
 from edgecommon.clock import Clock
 from edgecommon.errors import EdgeError, PermissionDenied, Unauthenticated
 from edgecommon.identity import Identity, Kind
@@ -187,7 +188,8 @@ async def start_peer_server(
     rep: Replication, creds: NodeCredentials, clock: Clock, listen: str
 ) -> tuple[grpc.aio.Server, int, PeerService]:
     server = grpc.aio.server(
-        options=grpcopts.server_options(max_message_bytes=MAX_PEER_MESSAGE_BYTES)
+        interceptors=[RequestBoundary(log)],
+        options=grpcopts.server_options(max_message_bytes=MAX_PEER_MESSAGE_BYTES),
     )
     service = PeerService(rep, creds, clock)
     replication_pb2_grpc.add_PeerServicer_to_server(service, server)

@@ -37,12 +37,14 @@ from agent.credentials import (
 )
 from edgecommon import grpcopts, pki
 from edgecommon.backoff import BackoffPolicy
+from edgecommon.boundary import LONG_TEXT, one_line
 from edgecommon.clock import Clock, stamp
 from edgecommon.errors import CredentialError, EdgeError
 from edgecommon.pb import agent_pb2, certs_pb2, certs_pb2_grpc
 from edgecommon.rpc import raise_from_rpc
 from edgecommon.version import PRODUCT_VERSION
 
+MAX_ERROR_TEXT = LONG_TEXT["RenewRequest.last_error"]
 log = logging.getLogger("edge-agent.renewal")
 EARLIEST, LATEST, FLOOR = 0.60, 0.75, 0.50
 
@@ -212,7 +214,11 @@ class Renewer:
         answer = await self._call(
             lambda stub: stub.Renew(
                 certs_pb2.RenewRequest(
-                    csr_pem=csr, agent_version=PRODUCT_VERSION, last_error=self.status.last_error
+                    csr_pem=csr,
+                    agent_version=PRODUCT_VERSION,
+                    last_error=one_line(
+                        self.status.last_error, LONG_TEXT["RenewRequest.last_error"]
+                    ),
                 ),
                 timeout=self.config.link.rpc_timeout_s,
             )

@@ -53,6 +53,10 @@ def audit_filter(request: audit_pb2.AuditQueryRequest, limit: int) -> AuditFilte
     )
 
 
+# Older than the Unix epoch is older than any event; beyond it a cutoff would overflow.
+MAX_PRUNE_AGE_S = 100 * 365 * 86400.0
+
+
 class AuditService(audit_pb2_grpc.AuditServicer):
     def __init__(
         self, emitter: AuditEmitter, gate: Gate, verifier: PeerVerifier, clock: Clock
@@ -107,8 +111,10 @@ class AuditService(audit_pb2_grpc.AuditServicer):
     async def Prune(
         self, request: audit_pb2.AuditPruneRequest, context: grpc.aio.ServicerContext
     ) -> audit_pb2.AuditPruneReport:
-        if request.older_than_s <= 0:
-            raise InvalidArgument("--older-than must be a positive number of days, like 90d")
+        if not 0 < request.older_than_s <= MAX_PRUNE_AGE_S:
+            raise InvalidArgument(
+                "--older-than must be a positive age of at most 36500d (100 years), like 90d"
+            )
         _, me = self.verifier.require(context, Kind.OPERATOR)
         metadata = dict(context.invocation_metadata() or ())
         days = request.older_than_s / 86400

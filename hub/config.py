@@ -157,6 +157,12 @@ class AuditSection:
     rotate_mb: float = setting(
         64.0, "Size at which a file log segment is rotated (at least 0.01).", at_least(0.01)
     )
+    unauthenticated_interval_s: float = setting(
+        60.0,
+        "Denials of callers without a valid credential are recorded once per source and reason "
+        "per this interval, then as one event with their count (so they cannot fill the log).",
+        positive,
+    )
 
 
 def _group_min_sync(value: dict[str, str]) -> str | None:

@@ -99,7 +99,8 @@ class Enrollment:
         )
         return IssuedToken(join.encode(), record)
 
-    async def _redeemable(self, token_text: str) -> TokenRecord:
+    async def check_token(self, token_text: str) -> TokenRecord:
+        """The token's record if this hub would redeem it now, else TokenError."""
         join = tokens.parse_token(token_text)
         if join.ca not in self.credentials.trusted:
             raise TokenError("this join token was issued by another hub (its CA differs)")
@@ -119,7 +120,7 @@ class Enrollment:
         return record
 
     async def enroll(self, token_text: str, csr_pem: bytes, agent_version: str) -> Enrolled:
-        record = await self._redeemable(token_text)
+        record = await self.check_token(token_text)
         identity = Identity(Kind(record.kind), record.subject_id, record.group)
         td = self.credentials.trust_domain
         csr = pki.check_csr(csr_pem, identity, td)

@@ -5,20 +5,31 @@ Identity comes from the TLS session only. `AUTONOMY_OPERATOR`, when the client s
 must match that identity. With enforcement off (AUTONOMY_RBAC_ENFORCEMENT=0, break-glass)
 every request is still decided, allowed, logged loudly and audited as `bypassed`
 (INV-RBAC-01). Actions are audited before their effect; an action whose event cannot be
-written anywhere is refused, except engaging an emergency stop, which always proceeds.
+written anywhere is refused, except engaging an emergency stop, which always proceeds —
+when the audit backend fails, never when the request holds what the audit log cannot
+record (that is refused as INVALID_ARGUMENT, and the request boundary refuses it first).
+
+Callers without a valid credential (no certificate, an expired, revoked or untrusted one,
+a join token the hub does not know) are denied through hub/denials.py: one event per source
+and reason per interval, with a count, so they cannot fill the audit log. Authenticated
+callers keep one event per denial.
 """
 
+import asyncio
 import json
 import logging
 import random
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import grpc
 
+from edgecommon.clock import Clock, stamp
 from edgecommon.errors import (
     EdgeError,
+    InvalidArgument,
     PermissionDenied,
     Unauthenticated,
     Unreachable,
@@ -30,6 +41,7 @@ from edgecommon.tokens import parse_token
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import NewEvent
 from hub.auth import PeerVerifier
+from hub.denials import Denial, DenialAggregator
 from hub.rbac.policy import Target, check
 from hub.rbac.source import RbacSource
 from hub.registry import Registry
@@ -81,14 +93,18 @@ class Gate:
         registry: Registry,
         audit: AuditEmitter,
         rng: random.Random,
+        clock: Clock,
         *,
         enforce: bool,
+        denial_interval_s: float = 60.0,
     ) -> None:
         self.rbac = rbac
         self.registry = registry
         self.audit = audit
         self.rng = rng
+        self.clock = clock
         self.stats = GateStatistics(enforcing=enforce)
+        self.anonymous = DenialAggregator(denial_interval_s)
 
     @property
     def enforcing(self) -> bool:
@@ -147,9 +163,51 @@ class Gate:
             await self._record(call, outcome, detail)
 
     async def audit_denied(self, call: GateCall, why: str) -> None:
-        """A request refused before any decision (no or wrong credential)."""
+        """A request refused before any decision (a valid credential of the wrong kind)."""
         self._note_denial(call, why)
         await self._record(call, "denied", why)
+
+    async def unauthenticated(self, source: str, claimed: str, action: str, why: str) -> None:
+        """A request refused for want of a valid credential: aggregated (hub/denials.py)."""
+        self.stats.denied += 1
+        now = self.clock.monotonic()
+        for denial in self.anonymous.note(source, why, action, claimed, now, self.clock.wall()):
+            await self._record_denial(denial)
+
+    async def run(self, tick_s: float = 1.0) -> None:
+        """Record the counts of aggregation windows as they end."""
+        while True:
+            await asyncio.sleep(tick_s)
+            for denial in self.anonymous.due(self.clock.monotonic()):
+                await self._record_denial(denial)
+
+    async def flush(self) -> None:
+        """Record every count not yet recorded (at shutdown)."""
+        for denial in self.anonymous.drain():
+            await self._record_denial(denial)
+
+    async def _record_denial(self, denial: Denial) -> None:
+        if denial.count == 1:
+            detail = denial.reason
+        else:
+            detail = (
+                f"{denial.count} more denials like the one recorded at "
+                f"{stamp(denial.first_unix)}, until {stamp(denial.last_unix)}: {denial.reason}"
+            )
+        log.warning("denied without a valid credential from %s: %s", denial.source, detail)
+        call = GateCall(
+            operator=denial.claimed or "anonymous",
+            permission=None,
+            target="fleet",
+            action=denial.action,
+            label=f"source:{denial.source}",
+            request_id="",
+        )
+        self.stats.recent_denials = [
+            *self.stats.recent_denials[-19:],
+            f"{call.operator} {call.action} from {denial.source}: {detail}",
+        ]
+        await self._record(call, "denied", detail)
 
     async def _record(self, call: GateCall, outcome: str, detail: str) -> None:
         """Write one event; if no backend takes it, say so loudly and go on."""
@@ -165,6 +223,10 @@ class Gate:
     async def record_before(self, call: GateCall, outcome: str, detail: str) -> None:
         try:
             await self.audit.emit([self._event(call, outcome, detail)])
+        except InvalidArgument as exc:
+            # Input the audit log cannot hold is refused, an emergency stop included: an
+            # effect with no event would be a stop nobody can account for.
+            raise InvalidArgument(f"refusing {call.permission or call.action}: {exc}") from None
         except EdgeError as exc:
             if call.permission == NEVER_REFUSED:
                 self._unrecorded(call, outcome, detail, exc)
@@ -209,9 +271,15 @@ def _reason_of(request: Any) -> str:
 class GateInterceptor(grpc.aio.ServerInterceptor):
     """Puts every operator RPC through the gate; node and public RPCs pass untouched."""
 
-    def __init__(self, gate: Gate, verifier: PeerVerifier) -> None:
+    def __init__(
+        self,
+        gate: Gate,
+        verifier: PeerVerifier,
+        check_token: Callable[[str], Awaitable[object]],
+    ) -> None:
         self.gate = gate
         self.verifier = verifier
+        self.check_token = check_token  # raises for a token this hub would not redeem
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         method: str = handler_call_details.method
@@ -261,12 +329,32 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
             refuse, handler.request_deserializer, handler.response_serializer
         )
 
+    async def _credential_problem(
+        self, event: SecurityEvent, request: Any, context: grpc.aio.ServicerContext
+    ) -> EdgeError | None:
+        """Why the caller has no valid credential for `event` (its token or certificate)."""
+        try:
+            if event.subject_from == "token":
+                await self.check_token(request.token)
+            else:
+                self.verifier.peer_certificate(context)
+        except EdgeError as exc:
+            return exc
+        return None
+
     def _security_event(self, event: SecurityEvent, behavior: Any) -> Any:
         async def audited(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if event.subject_from == "token":
                 subject = _token_subject(request.token)
             else:
                 subject = self._peer_subject(context)
+            problem = await self._credential_problem(event, request, context)
+            if problem is not None:
+                claimed = subject if subject != "unknown" else "anonymous"
+                await self.gate.unauthenticated(
+                    _source(context), claimed, event.action, str(problem)
+                )
+                await context.abort(status_of(problem), str(problem))
             call = GateCall(
                 operator=subject,
                 permission=None,
@@ -334,9 +422,12 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
         try:
             try:
                 _, identity = self.verifier.require(context, Kind.OPERATOR)
-            except (Unauthenticated, PermissionDenied) as exc:
-                peer = context.auth_context().get("x509_subject_alternative_name")
-                who = peer[0].decode(errors="replace") if peer else "anonymous"
+            except Unauthenticated as exc:
+                who = _claimed(context)
+                await self.gate.unauthenticated(_source(context), who, action, str(exc))
+                raise
+            except PermissionDenied as exc:
+                who = _claimed(context)
                 await self.gate.audit_denied(replace(call, operator=who), str(exc))
                 raise
             if rule is None:
@@ -360,6 +451,22 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
         except EdgeError as exc:
             await context.abort(status_of(exc), str(exc))
             raise  # unreachable: abort raises
+
+
+def _source(context: grpc.aio.ServicerContext) -> str:
+    """The caller's address without its port (each connection has a new port)."""
+    peer = context.peer() or "unknown"
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        host = rest.rpartition(":")[0]
+        return host.strip("[]") or rest
+    return peer
+
+
+def _claimed(context: grpc.aio.ServicerContext) -> str:
+    """Who the caller's certificate names (it may be expired, revoked or untrusted)."""
+    peer = context.auth_context().get("x509_subject_alternative_name")
+    return peer[0].decode(errors="replace") if peer else "anonymous"
 
 
 def _token_subject(token: str) -> str:

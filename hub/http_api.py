@@ -6,7 +6,8 @@
 Every request needs `Authorization: Bearer <token>`; the token is read from
 [http].token_file (never logged) and compared in constant time. Missing or wrong
 token: 401. The token acts as operator [http].token_operator, which RBAC must allow
-autonomy.read (403 otherwise; the gate audits denials). Unknown node: 404.
+autonomy.read (403 otherwise; the gate audits denials). A `node` that is empty or not a
+valid node id: 400. Unknown node: 404.
 """
 
 import hmac
@@ -17,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from edgecommon.errors import ConfigError, EdgeError, InvalidArgument, NotFound, PermissionDenied
+from edgecommon.identity import name_problem
 from edgecommon.scope import parse_scope
 from hub.autonomy import FleetSwitch
 from hub.estop import EstopManager
@@ -68,6 +70,8 @@ async def _admit(request: web.Request, node_id: str | None) -> web.Response | No
         await auth.gate.admit(call)
     except PermissionDenied as exc:
         return web.json_response({"error": str(exc)}, status=403)
+    except InvalidArgument as exc:
+        return web.json_response({"error": str(exc)}, status=400)
     except EdgeError as exc:
         return web.json_response({"error": str(exc)}, status=503)
     return None
@@ -81,10 +85,12 @@ async def autonomy_status(request: web.Request) -> web.Response:
             headers={"WWW-Authenticate": 'Bearer realm="edge-hub"'},
         )
     node_id = request.query.get("node")
-    try:
-        refused = await _admit(request, node_id)
-    except InvalidArgument as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+    if node_id is not None and (problem := name_problem("node id", node_id)):
+        return web.json_response(
+            {"error": f"query parameter node: {problem}; omit it for the fleet's status"},
+            status=400,
+        )
+    refused = await _admit(request, node_id)
     if refused is not None:
         return refused
     switch = request.app[SWITCH_KEY]

@@ -130,6 +130,8 @@ class LinkService(link_pb2_grpc.LinkServicer):
             )
             while (message := await session.outbox.get()) is not None:
                 await context.write(message)
+            if session.refused:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, session.refused)
         finally:
             reader.cancel()
             self.registry.detach(session, "stream closed")
@@ -160,5 +162,8 @@ class LinkService(link_pb2_grpc.LinkServicer):
             session.close("agent closed the stream")
         except asyncio.CancelledError:
             raise
+        except EdgeError as exc:  # a message that does not decode or that nothing may hold
+            session.refused = str(exc)
+            session.close(f"refused a message: {exc}")
         except Exception as exc:  # a broken stream ends the session, whatever broke it
             session.close(f"stream failed: {exc.__class__.__name__}")

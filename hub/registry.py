@@ -35,6 +35,7 @@ class Session:
     last_heartbeat_mono: float
     outbox: asyncio.Queue[link_pb2.HubMessage | None] = field(default_factory=asyncio.Queue)
     close_reason: str = ""
+    refused: str = ""  # why a message the agent sent was refused (the stream then ends)
 
     def close(self, reason: str) -> None:
         if not self.close_reason:

@@ -19,6 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from edgecommon import grpcopts
+from edgecommon.boundary import RequestBoundary
 from edgecommon.clock import Clock
 from edgecommon.daemon import (
     ShutdownRequested,
@@ -122,14 +123,22 @@ async def build(
         functools.partial(audit_reload, audit, str(config.rbac.dir)),
     )
     await rbac.load()
-    gate = Gate(rbac, registry, audit, rng, enforce=config.rbac.enforcement)
+    enrollment = Enrollment(store, trust, config, clock)
+    gate = Gate(
+        rbac,
+        registry,
+        audit,
+        rng,
+        clock,
+        enforce=config.rbac.enforcement,
+        denial_interval_s=config.audit.unauthenticated_interval_s,
+    )
     if not config.rbac.enforcement:
         log.warning(
             "RBAC ENFORCEMENT IS OFF ([rbac].enforcement = false / AUTONOMY_RBAC_ENFORCEMENT=0): "
             "every operator request is let through and audited as bypassed. Restore it as soon "
             "as the break-fix is over."
         )
-    enrollment = Enrollment(store, trust, config, clock)
     link = LinkService(
         enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch, leases
     )
@@ -140,7 +149,12 @@ async def build(
                 max_connection_age_ms=int(config.certs.max_connection_age_s * 1000)
             )
         ),
-        interceptors=[GateInterceptor(gate, verifier)],
+        # The boundary comes first: nothing reaches the gate (and its audit log) that does
+        # not decode or holds a field the audit log cannot record.
+        interceptors=[
+            RequestBoundary(log),
+            GateInterceptor(gate, verifier, enrollment.check_token),
+        ],
     )
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
@@ -256,6 +270,7 @@ async def _serve(
                 tg.create_task(parts.estops.run(), name="estop-acks")
                 tg.create_task(parts.fleet_switch.run(), name="fleet-switch")
                 tg.create_task(parts.rbac.run(), name="rbac-files")
+                tg.create_task(parts.gate.run(), name="denial-counts")
                 if parts.replication is not None:
                     tg.create_task(parts.replication.run(), name="replication")
                 announce_ready("serving", tg, lambda: not registry_task.done())
@@ -271,4 +286,5 @@ async def _serve(
         await parts.server.stop(None)
         await parts.registry.flush()
         await parts.estops.flush()
+        await parts.gate.flush()
         log.info("hub stopped")

@@ -1,0 +1,268 @@
+"""The request boundary: the first interceptor of every gRPC server we run.
+
+A request reaches a servicer only if its bytes decode and every field in it is something
+the rest of the system can hold: each string (at any depth, in lists and maps too) is at
+most MAX_TEXT characters (the few fields in LONG_TEXT may be longer) and carries no
+control character, line or paragraph separator or bidirectional override; each 64-bit
+unsigned integer fits SQLite's signed range; each double is finite. Anything else is
+answered INVALID_ARGUMENT naming the field, before any effect and before the audit log
+is asked to record it — so nothing the audit log cannot hold is ever acted on. Each
+refusal is logged as one line, at most once per method and problem per interval with a
+count of the ones not logged: a caller without a credential cannot fill the log.
+
+It must never raise anything but an abort at a caller, and never log a traceback for what
+a caller sent.
+"""
+
+import inspect
+import logging
+import math
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
+
+from edgecommon.clock import Clock, SystemClock
+from edgecommon.errors import InvalidArgument
+
+MAX_TEXT = 1024
+# Text an agent writes about its own failures: an error message can be long.
+LONG_TEXT = {"RenewRequest.last_error": 4096, "JournalReport.detail": 4096}
+MAX_INT64 = 2**63 - 1
+# C0 and C1 controls and DEL, line/paragraph separators, and the bidirectional embedding,
+# override and isolate characters that can make a log line read differently from its bytes.
+_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNSIGNED_64 = (FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_FIXED64)
+_DOUBLES = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+
+
+class BadRequest(InvalidArgument):
+    """A request that does not decode or holds a field nothing may store."""
+
+
+def text_problem(value: str, limit: int = MAX_TEXT) -> str:
+    """What is wrong with `value` as a free-text field, or ""."""
+    if len(value) > limit:
+        return f"is {len(value)} characters long; the limit is {limit}"
+    found = _FORBIDDEN.search(value)
+    if found is not None:
+        return f"contains the control character U+{ord(found.group()):04X}; use plain one-line text"
+    return ""
+
+
+def field_problem(message: Message, prefix: str = "") -> str:
+    """The first field of `message` (walked depth first) that nothing may store, said as
+    'field NAME PROBLEM', or ""."""
+    for descriptor, value in message.ListFields():
+        name = f"{prefix}{descriptor.name}"
+        values = value if descriptor.is_repeated else (value,)
+        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
+            values = [_MapEntry(k, v) for k, v in value.items()]
+        for item in values:
+            problem = _value_problem(descriptor, item, name)
+            if problem:
+                return problem
+    return ""
+
+
+@dataclass(frozen=True)
+class _MapEntry:
+    key: Any
+    value: Any
+
+
+def _value_problem(descriptor: FieldDescriptor, value: Any, name: str) -> str:
+    if isinstance(value, _MapEntry):
+        entry = descriptor.message_type
+        for part, item in (("key", value.key), ("value", value.value)):
+            problem = _value_problem(entry.fields_by_name[part], item, f"{name}[{value.key!r}]")
+            if problem:
+                return problem
+        return ""
+    if descriptor.type == FieldDescriptor.TYPE_STRING:
+        limit = LONG_TEXT.get(f"{descriptor.containing_type.name}.{descriptor.name}", MAX_TEXT)
+        problem = text_problem(value, limit)
+        return f"field {name} {problem}" if problem else ""
+    if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+        return field_problem(value, f"{name}.")
+    if descriptor.type in _UNSIGNED_64 and value > MAX_INT64:
+        return f"field {name} is {value}; the largest value accepted is {MAX_INT64}"
+    if descriptor.type in _DOUBLES and not math.isfinite(value):
+        return f"field {name} is {value}; give a finite number"
+    return ""
+
+
+def one_line(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` made acceptable: forbidden characters become spaces, and it is cut to `limit`
+    (the cut is marked with an ellipsis)."""
+    text = _FORBIDDEN.sub(" ", text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def conform(message: Message) -> Message:
+    """Make the free text `message` carries acceptable to the boundary, in place, for what
+    a daemon sends on its own account (error messages, sources): the other side would
+    otherwise refuse the whole message for one long error text."""
+    for descriptor, value in message.ListFields():
+        if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            is_map = descriptor.message_type.GetOptions().map_entry
+            if is_map and descriptor.message_type.fields_by_name["value"].message_type is None:
+                for key in list(value):
+                    value[key] = one_line(value[key])
+            elif not is_map:
+                for item in value if descriptor.is_repeated else (value,):
+                    conform(item)
+        elif descriptor.type == FieldDescriptor.TYPE_STRING:
+            limit = LONG_TEXT.get(f"{descriptor.containing_type.name}.{descriptor.name}", MAX_TEXT)
+            if descriptor.is_repeated:
+                value[:] = [one_line(v, limit) for v in value]
+            else:
+                setattr(message, descriptor.name, one_line(value, limit))
+    return message
+
+
+def check_request(message: Message) -> Message:
+    """`message`, or BadRequest naming its first unacceptable field."""
+    problem = field_problem(message)
+    if problem:
+        raise BadRequest(f"{type(message).__name__}: {problem}")
+    return message
+
+
+def decode(deserializer: Callable[[bytes], Message], raw: bytes) -> Message:
+    """Decode and check one request, or raise BadRequest saying why."""
+    try:
+        message = deserializer(raw)
+    except DecodeError:
+        raise BadRequest(
+            f"the request ({len(raw)} bytes) does not decode as this method's message; "
+            "check the client's generated code matches this server's version"
+        ) from None
+    return check_request(message)
+
+
+@dataclass
+class RefusalLog:
+    """One log line per (method, problem) per interval; the rest are counted and reported
+    with the next line for that key."""
+
+    log: logging.Logger
+    clock: Clock
+    interval_s: float = 60.0
+    max_keys: int = 1000
+    refused: int = 0
+    _next: dict[tuple[str, str], float] = field(default_factory=dict)
+    _quiet: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def refused_request(self, method: str, problem: str, peer: str) -> None:
+        self.refused += 1
+        # The problem's first words say what kind it is; values (lengths, characters) vary.
+        key = (method, problem.split(":")[0][:80])
+        now = self.clock.monotonic()
+        if now < self._next.get(key, 0.0):
+            self._quiet[key] = self._quiet.get(key, 0) + 1
+            return
+        if len(self._next) >= self.max_keys:
+            self._next.clear()  # bounded: forget old keys rather than grow
+        self._next[key] = now + self.interval_s
+        quiet = self._quiet.pop(key, 0)
+        more = (
+            f" ({quiet} more like it not logged in the last {self.interval_s:g}s)" if quiet else ""
+        )
+        self.log.warning("refused %s from %s: %s%s", method, peer or "?", problem, more)
+
+    def statistics(self) -> dict[str, int]:
+        return {"refused_requests": self.refused, "refusal_keys": len(self._next)}
+
+
+class RequestBoundary(grpc.aio.ServerInterceptor):
+    """Decode and check every request before any other interceptor or servicer sees it."""
+
+    def __init__(self, log: logging.Logger, clock: Clock | None = None) -> None:
+        self.refusals = RefusalLog(log, clock or SystemClock())
+
+    async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_deserializer is None:
+            return handler
+        method: str = handler_call_details.method
+        deserialize = handler.request_deserializer
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(method, deserialize, handler.unary_unary),
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._unary_stream(method, deserialize, handler.unary_stream),
+                response_serializer=handler.response_serializer,
+            )
+        checked = self._checked_deserializer(deserialize)
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._streaming(method, handler.stream_unary),
+                request_deserializer=checked,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            self._streaming(method, handler.stream_stream),
+            request_deserializer=checked,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def _refuse(
+        self, method: str, exc: BadRequest, context: grpc.aio.ServicerContext
+    ) -> None:
+        self.refusals.refused_request(method, str(exc), context.peer())
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    def _unary(self, method: str, deserialize: Callable, behavior: Callable) -> Callable:
+        async def unary(raw: bytes, context: grpc.aio.ServicerContext) -> Any:
+            try:
+                request = decode(deserialize, raw)
+            except BadRequest as exc:
+                await self._refuse(method, exc, context)
+            return await behavior(request, context)
+
+        return unary
+
+    def _unary_stream(self, method: str, deserialize: Callable, behavior: Callable) -> Callable:
+        async def unary_stream(raw: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator:
+            try:
+                request = decode(deserialize, raw)
+            except BadRequest as exc:
+                await self._refuse(method, exc, context)
+            result = behavior(request, context)
+            if inspect.isasyncgen(result):
+                async for item in result:
+                    yield item
+            else:
+                await result
+
+        return unary_stream
+
+    @staticmethod
+    def _checked_deserializer(deserialize: Callable) -> Callable[[bytes], Message]:
+        # In a request stream, messages are decoded when the servicer reads them: the
+        # BadRequest surfaces there, and _streaming below answers it.
+        return lambda raw: decode(deserialize, raw)
+
+    def _streaming(self, method: str, behavior: Callable) -> Callable:
+        async def streaming(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+            response = None
+            try:
+                result = behavior(requests, context)
+                if inspect.isasyncgen(result):
+                    async for item in result:
+                        await context.write(item)
+                else:
+                    response = await result
+            except* BadRequest as group:  # also when a task group of the servicer read it
+                await self._refuse(method, group.exceptions[0], context)  # type: ignore[arg-type]
+            return response
+
+        return streaming
