@@ -54,7 +54,10 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
         self,
         request_iterator: AsyncIterator[replication_pb2.AppendRequest],
         context: grpc.aio.ServicerContext,
-    ) -> AsyncIterator[replication_pb2.AppendResult]:
+    ) -> None:
+        # Results are written, not yielded: a `yield` inside the task group below would leave
+        # the group suspended when the caller goes away mid-write, and the generator would
+        # be closed later by the garbage collector, with its tasks still running.
         try:
             rep = self._rep()
         except EdgeError as exc:
@@ -79,7 +82,7 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
         async with asyncio.TaskGroup() as tg:
             tg.create_task(take())
             while (result := await results.get()) is not None:
-                yield result
+                await context.write(result)
 
     @handle_errors
     async def Read(

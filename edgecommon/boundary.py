@@ -20,7 +20,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -238,8 +238,11 @@ class RequestBoundary(grpc.aio.ServerInterceptor):
                 await self._refuse(method, exc, context)
             result = behavior(request, context)
             if inspect.isasyncgen(result):
-                async for item in result:
-                    yield item
+                try:
+                    async for item in result:
+                        yield item
+                finally:
+                    await result.aclose()  # now, not whenever it is collected
             else:
                 await result
 
@@ -257,12 +260,23 @@ class RequestBoundary(grpc.aio.ServerInterceptor):
             try:
                 result = behavior(requests, context)
                 if inspect.isasyncgen(result):
-                    async for item in result:
-                        await context.write(item)
+                    try:
+                        async for item in result:
+                            await context.write(item)
+                    finally:
+                        await result.aclose()  # now, not whenever it is collected
                 else:
                     response = await result
             except* BadRequest as group:  # also when a task group of the servicer read it
-                await self._refuse(method, group.exceptions[0], context)  # type: ignore[arg-type]
+                await self._refuse(method, _first(group), context)
             return response
 
         return streaming
+
+
+def _first(group: BaseExceptionGroup) -> BadRequest:
+    """The first BadRequest in a (possibly nested) exception group."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup):
+        exc = exc.exceptions[0]
+    return cast(BadRequest, exc)  # except* matched only BadRequest leaves
