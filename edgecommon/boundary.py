@@ -14,12 +14,14 @@ It must never raise anything but an abort at a caller, and never log a traceback
 a caller sent.
 """
 
+import functools
 import inspect
 import logging
 import math
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, cast
 
 import grpc
@@ -54,46 +56,91 @@ def text_problem(value: str, limit: int = MAX_TEXT) -> str:
     return ""
 
 
-def field_problem(message: Message, prefix: str = "") -> str:
+def field_problem(message: Message) -> str:
     """The first field of `message` (walked depth first) that nothing may store, said as
     'field NAME PROBLEM', or ""."""
-    for descriptor, value in message.ListFields():
-        name = f"{prefix}{descriptor.name}"
-        values = value if descriptor.is_repeated else (value,)
-        if descriptor.message_type is not None and descriptor.message_type.GetOptions().map_entry:
-            values = [_MapEntry(k, v) for k, v in value.items()]
-        for item in values:
-            problem = _value_problem(descriptor, item, name)
-            if problem:
-                return problem
-    return ""
+    found = _find(message)
+    return f"field {found[0]} {found[1]}" if found else ""
+
+
+class _Kind(IntEnum):
+    SKIP = 0
+    TEXT = 1
+    MESSAGE = 2
+    MAP = 3
+    UNSIGNED_64 = 4
+    DOUBLE = 5
 
 
 @dataclass(frozen=True)
-class _MapEntry:
-    key: Any
-    value: Any
+class _Rule:
+    kind: _Kind
+    limit: int = MAX_TEXT
+    repeated: bool = False
 
 
-def _value_problem(descriptor: FieldDescriptor, value: Any, name: str) -> str:
-    if isinstance(value, _MapEntry):
-        entry = descriptor.message_type
-        for part, item in (("key", value.key), ("value", value.value)):
-            problem = _value_problem(entry.fields_by_name[part], item, f"{name}[{value.key!r}]")
-            if problem:
-                return problem
-        return ""
+@functools.cache
+def _rule(descriptor: FieldDescriptor) -> _Rule:
+    """How to check one field; worked out once per field, since requests on hot paths
+    (heartbeats, permits) are checked one by one."""
+    repeated = descriptor.is_repeated
     if descriptor.type == FieldDescriptor.TYPE_STRING:
-        limit = LONG_TEXT.get(f"{descriptor.containing_type.name}.{descriptor.name}", MAX_TEXT)
-        problem = text_problem(value, limit)
-        return f"field {name} {problem}" if problem else ""
+        key = f"{descriptor.containing_type.name}.{descriptor.name}"
+        return _Rule(_Kind.TEXT, LONG_TEXT.get(key, MAX_TEXT), repeated)
     if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
-        return field_problem(value, f"{name}.")
-    if descriptor.type in _UNSIGNED_64 and value > MAX_INT64:
-        return f"field {name} is {value}; the largest value accepted is {MAX_INT64}"
-    if descriptor.type in _DOUBLES and not math.isfinite(value):
-        return f"field {name} is {value}; give a finite number"
+        if descriptor.message_type.GetOptions().map_entry:
+            return _Rule(_Kind.MAP)
+        return _Rule(_Kind.MESSAGE, repeated=repeated)
+    if descriptor.type in _UNSIGNED_64:
+        return _Rule(_Kind.UNSIGNED_64, repeated=repeated)
+    if descriptor.type in _DOUBLES:
+        return _Rule(_Kind.DOUBLE, repeated=repeated)
+    return _Rule(_Kind.SKIP)
+
+
+def _find(message: Message) -> tuple[str, str] | None:
+    """(dotted field name, problem) of the first unacceptable field, or None. Names are
+    built only on the way out of a failure."""
+    for descriptor, value in message.ListFields():
+        rule = _rule(descriptor)
+        if rule.kind is _Kind.SKIP:
+            continue
+        if rule.kind is _Kind.MAP:
+            found = _find_in_map(descriptor, value)
+            if found:
+                return found
+            continue
+        for item in value if rule.repeated else (value,):
+            problem = _scalar_problem(rule, item)
+            if problem:
+                return descriptor.name, problem
+            if rule.kind is _Kind.MESSAGE and (found := _find(item)):
+                return f"{descriptor.name}.{found[0]}", found[1]
+    return None
+
+
+def _scalar_problem(rule: _Rule, value: Any) -> str:
+    if rule.kind is _Kind.TEXT and (len(value) > rule.limit or _FORBIDDEN.search(value)):
+        return text_problem(value, rule.limit)
+    if rule.kind is _Kind.UNSIGNED_64 and value > MAX_INT64:
+        return f"is {value}; the largest value accepted is {MAX_INT64}"
+    if rule.kind is _Kind.DOUBLE and not math.isfinite(value):
+        return f"is {value}; give a finite number"
     return ""
+
+
+def _find_in_map(descriptor: FieldDescriptor, value: Any) -> tuple[str, str] | None:
+    entry = descriptor.message_type
+    key_rule = _rule(entry.fields_by_name["key"])
+    value_rule = _rule(entry.fields_by_name["value"])
+    for key, item in value.items():
+        name = f"{descriptor.name}[{key!r}]"
+        problem = _scalar_problem(key_rule, key) or _scalar_problem(value_rule, item)
+        if problem:
+            return name, problem
+        if value_rule.kind is _Kind.MESSAGE and (found := _find(item)):
+            return f"{name}.{found[0]}", found[1]
+    return None
 
 
 def one_line(text: str, limit: int = MAX_TEXT) -> str:
