@@ -230,8 +230,9 @@ def assert_no_overlap(intervals) -> None:
 
 
 def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
-    """Bounded random trial: kills, restarts and link cuts; believed leadership never
-    overlaps and epochs only grow."""
+    """Bounded random trial: kills, restarts, link cuts, slow links (answers past the
+    renewal deadline) and resignations; believed leadership never overlaps and epochs only
+    grow."""
     rng = random.Random(20261123)
     fleet.start_hub(FAST_LEASE)
     fleet.bootstrap_operator()
@@ -250,10 +251,11 @@ def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
         for node in NODES:
             fleet.wait_connected(node)
         deaths: dict[str, list[str]] = {}
-        for _ in range(8):
+        actions = ["kill", "cut", "slow", "resign"] * 2  # each one twice, in random order
+        rng.shuffle(actions)
+        for action in actions:
             wait_until("some leader", lambda: current_leader(fleet), timeout_s=30)
             leader = current_leader(fleet)
-            action = rng.choice(["kill", "cut", "resign"])
             if action == "kill":
                 deaths.setdefault(leader, []).append(log_stamp())
                 fleet.agents[leader].kill()
@@ -272,6 +274,15 @@ def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
                     timeout_s=30,
                 )
                 proxies[leader].heal()
+                fleet.wait_connected(leader)
+            elif action == "slow":
+                proxies[leader].delay_s = 0.6  # a round trip well past renew_deadline_s
+                wait_until(
+                    "failover",
+                    lambda old=leader: current_leader(fleet) not in (None, old),
+                    timeout_s=30,
+                )
+                proxies[leader].delay_s = 0.0
                 fleet.wait_connected(leader)
             else:
                 fleet.edgectl("leader", "resign", "--group", "site-a")
