@@ -170,7 +170,7 @@ def decide(state: GroupState, request: Request, now: float, ttl: float) -> Decis
     return _grant(lease, requester, now, ttl, "failover" if lease.holder else "first leader")
 
 
-_PAST_DEADLINE = "it reached the hub after its sender's deadline"
+_PAST_DEADLINE = "the hub got to it only after its sender's deadline"
 
 
 def _not_counted(request: Request, me: Candidate | None, now: float) -> str:
