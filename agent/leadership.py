@@ -7,6 +7,14 @@ deadline — never stream liveness). A granted or renewed lease is believed unti
 the hub could grant the lease to anyone else (INV-LEASE-01). Told to step down
 (switchover), the agent stops leading at once, revokes leader-only permits, and then
 confirms with ReleaseLease.
+
+What a renewal means is the same here and at the hub: an answer counts only if it arrives
+within the call's deadline. Each request says how much longer this node still believes
+(`believed_for_s`) and whether the previous answer missed its deadline (`previous_late`);
+the hub then neither renews nor grants on it ("late": the belief stands as it is, and the
+hub keeps the lease no longer than that), so the hub never names a leader that stopped
+acting because its answers came too late. Calls are sequential, so an answer given up on
+is never taken up later.
 """
 
 import asyncio
@@ -54,6 +62,8 @@ class LeaseKeeper:
         self.changed = asyncio.Event()
         self.nudged = asyncio.Event()
         self._was_leader = False
+        self._late = False  # the previous renewal got no answer within its deadline
+        self._reconnect = False  # the previous call could not reach the hub
 
     @property
     def group(self) -> str:
@@ -100,11 +110,21 @@ class LeaseKeeper:
         creds, channel = self.creds, self._channel()
         try:
             while True:
-                if self.creds is not creds:
-                    # A renewed certificate: the next call goes on a new channel; no call
-                    # is in flight on the old one, so closing it fails nothing.
+                if self.creds is not creds or self._reconnect:
+                    # A renewed certificate, or a call that could not reach the hub: the next
+                    # call goes on a new channel; no call is in flight on the old one, so
+                    # closing it fails nothing. A channel whose connection failed sits out
+                    # grpc's reconnect backoff (up to seconds), failing every call at once
+                    # even after the link healed, and a switchover waiting for this node
+                    # would wait for a later renewal. One connection attempt per renewal
+                    # while the hub is unreachable, at the renewal cadence.
                     old, (creds, channel) = channel, (self.creds, self._channel())
+                    self._reconnect = False
                     await old.close()
+                # A nudge from here on asks for another renewal, even one that arrives while
+                # this renewal is in flight (the hub nudges a switchover target whenever the
+                # old leader confirms, whatever this node is doing).
+                self.nudged.clear()
                 sent = self.clock.monotonic()
                 await self._renew(link_pb2_grpc.LinkStub(channel), sent)
                 self._notice()
@@ -112,15 +132,31 @@ class LeaseKeeper:
         finally:
             await channel.close()
 
+    def _request(self, sent: float) -> link_pb2.RenewLeaseRequest:
+        leading = self.is_leader()
+        return link_pb2.RenewLeaseRequest(
+            epoch=self.epoch if leading else 0,
+            believed_for_s=max(0.0, self.leading_until - sent) if leading else 0.0,
+            previous_late=self._late,
+        )
+
     async def _renew(self, stub: link_pb2_grpc.LinkStub, sent: float) -> None:
-        believed = self.epoch if self.is_leader() else 0
+        deadline = self.timing.renew_deadline_s
         try:
-            answer = await stub.RenewLease(
-                link_pb2.RenewLeaseRequest(epoch=believed), timeout=self.timing.renew_deadline_s
-            )
+            answer = await stub.RenewLease(self._request(sent), timeout=deadline)
         except grpc.aio.AioRpcError as err:
-            self.reason = f"renewal failed: {err.code().name}"
+            code = err.code()
+            # Given up: whatever the hub answered is never taken up. It knows from the
+            # deadline, and from `previous_late` on the next request.
+            self._late = code is grpc.StatusCode.DEADLINE_EXCEEDED
+            self._reconnect = code is grpc.StatusCode.UNAVAILABLE
+            self.reason = (
+                f"renewal got no answer within its {deadline:g}s deadline"
+                if self._late
+                else f"renewal failed: {code.name}"
+            )
             return
+        self._late = False
         self.timing = Timing(
             answer.ttl_s or self.timing.ttl_s,
             answer.renew_interval_s or self.timing.renew_interval_s,
@@ -131,6 +167,10 @@ class LeaseKeeper:
         if answer.verdict in ("renewed", "granted"):
             self.epoch = answer.epoch
             self.leading_until = sent + self.timing.ttl_s - self.timing.margin_s
+        elif answer.verdict == "late":
+            # Not counted: nothing extended, and what this node already believes stands
+            # (the hub keeps the lease exactly that long).
+            pass
         elif answer.verdict == "step_down":
             epoch = self.epoch
             self.leading_until = 0.0
@@ -150,7 +190,6 @@ class LeaseKeeper:
             wake = min(wake, self.leading_until)
         if wake <= now:
             return
-        self.nudged.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.nudged.wait(), wake - now)
         self._notice()

@@ -114,7 +114,12 @@ class HttpSection:
 class LeaseSection:
     ttl_s: float = setting(10.0, "Leader lease lifetime; down to 2 s for LAN sites.", at_least(2.0))
     renew_interval_s: float = setting(2.0, "How often the leader renews its lease.", positive)
-    renew_deadline_s: float = setting(1.0, "Deadline of one renewal call.", positive)
+    renew_deadline_s: float = setting(
+        1.0,
+        "Deadline of one renewal call: an answer after it does not count, and a member whose "
+        "answers come later is neither renewed nor granted.",
+        positive,
+    )
     margin_s: float = setting(
         0.5,
         "The leader stops believing in its lease this long before it could expire.",

@@ -5,6 +5,11 @@ and a lease that changed is written to the store before the answer leaves (expir
 wall-clock time, so a restarted hub keeps the same deadline). Decisions for one group
 are serialized. Deadlines inside the hub use the monotonic clock.
 
+What a renewal means is the same on both sides (see `election`): the servicer passes the
+call's deadline, the request says how long its sender still believes and whether its
+previous answer came late; a member whose answers come late is not a candidate until one
+comes in time (`late`, in memory: a restarted hub learns it again from the next request).
+
 A switchover (`resign`) marks the target, nudges the holder to renew at once (it is told
 to step down, stops acting, and confirms with ReleaseLease), then nudges the target, which
 is granted the next epoch. The time between the release and the grant is the leaderless
@@ -25,6 +30,7 @@ from hub.election import (
     Candidate,
     GroupState,
     Lease,
+    Request,
     Switchover,
     Verdict,
     best_candidate,
@@ -41,6 +47,7 @@ NO_LEASE = Lease("", 0, 0.0)
 # A member is healthy while its heartbeats arrive: a node that died is not a candidate
 # long before the registry calls it offline.
 HEALTHY_HEARTBEAT_PERIODS = 2.5
+LATE_BLOCK = "its lease answers reach it after its deadline"
 
 
 class JournalFacts(Protocol):
@@ -86,6 +93,8 @@ class LeaseManager:
         self.renewals = 0
         self.heartbeat_s = registry.config.heartbeat_interval_s
         self.journal: JournalFacts | None = None
+        # Members whose last renewal said its previous answer missed its deadline.
+        self.late: set[str] = set()
 
     async def load(self) -> None:
         wall, mono = self.clock.wall(), self.clock.monotonic()
@@ -108,7 +117,10 @@ class LeaseManager:
             age = self.registry.heartbeat_age(node)
             healthy = age is not None and age <= HEALTHY_HEARTBEAT_PERIODS * self.heartbeat_s
             position, block = journal.get(node, (0, None))
-            out.append(Candidate(node, view.connected, stopped, healthy, position, block or ""))
+            late = LATE_BLOCK if node in self.late else ""
+            out.append(
+                Candidate(node, view.connected, stopped, healthy, position, block or "", late)
+            )
         return tuple(out)
 
     async def _persist(self, g: GroupLease) -> None:
@@ -135,18 +147,35 @@ class LeaseManager:
             reason=reason,
         )
 
-    async def renew(self, node_id: str, group: str, epoch: int) -> link_pb2.LeaseAnswer:
+    async def renew(
+        self,
+        node_id: str,
+        group: str,
+        epoch: int,
+        *,
+        believed_for: float | None = None,
+        previous_late: bool = False,
+        deadline: float = math.inf,
+    ) -> link_pb2.LeaseAnswer:
+        """Answer one RenewLease. `deadline` (hub clock) is the caller's: past it, the
+        caller takes up no answer, so nothing decided after it may extend a lease."""
+        request = Request(node_id, epoch, self.clock.monotonic(), believed_for, deadline)
+        self._note_lateness(group, node_id, previous_late)
         g = self._group(group)
         async with g.lock:
             self.renewals += 1
             now = self.clock.monotonic()
             state = GroupState(g.lease, self.candidates(group), g.paused, g.switchover)
-            decision = decide(state, node_id, epoch, now, self.config.ttl_s)
-            if decision.verdict in (Verdict.RENEWED, Verdict.GRANTED):
+            decision = decide(state, request, now, self.config.ttl_s)
+            if decision.lease != g.lease:
                 previous, g.lease = g.lease, decision.lease
                 try:
                     await self._persist(g)
                 except BaseException:
+                    # Cancelled at the caller's deadline, or the store failed: the caller
+                    # gets no answer, so the lease stays as it was. (A write that finished
+                    # anyway is safe after a restart too: an extension only keeps the lease
+                    # longer, and a cut never ends it before its holder stops believing.)
                     g.lease = previous
                     raise
             if decision.verdict is Verdict.GRANTED:
@@ -160,7 +189,32 @@ class LeaseManager:
                     g.lease.epoch,
                     decision.reason,
                 )
+            elif decision.verdict is Verdict.LATE and decision.lease != state.lease:
+                log.warning(
+                    "group %s: %s's %s; its lease at epoch %d is kept %.1fs more, as long as "
+                    "it still believes in it",
+                    group,
+                    node_id,
+                    decision.reason,
+                    g.lease.epoch,
+                    max(0.0, g.lease.expires - now),
+                )
             return self._answer(decision.verdict.value, g, decision.reason)
+
+    def _note_lateness(self, group: str, node_id: str, late: bool) -> None:
+        if late == (node_id in self.late):
+            return
+        if late:
+            self.late.add(node_id)
+            log.warning(
+                "group %s: %s gave up waiting for its last lease answer: it is not renewed "
+                "or granted until an answer reaches it in time",
+                group,
+                node_id,
+            )
+        else:
+            self.late.discard(node_id)
+            log.warning("group %s: %s gets its lease answers in time again", group, node_id)
 
     async def release(self, node_id: str, group: str, epoch: int) -> link_pb2.LeaseAnswer:
         g = self._group(group)

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import random
 
 import grpc
@@ -77,7 +78,22 @@ class LinkService(link_pb2_grpc.LinkServicer):
         self, request: link_pb2.RenewLeaseRequest, context: grpc.aio.ServicerContext
     ) -> link_pb2.LeaseAnswer:
         _, identity = self.verifier.require(context, Kind.NODE)
-        return await self.leases.renew(identity.name, identity.group, request.epoch)
+        # The caller's deadline as grpc propagates it, counted from arrival: never earlier
+        # than the caller's own, so a renewal decided after it was surely given up.
+        remaining = context.time_remaining()
+        believed_for = request.believed_for_s if request.HasField("believed_for_s") else None
+        if believed_for is not None and not (math.isfinite(believed_for) and believed_for >= 0):
+            raise InvalidArgument(
+                f"believed_for_s must be a finite number of seconds >= 0, not {believed_for!r}"
+            )
+        return await self.leases.renew(
+            identity.name,
+            identity.group,
+            request.epoch,
+            believed_for=believed_for,
+            previous_late=request.previous_late,
+            deadline=math.inf if remaining is None else self.clock.monotonic() + remaining,
+        )
 
     @handle_errors
     async def ReleaseLease(

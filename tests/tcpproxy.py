@@ -108,10 +108,32 @@ class TcpProxy:
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Forward each chunk `delay_s` after it was read, in order: a link with that much
+        latency each way. (Sleeping before each write instead would also cap throughput,
+        and latency would grow as traffic queued behind the sleeps.)"""
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        forward = asyncio.create_task(self._forward(chunks, writer))
         try:
             while data := await reader.read(65536):
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
+                chunks.put_nowait((loop.time() + self.delay_s, data))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            chunks.put_nowait((loop.time() + self.delay_s, b""))  # end, after what is in flight
+            await forward
+
+    async def _forward(
+        self, chunks: asyncio.Queue[tuple[float, bytes]], writer: asyncio.StreamWriter
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                due, data = await chunks.get()
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    return
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

@@ -7,10 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RenewLeaseRequest(_message.Message):
-    __slots__ = ("epoch",)
+    __slots__ = ("epoch", "believed_for_s", "previous_late")
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    BELIEVED_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_LATE_FIELD_NUMBER: _ClassVar[int]
     epoch: int
-    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
+    believed_for_s: float
+    previous_late: bool
+    def __init__(self, epoch: _Optional[int] = ..., believed_for_s: _Optional[float] = ..., previous_late: _Optional[bool] = ...) -> None: ...
 
 class ReleaseLeaseRequest(_message.Message):
     __slots__ = ("epoch",)

@@ -230,8 +230,9 @@ def assert_no_overlap(intervals) -> None:
 
 
 def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
-    """Bounded random trial: kills, restarts and link cuts; believed leadership never
-    overlaps and epochs only grow."""
+    """Bounded random trial: kills, restarts, link cuts, slow links (answers past the
+    renewal deadline) and resignations; believed leadership never overlaps and epochs only
+    grow."""
     rng = random.Random(20261123)
     fleet.start_hub(FAST_LEASE)
     fleet.bootstrap_operator()
@@ -250,10 +251,11 @@ def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
         for node in NODES:
             fleet.wait_connected(node)
         deaths: dict[str, list[str]] = {}
-        for _ in range(8):
+        actions = ["kill", "cut", "slow", "resign"] * 2  # each one twice, in random order
+        rng.shuffle(actions)
+        for action in actions:
             wait_until("some leader", lambda: current_leader(fleet), timeout_s=30)
             leader = current_leader(fleet)
-            action = rng.choice(["kill", "cut", "resign"])
             if action == "kill":
                 deaths.setdefault(leader, []).append(log_stamp())
                 fleet.agents[leader].kill()
@@ -272,6 +274,15 @@ def test_inv_lease_01_randomized_kills_and_cuts(fleet: Fleet) -> None:
                     timeout_s=30,
                 )
                 proxies[leader].heal()
+                fleet.wait_connected(leader)
+            elif action == "slow":
+                proxies[leader].delay_s = 0.6  # a round trip well past renew_deadline_s
+                wait_until(
+                    "failover",
+                    lambda old=leader: current_leader(fleet) not in (None, old),
+                    timeout_s=30,
+                )
+                proxies[leader].delay_s = 0.0
                 fleet.wait_connected(leader)
             else:
                 fleet.edgectl("leader", "resign", "--group", "site-a")
@@ -338,3 +349,113 @@ async def test_workloads_watch_leadership_and_lose_leader_permits_on_switchover(
     with pytest.raises(PermitDenied, match="not_leader"):
         async with client.permit("actuate", leader_only=True):
             pass
+
+
+# A renewal interval long enough to tell "granted at once" from "granted at the next
+# renewal", and a deadline a 600 ms each-way link cannot meet.
+SLOW_LINK_LEASE = (
+    "[lease]\nttl_s = 4.0\nrenew_interval_s = 1.0\nrenew_deadline_s = 1.0\nmargin_s = 0.3\n"
+)
+SLOW_LINK_TTL_S, SLOW_LINK_INTERVAL_S = 4.0, 1.0
+
+
+def start_group_with_proxied(fleet: Fleet, proxied: str, lease: str) -> TcpProxy:
+    """node-a, node-b, node-c in site-a; `proxied` reaches the hub through a TcpProxy."""
+    fleet.start_hub(lease)
+    fleet.bootstrap_operator()
+    host, _, port = fleet.listen.rpartition(":")
+    proxy = TcpProxy(host, int(port)).start()
+    for node in NODES:
+        if node == proxied:
+            config = fleet.write_agent_config(node, fleet.token(node))
+            config.write_text(
+                config.read_text().replace(f'hub = "{fleet.listen}"', f'hub = "{proxy.address}"')
+            )
+            fleet.start_agent(node, config=config)
+        else:
+            fleet.start_agent(node, fleet.token(node))
+    for node in NODES:
+        fleet.wait_connected(node)
+    return proxy
+
+
+def parse_stamp(stamp: str) -> float:
+    day, _, millis = stamp.partition(",")
+    return time.mktime(time.strptime(day, "%Y-%m-%d %H:%M:%S")) + int(millis) / 1000
+
+
+def longest_leaderless_s(intervals, start: str, end: str) -> float:
+    """The longest stretch of [start, end] in which no agent believed it led."""
+    begin, finish = parse_stamp(start), parse_stamp(end)
+    covered = sorted(
+        (max(parse_stamp(f), begin), min(parse_stamp(t) if t != "9999" else finish, finish))
+        for _, _, f, t in intervals
+    )
+    longest, reached = 0.0, begin
+    for since, until in covered:
+        if until <= since:
+            continue
+        longest = max(longest, since - reached)
+        reached = max(reached, until)
+    return max(longest, finish - reached)
+
+
+def test_slow_leader_link_never_leaves_the_group_without_an_acting_leader(fleet: Fleet) -> None:
+    """600 ms each way on the leader's link: its renewals miss their 1 s deadline but reach
+    the hub. A renewal the leader gave up on must not keep the lease at the hub: the group
+    is never without an acting leader for longer than ttl + one renewal interval, the hub
+    names the node that acts, and the slow member is shown as unable to lead."""
+    proxy = start_group_with_proxied(fleet, "node-a", SLOW_LINK_LEASE)
+    try:
+        wait_until("node-a leads", lambda: current_leader(fleet) == "node-a")
+        wait_until("node-a believes", lambda: (v := local_view(fleet, "node-a")) and v["is_leader"])
+        start = log_stamp()
+        proxy.delay_s = 0.6
+        time.sleep(4 * SLOW_LINK_TTL_S)
+        end = log_stamp()
+        report = leader_report(fleet)
+        acting = report["leader"]
+        assert acting is not None, report
+        view = local_view(fleet, acting)
+        assert view is not None
+        assert view["is_leader"], f"the hub names {acting} at epoch {report['epoch']}: {view}"
+        assert view["epoch"] == report["epoch"]
+        slow = next(c for c in report["candidates"] if c["node_id"] == "node-a")
+        assert acting != "node-a", report
+        assert not slow["eligible"]
+        assert "deadline" in slow["why_not"], slow
+        intervals = leadership_intervals(fleet, NODES)
+        assert_no_overlap(intervals)
+        gap = longest_leaderless_s(intervals, start, end)
+        assert gap <= SLOW_LINK_TTL_S + SLOW_LINK_INTERVAL_S, f"leaderless for {gap:.1f}s"
+    finally:
+        proxy.stop()
+
+
+def test_switchover_right_after_the_targets_link_was_cut_and_healed_is_immediate(
+    fleet: Fleet,
+) -> None:
+    """The target is granted as soon as the old leader confirms its step-down, even when
+    its own link to the hub was cut and healed a moment before (its renewal channel must not
+    sit out a reconnect backoff while the hub waits for it)."""
+    proxy = start_group_with_proxied(fleet, "node-a", SLOW_LINK_LEASE)
+    try:
+        wait_until("node-a leads", lambda: current_leader(fleet) == "node-a")
+        windows = []
+        for _ in range(3):
+            proxy.cut()
+            wait_until("failover", lambda: current_leader(fleet) not in (None, "node-a"))
+            time.sleep(2 * SLOW_LINK_INTERVAL_S)
+            proxy.heal()
+            fleet.wait_connected("node-a")
+            done = fleet.edgectl(
+                "--output", "json", "leader", "resign", "--group", "site-a", "--to", "node-a"
+            )
+            assert done.code == 0, done.stderr
+            assert done.json["done"], done.json
+            windows.append(done.json["leaderless_ms"])
+        # Expected: a few ms. One renewal interval (1000 ms) means the grant waited for the
+        # target's next regular renewal.
+        assert max(windows) < SLOW_LINK_INTERVAL_S * 1000 / 2, windows
+    finally:
+        proxy.stop()
