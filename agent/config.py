@@ -1,13 +1,28 @@
 """The agent's configuration (agent.toml), typed and validated before anything starts."""
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgecommon.boundary import text_problem
 from edgecommon.config import at_least, host_port, one_of, positive, setting
 
 
 def _optional_host_port(value: str) -> str | None:
     return None if not value else host_port(value)
+
+
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$")
+
+
+def _labels(value: dict[str, str]) -> str | None:
+    bad_keys = [k for k in value if not _LABEL_KEY.fullmatch(k)]
+    if bad_keys:
+        return f"label keys of 1-63 letters, digits and ._/- (not {', '.join(map(repr, bad_keys))})"
+    bad = [k for k, v in value.items() if len(v) > 256 or text_problem(v)]
+    if bad:
+        return f"label values of one line, at most 256 characters (see {', '.join(bad)})"
+    return None
 
 
 @dataclass(frozen=True)
@@ -31,7 +46,7 @@ class AgentSection:
     socket_mode: int = setting(
         0o660, "Permissions of the local API socket (432 is 0o660: owner and group).", at_least(0)
     )
-    labels: dict[str, str] = setting({}, "Labels reported to the hub (e.g. site, rack).")
+    labels: dict[str, str] = setting({}, "Labels reported to the hub (e.g. site, rack).", _labels)
     log_level: str = setting(
         "info", "debug, info, warning or error.", one_of("debug", "info", "warning", "error")
     )

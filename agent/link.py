@@ -275,6 +275,7 @@ class HubLink:
             raise StreamEnded("hub closed the stream before registering")
         body = first.WhichOneof("body")
         if body == "backoff":
+            self.safety.hub_answered()  # reachable, only busy: not "unreachable" for INV-BOOT-01
             raise StreamEnded(
                 f"hub asked to back off {first.backoff.retry_after_s:.1f}s: {first.backoff.reason}",
                 first.backoff.retry_after_s,

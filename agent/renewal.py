@@ -216,9 +216,7 @@ class Renewer:
                 certs_pb2.RenewRequest(
                     csr_pem=csr,
                     agent_version=PRODUCT_VERSION,
-                    last_error=one_line(
-                        self.status.last_error, LONG_TEXT["RenewRequest.last_error"]
-                    ),
+                    last_error=one_line(self.status.last_error, MAX_ERROR_TEXT),
                 ),
                 timeout=self.config.link.rpc_timeout_s,
             )

@@ -62,6 +62,7 @@ class HubContact:
     link_up: bool
     since_start_s: float
     cut_off_s: float  # since the link was last up (or since the start)
+    since_answer_s: float  # since the hub last answered anything, even "back off" (or start)
 
 
 def sync_problem(
@@ -70,8 +71,10 @@ def sync_problem(
     """Why permits must wait for the hub (INV-BOOT-01), or "" when the agent may act.
 
     Rule: never act on stored state alone unless the hub has been heard since the start, or
-    it stayed unreachable for the startup sync timeout and on_hub_loss is `continue`. With
-    `stop`, a disconnect longer than the hub-loss timeout counts as not heard again."""
+    it stayed unreachable for the startup sync timeout and on_hub_loss is `continue`. A hub
+    that answers (say, asks the agent to back off while the fleet reconnects) is reachable:
+    the timeout counts from its last answer. With `stop`, a disconnect longer than the
+    hub-loss timeout counts as not heard again."""
     if contact.heard:
         long_cut = not contact.link_up and contact.cut_off_s > hub_loss_timeout_s
         if on_hub_loss == "stop" and long_cut:
@@ -80,7 +83,8 @@ def sync_problem(
                 "stop): waiting to hear its current stops and switch"
             )
         return ""
-    if on_hub_loss == "continue" and contact.since_start_s >= startup_sync_timeout_s:
+    unreachable_s = min(contact.since_start_s, contact.since_answer_s)
+    if on_hub_loss == "continue" and unreachable_s >= startup_sync_timeout_s:
         return ""
     # No running time in the text: the decision is logged each time it changes.
     return "has not heard the hub's current stops and switch since it started" + (
@@ -124,6 +128,7 @@ class Safety:
         self._link_up = False
         self._started_mono = clock.monotonic()
         self._last_link_mono = self._started_mono
+        self._last_answer_mono = self._started_mono
         self._heard_hub = False
         self._acting_alone = False
         self._last_decision: Decision | None = None
@@ -148,7 +153,12 @@ class Safety:
             link_up=self._link_up,
             since_start_s=now - self._started_mono,
             cut_off_s=now - self._last_link_mono,
+            since_answer_s=now - self._last_answer_mono,
         )
+
+    def hub_answered(self) -> None:
+        """The hub answered without registering the link (it asked to back off)."""
+        self._last_answer_mono = self.clock.monotonic()
 
     def syncing(self) -> str:
         return sync_problem(
@@ -299,6 +309,8 @@ class Safety:
         (or at start), not at every failed reconnect attempt."""
         if up or self._link_up:
             self._last_link_mono = self.clock.monotonic()
+        if up:
+            self._last_answer_mono = self._last_link_mono
         self._link_up = up
         if up and not self._heard_hub:
             self._heard_hub = True

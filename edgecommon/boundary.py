@@ -33,7 +33,14 @@ from edgecommon.errors import InvalidArgument
 
 MAX_TEXT = 1024
 # Text an agent writes about its own failures: an error message can be long.
-LONG_TEXT = {"RenewRequest.last_error": 4096, "JournalReport.detail": 4096}
+LONG_TEXT = {
+    "RenewRequest.last_error": 4096,
+    "JournalReport.detail": 4096,
+    # A join token carries the hub's CA certificate.
+    "EnrollRequest.token": 4096,
+}
+# 64-bit numbers that are only echoed back to the caller, never stored.
+ECHOED = frozenset({"AppendRequest.request_id"})
 MAX_INT64 = 2**63 - 1
 # C0 and C1 controls and DEL, line/paragraph separators, and the bidirectional embedding,
 # override and isolate characters that can make a log line read differently from its bytes.
@@ -43,7 +50,12 @@ _DOUBLES = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
 
 
 class BadRequest(InvalidArgument):
-    """A request that does not decode or holds a field nothing may store."""
+    """A request that does not decode or holds a field nothing may store; `kind` is a
+    stable name for the problem ("undecodable", "field NAME"), for rate-limited logs."""
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def text_problem(value: str, limit: int = MAX_TEXT) -> str:
@@ -92,6 +104,8 @@ def _rule(descriptor: FieldDescriptor) -> _Rule:
             return _Rule(_Kind.MAP)
         return _Rule(_Kind.MESSAGE, repeated=repeated)
     if descriptor.type in _UNSIGNED_64:
+        if f"{descriptor.containing_type.name}.{descriptor.name}" in ECHOED:
+            return _Rule(_Kind.SKIP)
         return _Rule(_Kind.UNSIGNED_64, repeated=repeated)
     if descriptor.type in _DOUBLES:
         return _Rule(_Kind.DOUBLE, repeated=repeated)
@@ -134,13 +148,17 @@ def _find_in_map(descriptor: FieldDescriptor, value: Any) -> tuple[str, str] | N
     key_rule = _rule(entry.fields_by_name["key"])
     value_rule = _rule(entry.fields_by_name["value"])
     for key, item in value.items():
-        name = f"{descriptor.name}[{key!r}]"
         problem = _scalar_problem(key_rule, key) or _scalar_problem(value_rule, item)
         if problem:
-            return name, problem
+            return _entry_name(descriptor, key), problem
         if value_rule.kind is _Kind.MESSAGE and (found := _find(item)):
-            return f"{name}.{found[0]}", found[1]
+            return f"{_entry_name(descriptor, key)}.{found[0]}", found[1]
     return None
+
+
+def _entry_name(descriptor: FieldDescriptor, key: Any) -> str:
+    shown = repr(key) if len(repr(key)) <= 40 else repr(key)[:37] + "...'"
+    return f"{descriptor.name}[{shown}]"
 
 
 def one_line(text: str, limit: int = MAX_TEXT) -> str:
@@ -158,8 +176,9 @@ def conform(message: Message) -> Message:
         if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
             is_map = descriptor.message_type.GetOptions().map_entry
             if is_map and descriptor.message_type.fields_by_name["value"].message_type is None:
-                for key in list(value):
-                    value[key] = one_line(value[key])
+                entries = {one_line(str(k)): one_line(v) for k, v in value.items()}
+                value.clear()
+                value.update(entries)
             elif not is_map:
                 for item in value if descriptor.is_repeated else (value,):
                     conform(item)
@@ -174,9 +193,12 @@ def conform(message: Message) -> Message:
 
 def check_request(message: Message) -> Message:
     """`message`, or BadRequest naming its first unacceptable field."""
-    problem = field_problem(message)
-    if problem:
-        raise BadRequest(f"{type(message).__name__}: {problem}")
+    found = _find(message)
+    if found:
+        raise BadRequest(
+            f"{type(message).__name__}: field {found[0]} {found[1]}",
+            f"field {found[0].split('[')[0]}",  # map keys vary; the field does not
+        )
     return message
 
 
@@ -187,7 +209,8 @@ def decode(deserializer: Callable[[bytes], Message], raw: bytes) -> Message:
     except DecodeError:
         raise BadRequest(
             f"the request ({len(raw)} bytes) does not decode as this method's message; "
-            "check the client's generated code matches this server's version"
+            "check the client's generated code matches this server's version",
+            "undecodable",
         ) from None
     return check_request(message)
 
@@ -205,16 +228,16 @@ class RefusalLog:
     _next: dict[tuple[str, str], float] = field(default_factory=dict)
     _quiet: dict[tuple[str, str], int] = field(default_factory=dict)
 
-    def refused_request(self, method: str, problem: str, peer: str) -> None:
+    def refused_request(self, method: str, kind: str, problem: str, peer: str) -> None:
+        """`kind` names the problem stably (never a length or a value the caller chose)."""
         self.refused += 1
-        # The problem's first words say what kind it is; values (lengths, characters) vary.
-        key = (method, problem.split(":")[0][:80])
+        key = (method, kind)
         now = self.clock.monotonic()
+        if key not in self._next and len(self._next) >= self.max_keys:
+            key = ("*", "*")  # bounded: one more key for everything else
         if now < self._next.get(key, 0.0):
             self._quiet[key] = self._quiet.get(key, 0) + 1
             return
-        if len(self._next) >= self.max_keys:
-            self._next.clear()  # bounded: forget old keys rather than grow
         self._next[key] = now + self.interval_s
         quiet = self._quiet.pop(key, 0)
         more = (
@@ -264,7 +287,7 @@ class RequestBoundary(grpc.aio.ServerInterceptor):
     async def _refuse(
         self, method: str, exc: BadRequest, context: grpc.aio.ServicerContext
     ) -> None:
-        self.refusals.refused_request(method, str(exc), context.peer())
+        self.refusals.refused_request(method, exc.kind, str(exc), context.peer())
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
 
     def _unary(self, method: str, deserialize: Callable, behavior: Callable) -> Callable:

@@ -1,6 +1,6 @@
 """Denials of callers without a valid credential, aggregated so they cannot fill the audit log.
 
-Rule: per (source, reason), the first denial of an interval is recorded when it happens;
+Rule: per (source, kind of reason), the first denial of an interval is recorded when it happens;
 the others in that interval are counted and recorded as one event with their count once
 the interval has ended. At most `max_keys` keys are tracked; denials beyond that share
 one more window under source '*'. So a caller without a credential causes at most
@@ -46,12 +46,21 @@ class DenialAggregator:
     _windows: dict[tuple[str, str], _Window] = field(default_factory=dict)
 
     def note(
-        self, source: str, reason: str, action: str, claimed: str, now: float, now_unix: float
+        self,
+        source: str,
+        kind: str,
+        reason: str,
+        action: str,
+        claimed: str,
+        now: float,
+        now_unix: float,
     ) -> list[Denial]:
         """Count one denial; return what must be recorded now (nothing, the first of a new
-        window, and/or the count of a window that just ended)."""
+        window, and/or the count of a window that just ended). Windows are keyed by
+        `kind`, a stable name for the reason: the reason's text can hold what the caller
+        chose (a token id), and must not open a window per call."""
         self.denied += 1
-        key = (source, reason)
+        key = (source, kind)
         if key not in self._windows and len(self._windows) >= self.max_keys:
             key = OVERFLOW  # one more window, whatever the source and reason
         out: list[Denial] = []

@@ -167,11 +167,13 @@ class Gate:
         self._note_denial(call, why)
         await self._record(call, "denied", why)
 
-    async def unauthenticated(self, source: str, claimed: str, action: str, why: str) -> None:
-        """A request refused for want of a valid credential: aggregated (hub/denials.py)."""
+    async def unauthenticated(self, source: str, claimed: str, action: str, why: EdgeError) -> None:
+        """A request refused for want of a valid credential: aggregated (hub/denials.py),
+        per source and kind of error."""
         self.stats.denied += 1
-        now = self.clock.monotonic()
-        for denial in self.anonymous.note(source, why, action, claimed, now, self.clock.wall()):
+        now, wall = self.clock.monotonic(), self.clock.wall()
+        kind = type(why).__name__
+        for denial in self.anonymous.note(source, kind, str(why), action, claimed, now, wall):
             await self._record_denial(denial)
 
     async def run(self, tick_s: float = 1.0) -> None:
@@ -191,7 +193,7 @@ class Gate:
             detail = denial.reason
         else:
             detail = (
-                f"{denial.count} more denials like the one recorded at "
+                f"{denial.count} more denials of the same kind as the one recorded at "
                 f"{stamp(denial.first_unix)}, until {stamp(denial.last_unix)}: {denial.reason}"
             )
         log.warning("denied without a valid credential from %s: %s", denial.source, detail)
@@ -351,9 +353,7 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
             problem = await self._credential_problem(event, request, context)
             if problem is not None:
                 claimed = subject if subject != "unknown" else "anonymous"
-                await self.gate.unauthenticated(
-                    _source(context), claimed, event.action, str(problem)
-                )
+                await self.gate.unauthenticated(_source(context), claimed, event.action, problem)
                 await context.abort(status_of(problem), str(problem))
             call = GateCall(
                 operator=subject,
@@ -424,7 +424,7 @@ class GateInterceptor(grpc.aio.ServerInterceptor):
                 _, identity = self.verifier.require(context, Kind.OPERATOR)
             except Unauthenticated as exc:
                 who = _claimed(context)
-                await self.gate.unauthenticated(_source(context), who, action, str(exc))
+                await self.gate.unauthenticated(_source(context), who, action, exc)
                 raise
             except PermissionDenied as exc:
                 who = _claimed(context)

@@ -152,7 +152,7 @@ async def build(
         # The boundary comes first: nothing reaches the gate (and its audit log) that does
         # not decode or holds a field the audit log cannot record.
         interceptors=[
-            RequestBoundary(log),
+            RequestBoundary(log, clock),
             GateInterceptor(gate, verifier, enrollment.check_token),
         ],
     )

@@ -48,15 +48,20 @@ TIMES = (0.0, 0.5, 1.0, 1.5, 10.0, 100.0)
 @pytest.mark.parametrize("policy", ["continue", "stop"])
 def test_inv_boot_01_sync_rule_exhaustive(policy: str) -> None:
     """Acting is allowed only after hearing the hub (and, with `stop`, not while cut off past
-    the hub-loss timeout), or after the startup timeout with `continue`."""
+    the hub-loss timeout), or after the startup timeout without any answer from the hub,
+    with `continue`."""
     startup, hub_loss = 1.0, 10.0
-    for heard, up, since, cut in itertools.product((False, True), (False, True), TIMES, TIMES):
-        problem = sync_problem(HubContact(heard, up, since, cut), policy, startup, hub_loss)
+    for heard, up, since, cut, answer in itertools.product(
+        (False, True), (False, True), TIMES, TIMES, TIMES
+    ):
+        contact = HubContact(heard, up, since, cut, answer)
+        problem = sync_problem(contact, policy, startup, hub_loss)
         if heard:
             expected_ok = up or policy == "continue" or cut <= hub_loss
         else:
-            expected_ok = policy == "continue" and since >= startup
-        assert (problem == "") == expected_ok, (heard, up, since, cut, problem)
+            # The hub counts as unreachable only while it has not answered at all.
+            expected_ok = policy == "continue" and min(since, answer) >= startup
+        assert (problem == "") == expected_ok, (contact, problem)
         assert "\n" not in problem
 
 

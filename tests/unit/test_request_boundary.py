@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edgecommon.boundary import MAX_TEXT, BadRequest, check_request, conform, decode, text_problem
+from edgecommon.boundary import (
+    MAX_TEXT,
+    BadRequest,
+    RefusalLog,
+    check_request,
+    conform,
+    decode,
+    text_problem,
+)
 from edgecommon.pb import fleet_pb2, link_pb2, replication_pb2
 from hub.denials import MANY_SOURCES, DenialAggregator
 
@@ -94,7 +102,7 @@ def test_no_denial_is_lost_and_each_window_records_at_most_two_events(
     recorded = []
     for source, reason, gap in history:
         now += gap
-        recorded += aggregator.note(source, reason, "FleetStatus", "anonymous", now, now)
+        recorded += aggregator.note(source, reason, reason, "FleetStatus", "anonymous", now, now)
         recorded += aggregator.due(now)
     recorded += aggregator.drain()
     # Nothing lost: the first of each window plus the counts add up to every denial.
@@ -110,7 +118,8 @@ def test_a_flood_from_one_source_is_two_events_per_interval() -> None:
     aggregator = DenialAggregator(interval_s=60.0)
     out = []
     for i in range(10_000):
-        out += aggregator.note("10.0.0.9", "no client certificate", "X", "anonymous", i / 1000, 0)
+        why = f"join token t{i} is unknown to this hub"  # the caller chose the id
+        out += aggregator.note("10.0.0.9", "TokenError", why, "enroll", "anonymous", i / 1000, 0)
     out += aggregator.due(61.0)
     assert [d.count for d in out] == [1, 9_999]
 
@@ -123,3 +132,32 @@ def test_what_an_agent_sends_on_its_own_account_always_passes(detail: str, label
     check_request(conform(message))
     register = link_pb2.AgentMessage(register=link_pb2.Register(labels={"k": label * 100}))
     check_request(conform(register))
+
+
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, text: str, *args: object) -> None:
+        self.lines.append(text % args)
+
+
+class _Clock:
+    def monotonic(self) -> float:
+        return 0.0
+
+
+@given(st.lists(st.binary(min_size=1, max_size=3000), min_size=1, max_size=300))
+def test_refusals_log_one_line_per_method_and_kind_whatever_the_caller_varies(
+    bodies: list[bytes],
+) -> None:
+    log = _Log()
+    refusals = RefusalLog(log, _Clock())  # type: ignore[arg-type]
+    for i, body in enumerate(bodies):
+        try:
+            decode(fleet_pb2.GetNodeRequest.FromString, b"\xff" + body)
+            message = link_pb2.AgentMessage(register=link_pb2.Register(labels={f"k{i}": "\n"}))
+            check_request(message)
+        except BadRequest as exc:
+            refusals.refused_request("/m", exc.kind, str(exc), "ipv4:10.0.0.1:1")
+    assert len(log.lines) <= 2
