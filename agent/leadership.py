@@ -20,6 +20,7 @@ import grpc
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
 from edgecommon import grpcopts
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.pb import agent_pb2, link_pb2, link_pb2_grpc
 
@@ -151,6 +152,5 @@ class LeaseKeeper:
         if wake <= now:
             return
         self.nudged.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.nudged.wait(), wake - now)
+        await wait_for_event(self.nudged, wake - now)
         self._notice()

@@ -25,6 +25,7 @@ from edgecommon import sdnotify
 from edgecommon.errors import ConfigError, EdgeError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+ASYNCIO_DIR = os.path.dirname(asyncio.__file__)
 T = TypeVar("T")
 
 
@@ -71,24 +72,27 @@ def exit_after(bound_s: float, loop: asyncio.AbstractEventLoop, log: logging.Log
 
 
 def describe_tasks(loop: asyncio.AbstractEventLoop, limit: int = 8) -> str:
-    """The loop's unfinished tasks, each with the innermost line it waits at. Read from
-    another thread, best effort: this is a last words line, never a decision."""
+    """The loop's unfinished tasks, each with the innermost line of ours it waits at
+    (asyncio's own frames skipped). Read from another thread, best effort: these are
+    last words, never a decision."""
     try:
         tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        where = []
-        for task in tasks[:limit]:
-            coro: Any = task.get_coro()
-            while getattr(coro, "cr_await", None) is not None and hasattr(
-                coro.cr_await, "cr_frame"
-            ):
-                coro = coro.cr_await
-            frame = getattr(coro, "cr_frame", None)
-            at = f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "?"
-            where.append(f"{task.get_name()} at {at}")
+        where = [f"{task.get_name()} at {_waiting_at(task)}" for task in tasks[:limit]]
         more = f" and {len(tasks) - limit} more" if len(tasks) > limit else ""
         return (", ".join(where) + more) or "no task: a thread holds the process"
     except Exception as exc:  # the loop changed under us; say so rather than nothing
         return f"unknown ({exc.__class__.__name__})"
+
+
+def _waiting_at(task: "asyncio.Task[Any]") -> str:
+    coro: Any = task.get_coro()
+    at = "?"
+    while coro is not None and getattr(coro, "cr_frame", None) is not None:
+        code = coro.cr_frame.f_code
+        if not code.co_filename.startswith(ASYNCIO_DIR):
+            at = f"{code.co_filename}:{coro.cr_frame.f_lineno} ({code.co_name})"
+        coro = getattr(coro, "cr_await", None)
+    return at
 
 
 def announce_ready(status: str, tg: asyncio.TaskGroup, healthy: Callable[[], bool]) -> None:

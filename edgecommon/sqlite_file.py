@@ -159,6 +159,8 @@ def survey(path: Path, abandon: threading.Event | None = None) -> Found:
 
 def create(path: Path) -> None:
     """A new, empty WAL database at `path` (which must not exist), created whole."""
+    if path.exists():
+        raise FileExistsError(f"{path} exists; a state file is never created over another")
     tmp = companion(path, ".creating")
     for suffix in ("", *COMPANIONS):
         companion(tmp, suffix).unlink(missing_ok=True)  # a first start that crashed here
