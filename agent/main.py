@@ -39,6 +39,7 @@ from edgecommon.daemon import (
     raise_when_set,
     run_daemon,
     setup_logging,
+    unless_stopped,
 )
 from edgecommon.errors import ConfigError, EdgeError
 from edgecommon.sqlite_file import prepare_async
@@ -89,7 +90,11 @@ async def serve(
     state_dir = config.agent.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Refuses a damaged or lost state file before anything is opened (or reinitializes it).
-    await prepare_async(state_layout(state_dir), reinitialize, clock.wall)
+    try:
+        await unless_stopped(stop, prepare_async(state_layout(state_dir), reinitialize, clock.wall))
+    except ShutdownRequested:
+        log.info("stopped while checking the state files")
+        return
     db = AgentStateDB(state_dir / AGENT_DB)
     journal = JournalStore(state_dir / JOURNAL_DB, clock.wall)
     try:

@@ -116,6 +116,25 @@ async def raise_when_set(stop: asyncio.Event) -> None:
     raise ShutdownRequested
 
 
+async def unless_stopped(stop: asyncio.Event, work: Coroutine[Any, Any, T]) -> T:
+    """Await a start-up step that can take long (checking a big journal), unless shutdown
+    is asked for first: then the step is cancelled and ShutdownRequested raised."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((task, stopping), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.wait((task,))
+        raise ShutdownRequested
+    return task.result()
+
+
 async def listening(what: str, start: Awaitable[T]) -> T:
     """Await a server's start. grpc reports an address it cannot bind (in use, not on
     this host, a socket directory without permission) as a bare RuntimeError."""

@@ -72,8 +72,8 @@ class Reinitialized:
     moved_to: Path | None  # None when nothing was there to move (a lost file)
 
     def describe(self) -> str:
-        kept = f"moved it to {self.moved_to}" if self.moved_to else "nothing to move"
-        return f"state file {self.path} {self.problem}: {kept}; started it empty"
+        kept = f"moved it to {self.moved_to}" if self.moved_to else "nothing to move aside"
+        return f"state file {self.path} {self.problem}: {kept}; started with a new empty one"
 
 
 class _Abandoned(Exception):
@@ -84,12 +84,22 @@ def companion(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
+RUNBOOK = "docs/runbooks/damaged-state-file.md"
+
+
 def refusal(owner: str, verdict: Verdict) -> str:
+    """The one line a refused start prints: the file, what is wrong, both ways out."""
+    path = verdict.path
+    if path.exists():
+        why, aside = f"{owner} will not start on it", "move it aside (kept, renamed) and "
+    elif any(companion(path, s).exists() for s in COMPANIONS):
+        why, aside = f"{owner} will not start without it", "move what is left aside (kept) and "
+    else:
+        why, aside = f"{owner} will not start without it", ""
     return (
-        f"state file {verdict.path} {verdict.problem}: {owner} will not start on it, as that "
-        f"would silently begin with empty state. Restore it from a backup (with its -wal "
-        f"file, if any), or start {owner} once with --reinitialize to move it aside and "
-        f"start with it empty"
+        f"state file {path} {verdict.problem}: {why} (that would silently begin with empty "
+        f"state). Restore it from a backup, or start {owner} once with --reinitialize to "
+        f"{aside}start with a new empty one; see {RUNBOOK}"
     )
 
 
@@ -125,6 +135,8 @@ def _quick_check(path: Path, alone: bool, abandon: threading.Event | None) -> st
     # Read-only, and immutable when nothing is beside the file (no -wal, -shm or -journal:
     # nobody has it open and no page lives elsewhere): SQLite then creates no -wal/-shm of
     # its own. Read-only never writes back to the file, not even a checkpoint on close.
+    if abandon is not None and abandon.is_set():
+        raise _Abandoned
     uri = f"file:{quote(str(path))}?mode=ro" + ("&immutable=1" if alone else "")
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -194,6 +206,10 @@ def move_aside(path: Path, wall: float) -> Path | None:
     return companion(target, present[0])
 
 
+def _size(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 1024:.0f} KiB"
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -221,7 +237,7 @@ def prepare(
         raise StateError(refusal(layout.owner, refused[0]))
     if abandon is not None and abandon.is_set():
         raise _Abandoned
-    sizes = [f"{f.path.name} {f.path.stat().st_size / 2**20:.1f} MiB" for f in found if f.exists]
+    sizes = [f"{f.path.name} ({_size(f.path.stat().st_size)})" for f in found if f.exists]
     if sizes:
         log.info("state files checked in %.2fs: %s", checked, ", ".join(sizes))
     if reinitialize and not refused:
@@ -233,7 +249,7 @@ def prepare(
             done.append(Reinitialized(verdict.path, verdict.problem, moved))
             create(verdict.path)
             log.critical(
-                "REINITIALIZED (--reinitialize): %s. Whatever it held is no longer used; "
+                "REINITIALIZED (--reinitialize): %s. What it held is not used any more; "
                 "restore it from a backup if that was a mistake",
                 done[-1].describe(),
             )

@@ -26,6 +26,7 @@ from edgecommon.daemon import (
     announce_ready,
     announce_stopping,
     raise_when_set,
+    unless_stopped,
 )
 from edgecommon.errors import EdgeError
 from edgecommon.pb import (
@@ -233,7 +234,13 @@ async def serve(
     exiting)."""
     config.hub.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # Refuses a damaged or lost database before anything is opened (or reinitializes it).
-    reinitialized = await prepare_async(state_layout(config), reinitialize, clock.wall)
+    try:
+        reinitialized = await unless_stopped(
+            stop, prepare_async(state_layout(config), reinitialize, clock.wall)
+        )
+    except ShutdownRequested:
+        log.info("stopped while checking the state files")
+        return
     store = SqliteStore(config.db_path)
     try:
         await store.open()

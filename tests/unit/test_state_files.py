@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from edgecommon.daemon import ShutdownRequested, unless_stopped
 from edgecommon.errors import StateError
 from edgecommon.sqlite_file import (
     StateLayout,
+    _Abandoned,
     aconnect,
     check,
     companion,
@@ -22,6 +24,7 @@ from edgecommon.sqlite_file import (
     create,
     move_aside,
     prepare,
+    prepare_async,
 )
 from edgecommon.state_check import (
     COMPANIONS,
@@ -301,3 +304,24 @@ def test_prepare_reinitializes_by_moving_aside(tmp_path: Path) -> None:
     ]
     assert (tmp_path / "a.db.damaged-20260921T141320Z").read_bytes().startswith(b"not a")
     assert all(check(p) == "" for p in state.databases)
+
+
+def test_an_abandoned_check_stops_at_once_and_decides_nothing(tmp_path: Path) -> None:
+    path = make_db(tmp_path / "x.db", rows=2000)
+    abandon = threading.Event()
+    abandon.set()
+    with pytest.raises(_Abandoned):
+        check(path, abandon)
+    with pytest.raises(_Abandoned):
+        prepare(StateLayout("edge-test", (path,)), True, lambda: WALL, abandon)
+    assert listing(tmp_path) == ["x.db"]
+
+
+async def test_a_stop_during_the_start_up_check_ends_it(tmp_path: Path) -> None:
+    stop = asyncio.Event()
+    stop.set()
+    state = StateLayout("edge-test", (make_db(tmp_path / "x.db", rows=2000),))
+    with pytest.raises(ShutdownRequested):
+        await unless_stopped(stop, prepare_async(state, False, lambda: WALL))
+    stop.clear()
+    assert await unless_stopped(stop, prepare_async(state, False, lambda: WALL)) == []
