@@ -173,6 +173,7 @@ def create(path: Path) -> None:
     """A new, empty WAL database at `path` (which must not exist), created whole."""
     if path.exists():
         raise FileExistsError(f"{path} exists; a state file is never created over another")
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # [store].path may be elsewhere
     tmp = companion(path, ".creating")
     for suffix in ("", *COMPANIONS):
         companion(tmp, suffix).unlink(missing_ok=True)  # a first start that crashed here

@@ -325,3 +325,9 @@ async def test_a_stop_during_the_start_up_check_ends_it(tmp_path: Path) -> None:
         await unless_stopped(stop, prepare_async(state, False, lambda: WALL))
     stop.clear()
     assert await unless_stopped(stop, prepare_async(state, False, lambda: WALL)) == []
+
+
+def test_a_first_start_makes_the_directory_of_a_database_kept_elsewhere(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "store" / "hub" / "hub.db"  # [store].path in its own directory
+    prepare(StateLayout("edge-test", (elsewhere,)), False, lambda: WALL)
+    assert check(elsewhere) == ""
