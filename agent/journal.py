@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecommon.errors import EdgeError
+from edgecommon.sqlite_file import connect
 
 GENESIS_HASH = bytes(32)
 CACHE_ENTRIES = 8192
@@ -154,14 +155,16 @@ class _Db:
         return self.conn
 
     def open(self) -> tuple[list[Entry], set[int]]:
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=5000"):
-            self.conn.execute(f"PRAGMA {pragma}")
-        for statement in SCHEMA:
-            self.conn.execute(statement)
-        self.path.chmod(0o600)
-        led = {int(r[0]) for r in self.conn.execute("SELECT epoch FROM led_epochs")}
-        return self.tail(), led
+        self.conn = connect(self.path, "edge-agent")
+        try:
+            for statement in SCHEMA:
+                self.conn.execute(statement)
+            self.path.chmod(0o600)
+            led = {int(r[0]) for r in self.conn.execute("SELECT epoch FROM led_epochs")}
+            return self.tail(), led
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
         if self.conn is not None:
@@ -247,7 +250,11 @@ class JournalStore:
 
     async def open(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
-        tail, self.led_epochs = await self._run(self._db.open)  # type: ignore[misc]
+        try:
+            tail, self.led_epochs = await self._run(self._db.open)  # type: ignore[misc]
+        except BaseException:
+            await self.close()
+            raise
         self._set_tail(tail)
 
     async def close(self) -> None:

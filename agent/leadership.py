@@ -28,6 +28,7 @@ import grpc
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
 from edgecommon import grpcopts
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.pb import agent_pb2, link_pb2, link_pb2_grpc
 
@@ -190,6 +191,5 @@ class LeaseKeeper:
             wake = min(wake, self.leading_until)
         if wake <= now:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.nudged.wait(), wake - now)
+        await wait_for_event(self.nudged, wake - now)
         self._notice()

@@ -31,6 +31,7 @@ from edgecommon import grpcopts, pki
 from edgecommon.backoff import BackoffPolicy
 from edgecommon.boundary import conform
 from edgecommon.cadence import wait_for_event
+from edgecommon.cancellation import guarded
 from edgecommon.clock import stamp
 from edgecommon.pb import link_pb2, link_pb2_grpc
 from edgecommon.version import PRODUCT_VERSION
@@ -102,11 +103,13 @@ class HubLink:
             floor, error = 0.0, ""
             registered_before = self.status.connects
             try:
+                # Each attempt runs guarded: a stream failing as shutdown cancels this
+                # loop must end it, not send it round again (edgecommon.cancellation).
                 if stream is None:
                     self.status.enter(HubState.CONNECTING, self.status.last_error)
-                    stream = await self._open()
+                    stream = await guarded(self._open())
                 # A handover returns the stream that replaced this one: no gap, no backoff.
-                stream = await self._serve(stream)
+                stream = await guarded(self._serve(stream))
                 continue
             except StreamEnded as ended:
                 floor, error = ended.floor_s, str(ended)
@@ -149,7 +152,8 @@ class HubLink:
         self._handover.append(done)
         self._handover_wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(done), self.config.renewal.handover_timeout_s)
+            async with asyncio.timeout(self.config.renewal.handover_timeout_s):
+                await asyncio.shield(done)
         except TimeoutError:
             self.status.handover_failures += 1
             log.warning("the hub stream did not move to the new certificate in time")
@@ -270,7 +274,8 @@ class HubLink:
                 )
             )
         )
-        first = await asyncio.wait_for(call.read(), self.config.link.connect_timeout_s)
+        async with asyncio.timeout(self.config.link.connect_timeout_s):
+            first = await call.read()
         if first is grpc.aio.EOF:
             raise StreamEnded("hub closed the stream before registering")
         body = first.WhichOneof("body")

@@ -23,7 +23,7 @@ from agent.renewal import Renewer
 from agent.replica import ReplicaLoop
 from agent.replication import Replication
 from agent.safety import Safety
-from agent.state_db import AgentStateDB
+from agent.state_db import AGENT_DB, JOURNAL_DB, AgentStateDB, state_layout
 from agent.status import LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import config as config_loader
@@ -35,14 +35,20 @@ from edgecommon.daemon import (
     announce_ready,
     announce_stopping,
     install_signal_handlers,
+    listening,
     raise_when_set,
+    run_daemon,
     setup_logging,
+    unless_stopped,
 )
 from edgecommon.errors import ConfigError, EdgeError
+from edgecommon.sqlite_file import prepare_async
 from edgecommon.version import PRODUCT_VERSION
 
 log = logging.getLogger("edge-agent")
 GRACE_S = 2.0
+# From the first SIGTERM to exit, at most: the servers' grace, the journal's last commit.
+SHUTDOWN_BOUND_S = 8.0
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +58,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--check-config",
         action="store_true",
         help="validate the configuration and the node's credentials, then exit",
+    )
+    parser.add_argument(
+        "--reinitialize",
+        action="store_true",
+        help="start even if a state file is damaged or lost: move it aside (kept, renamed "
+        "NAME.damaged-TIME) and start with it empty; only when no backup can be restored",
     )
     parser.add_argument("--version", action="version", version=f"edge-agent {PRODUCT_VERSION}")
     return parser.parse_args(argv)
@@ -68,13 +80,25 @@ def check(config: AgentConfig) -> str:
     return f"not enrolled yet; will enroll as {join.subject} with token {join.token_id}"
 
 
-async def serve(config: AgentConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
+async def serve(
+    config: AgentConfig,
+    clock: Clock,
+    rng: random.Random,
+    stop: asyncio.Event,
+    reinitialize: bool = False,
+) -> None:
     state_dir = config.agent.state_dir
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    db = AgentStateDB(state_dir / "agent.db")
-    journal = JournalStore(state_dir / "journal.db", clock.wall)
-    await db.open()
+    # Refuses a damaged or lost state file before anything is opened (or reinitializes it).
     try:
+        await unless_stopped(stop, prepare_async(state_layout(state_dir), reinitialize, clock.wall))
+    except ShutdownRequested:
+        log.info("stopped while checking the state files")
+        return
+    db = AgentStateDB(state_dir / AGENT_DB)
+    journal = JournalStore(state_dir / JOURNAL_DB, clock.wall)
+    try:
+        await db.open()
         await journal.open()
         await _serve(config, clock, rng, stop, db, journal)
     finally:
@@ -91,7 +115,9 @@ async def run_journal(
 ) -> None:
     """Serve the Peer service and follow the leader, for as long as the agent runs."""
     c = config.replication
-    server, port, parts.peer = await start_peer_server(rep, creds, clock, c.listen)
+    server, port, parts.peer = await listening(
+        f"the Peer address {c.listen}", start_peer_server(rep, creds, clock, c.listen)
+    )
     host = c.listen.rpartition(":")[0]
     rep.peer_address = c.advertise_address or f"{host}:{port}"
     forensics = Path(c.forensics_dir) if c.forensics_dir else config.agent.state_dir / "forensics"
@@ -132,7 +158,10 @@ async def _serve(
         token = join_token(config)
         tokens.parse_token(token)
     parts = JournalParts()
-    server = await start_local_server(config.agent.socket, config.agent.socket_mode, facts, parts)
+    server = await listening(
+        f"the local socket {config.agent.socket}",
+        start_local_server(config.agent.socket, config.agent.socket_mode, facts, parts),
+    )
     log.info("local API on %s", config.agent.socket)
 
     async def connect_to_hub() -> None:
@@ -178,10 +207,10 @@ async def _serve(
         log.info("agent stopped")
 
 
-async def run(config: AgentConfig) -> None:
+async def run(config: AgentConfig, reinitialize: bool = False) -> None:
     stop = asyncio.Event()
-    install_signal_handlers(stop, "edge-agent")
-    await serve(config, SystemClock(), random.Random(), stop)
+    install_signal_handlers(stop, "edge-agent", SHUTDOWN_BOUND_S)
+    await serve(config, SystemClock(), random.Random(), stop, reinitialize)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,18 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return 1
     setup_logging(config.agent.log_level)
-    code = 0
-    try:
-        asyncio.run(run(config))
-    except* ConfigError as group:
-        for exc in group.exceptions:
-            log.error("%s", exc)
-        code = 2
-    except* (EdgeError, OSError) as group:
-        for exc in group.exceptions:
-            log.error("cannot run: %s", exc)
-        code = code or 1
-    return code
+    return run_daemon(run(config, args.reinitialize), log)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ within `rollover_spread_s`.
 """
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -38,6 +37,7 @@ from agent.credentials import (
 from edgecommon import grpcopts, pki
 from edgecommon.backoff import BackoffPolicy
 from edgecommon.boundary import LONG_TEXT, one_line
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock, stamp
 from edgecommon.errors import CredentialError, EdgeError
 from edgecommon.pb import agent_pb2, certs_pb2, certs_pb2_grpc
@@ -168,8 +168,7 @@ class Renewer:
                 max(0.0, next_trust_check - self.clock.monotonic()),
             )
             self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(wait, 0.01))
+            await wait_for_event(self._wake, max(wait, 0.01))
 
     async def _renew_and_report(self) -> None:
         waiters, self._waiters = self._waiters, []

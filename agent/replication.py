@@ -17,6 +17,7 @@ from typing import Protocol
 from agent.config import ReplicationSection
 from agent.journal import Entry, JournalStore
 from agent.sync_rule import SyncView, append_refusal, confirmed_members, missing, must_confirm
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, InvalidArgument
 from edgecommon.identity import Identity
@@ -164,8 +165,7 @@ class Replication:
 
     async def wait_plan(self, timeout_s: float) -> None:
         self.plan_changed.clear()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.plan_changed.wait(), timeout_s)
+        await wait_for_event(self.plan_changed, timeout_s)
 
     # --- the leader's side -------------------------------------------------------------
 

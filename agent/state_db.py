@@ -12,8 +12,12 @@ from pathlib import Path
 
 import aiosqlite
 
+from agent.credentials import CredentialPaths
+from edgecommon.sqlite_file import StateLayout, aconnect
 from edgecommon.sqlite_tx import transaction
 
+AGENT_DB = "agent.db"
+JOURNAL_DB = "journal.db"
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS estop_latch (stop_id TEXT PRIMARY KEY, scope TEXT NOT NULL, "
     "reason TEXT NOT NULL, operator TEXT NOT NULL, source TEXT NOT NULL, "
@@ -21,6 +25,18 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS fleet_switch (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "enabled INTEGER NOT NULL, source TEXT NOT NULL, revision INTEGER NOT NULL)",
 )
+
+
+def state_layout(state_dir: Path) -> StateLayout:
+    """The agent's state for the start-up check: both databases, and the credentials
+    that say this node has run (an enrolled node without agent.db has lost its latch)."""
+    paths = CredentialPaths.under(state_dir)
+    words = f"this node's credentials ({paths.key.parent})"
+    return StateLayout(
+        "edge-agent",
+        (state_dir / AGENT_DB, state_dir / JOURNAL_DB),
+        tuple((path, words) for path in (paths.key, paths.cert, paths.bundle)),
+    )
 
 
 @dataclass(frozen=True)
@@ -48,12 +64,14 @@ class AgentStateDB:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=5000"):
-            await self._db.execute(f"PRAGMA {pragma}")
-        for statement in SCHEMA:
-            await self._db.execute(statement)
-        self.path.chmod(0o600)
+        self._db = await aconnect(self.path, "edge-agent")
+        try:
+            for statement in SCHEMA:
+                await self._db.execute(statement)
+            self.path.chmod(0o600)
+        except BaseException:
+            await self.close()
+            raise
 
     async def close(self) -> None:
         if self._db is not None:

@@ -3,6 +3,7 @@
     EdgeError                  expected failure with a one-line operator message
     ├── ConfigError            a config file or environment override is invalid
     ├── CredentialError        a key, certificate or bundle on disk is missing or corrupt
+    ├── StateError             a daemon's state file is damaged or lost; it will not start on it
     ├── InvalidArgument        a request field is wrong (INVALID_ARGUMENT)
     │   └── CsrRejected        a CSR the hub will not sign
     ├── NotFound               the named thing does not exist (NOT_FOUND)
@@ -33,6 +34,11 @@ class ConfigError(EdgeError):
 
 class CredentialError(EdgeError):
     """A key, certificate or trust bundle on disk cannot be used."""
+
+
+class StateError(EdgeError):
+    """A daemon's state file is damaged, or missing while the rest of its state is there.
+    The message names the file and the way out (restore a backup, or --reinitialize)."""
 
 
 class InvalidArgument(EdgeError):

@@ -10,6 +10,7 @@ generated on their machine and never leaves it.
 import argparse
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 from edgecommon import config as config_loader
@@ -19,12 +20,14 @@ from edgecommon.enroll_client import request_certificate
 from edgecommon.errors import CredentialError, InvalidArgument
 from edgecommon.identity import Identity, Kind, name_problem
 from edgecommon.pb import fleet_pb2
+from edgecommon.sqlite_file import prepare_async
 from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet
 from edgectl.context import Context, user_context_dir
 from hub.config import HubConfig
 from hub.credentials import CredentialPaths, load_ca
+from hub.state_files import state_layout
 from hub.store.base import AssignmentRecord, CertificateRecord
 from hub.store.sqlite import SqliteStore
 
@@ -116,6 +119,8 @@ async def issue_bootstrap_credential(
         now,
         dt.timedelta(hours=hub_config.certs.operator_lifetime_h),
     )
+    # The same start-up check as edge-hub's: never write into a damaged or lost database.
+    await prepare_async(state_layout(hub_config), False, time.time)
     store = SqliteStore(hub_config.db_path)
     await store.open()
     try:

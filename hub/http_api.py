@@ -127,6 +127,9 @@ async def autonomy_status(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+HTTP_GRACE_S = 2.0
+
+
 async def start_http(
     listen: str, auth: HttpAuth, switch: FleetSwitch, estops: EstopManager
 ) -> web.AppRunner:
@@ -135,7 +138,8 @@ async def start_http(
     app[SWITCH_KEY] = switch
     app[ESTOPS_KEY] = estops
     app.router.add_get("/v1/autonomy/status", autonomy_status)
-    runner = web.AppRunner(app, access_log=None)
+    # Requests still in flight when the hub stops get this long (aiohttp's default is 60 s).
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=HTTP_GRACE_S)
     await runner.setup()
     host, _, port = listen.rpartition(":")
     site = web.TCPSite(runner, host.strip("[]"), int(port))

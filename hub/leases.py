@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, InvalidArgument, NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
@@ -343,9 +344,7 @@ class LeaseManager:
             if remaining <= 0:
                 break
             g.changed.clear()
-            try:
-                await asyncio.wait_for(g.changed.wait(), remaining)
-            except TimeoutError:
+            if not await wait_for_event(g.changed, remaining):
                 break
         if g.lease.holder == target and g.lease.epoch > old_epoch:
             report.done = True

@@ -154,7 +154,8 @@ class LinkService(link_pb2_grpc.LinkServicer):
 
     async def _first_message(self, context: grpc.aio.ServicerContext) -> link_pb2.AgentMessage:
         try:
-            first = await asyncio.wait_for(context.read(), self.config.register_timeout_s)
+            async with asyncio.timeout(self.config.register_timeout_s):
+                first = await context.read()
         except TimeoutError:
             raise InvalidArgument(
                 f"no register message within {self.config.register_timeout_s:g}s"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from edgecommon import config as config_loader
 from edgecommon.clock import SystemClock
-from edgecommon.daemon import install_signal_handlers, setup_logging
-from edgecommon.errors import ConfigError, EdgeError
+from edgecommon.daemon import install_signal_handlers, run_daemon, setup_logging
+from edgecommon.errors import ConfigError
 from edgecommon.version import PRODUCT_VERSION
 from hub.config import HubConfig
-from hub.server import serve
+from hub.server import SHUTDOWN_BOUND_S, serve
 
 log = logging.getLogger("edge-hub")
 
@@ -25,6 +25,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
     )
+    parser.add_argument(
+        "--reinitialize",
+        action="store_true",
+        help="start even if the database is damaged or lost: move it aside (kept, renamed "
+        "NAME.damaged-TIME), start with it empty and audit that; only when no backup can be "
+        "restored",
+    )
     parser.add_argument("--version", action="version", version=f"edge-hub {PRODUCT_VERSION}")
     return parser.parse_args(argv)
 
@@ -33,10 +40,10 @@ def load_config(path: Path | None) -> HubConfig:
     return config_loader.load(HubConfig, path, os.environ)
 
 
-async def run(config: HubConfig) -> None:
+async def run(config: HubConfig, reinitialize: bool = False) -> None:
     stop = asyncio.Event()
-    install_signal_handlers(stop, "edge-hub")
-    await serve(config, SystemClock(), random.Random(), stop)
+    install_signal_handlers(stop, "edge-hub", SHUTDOWN_BOUND_S)
+    await serve(config, SystemClock(), random.Random(), stop, reinitialize)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,15 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"edge-hub: configuration OK ({args.config or 'defaults'})")
         return 0
     setup_logging(config.hub.log_level)
-    try:
-        asyncio.run(run(config))
-    except EdgeError as exc:
-        log.error("%s", exc)
-        return 1
-    except OSError as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    return 0
+    return run_daemon(run(config, args.reinitialize), log)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ reflection are useful on the enrollment port.
 import asyncio
 import functools
 import logging
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from edgecommon.daemon import (
     announce_ready,
     announce_stopping,
     raise_when_set,
+    unless_stopped,
 )
 from edgecommon.errors import EdgeError
 from edgecommon.pb import (
@@ -42,6 +44,7 @@ from edgecommon.pb import (
     replication_pb2,
     replication_pb2_grpc,
 )
+from edgecommon.sqlite_file import Reinitialized, prepare_async
 from hub import credentials as hub_credentials
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import NewEvent
@@ -65,6 +68,7 @@ from hub.rbac_service import RbacService
 from hub.registry import Registry
 from hub.replication import ReplicationManager
 from hub.replication_service import ReplicationService
+from hub.state_files import state_layout
 from hub.store.sqlite import SqliteStore
 from hub.trust import TrustStore
 
@@ -77,7 +81,11 @@ SERVICE_NAMES = (
     certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name,
     replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
 )
-GRACE_S = 5.0
+GRACE_S = 5.0  # for RPCs in flight when the hub stops; then they are cancelled
+# From the first SIGTERM to exit, at most: the grace, the HTTP API's, the last flushes.
+# Below `edgectl dev down`'s 10 s and systemd's TimeoutStopSec, so the hub itself says
+# what hung rather than being killed without a word.
+SHUTDOWN_BOUND_S = 9.0
 
 
 @dataclass
@@ -177,8 +185,12 @@ async def build(
     mtls = trust.server_credentials(client_auth=True)
     tls = trust.server_credentials(client_auth=False)
     for address, server_creds in ((config.hub.listen, mtls), (config.hub.enroll_listen, tls)):
-        if server.add_secure_port(address, server_creds) == 0:
-            raise OSError(f"cannot listen on {address}")
+        try:
+            bound = server.add_secure_port(address, server_creds)
+        except RuntimeError:  # grpc's word for an address in use or not on this host
+            bound = 0
+        if bound == 0:
+            raise OSError(f"cannot listen on {address}: the address is in use or not local")
     return HubParts(
         store,
         registry,
@@ -224,20 +236,55 @@ async def audit_reload(audit: AuditEmitter, directory: str, ok: bool, detail: st
         )
 
 
-async def serve(config: HubConfig, clock: Clock, rng: random.Random, stop: asyncio.Event) -> None:
-    """Open the store and the audit log, serve until `stop`, close both whatever happens
-    (an open aiosqlite connection would keep the process from exiting)."""
+async def serve(
+    config: HubConfig,
+    clock: Clock,
+    rng: random.Random,
+    stop: asyncio.Event,
+    reinitialize: bool = False,
+) -> None:
+    """Check the state files, open the store and the audit log, serve until `stop`, close
+    both whatever happens (an open aiosqlite connection would keep the process from
+    exiting)."""
     config.hub.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    store = SqliteStore(config.db_path)
-    await store.open()
+    # Refuses a damaged or lost database before anything is opened (or reinitializes it).
     try:
+        reinitialized = await unless_stopped(
+            stop, prepare_async(state_layout(config), reinitialize, clock.wall)
+        )
+    except ShutdownRequested:
+        log.info("stopped while checking the state files")
+        return
+    store = SqliteStore(config.db_path)
+    try:
+        await store.open()
         audit = await open_audit(config, clock)
         try:
+            await audit_reinitialized(audit, reinitialized)
             await _serve(config, clock, rng, stop, await build(config, clock, rng, store, audit))
         finally:
             await audit.close()
     finally:
         await store.close()
+
+
+async def audit_reinitialized(audit: AuditEmitter, done: list[Reinitialized]) -> None:
+    """--reinitialize threw state away: that is an event, written before the hub serves."""
+    for item in done:
+        event = NewEvent(
+            operator="hub",
+            action="state.reinitialize",
+            target=str(item.path),
+            scope="fleet",
+            outcome="success",
+            request_id="",
+            reason="edge-hub --reinitialize",
+            detail=f"{item.describe()} (run as uid {os.getuid()})",
+        )
+        try:
+            await audit.emit([event])
+        except EdgeError as exc:
+            log.critical("AUDIT EVENT NOT RECORDED (%s): %s", exc, item.describe())
 
 
 async def _serve(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from edgecommon.sqlite_file import aconnect
 from edgecommon.sqlite_tx import transaction
 from hub.store.base import (
     AckRecord,
@@ -107,16 +108,13 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "foreign_keys=ON",
-            "busy_timeout=5000",
-        ):
-            await self.db.execute(f"PRAGMA {pragma}")
-        await self._migrate()
-        self.path.chmod(0o600)
+        self._db = await aconnect(self.path, "edge-hub", foreign_keys=True)
+        try:
+            await self._migrate()
+            self.path.chmod(0o600)
+        except BaseException:
+            await self.close()
+            raise
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
