@@ -44,6 +44,14 @@ SCHEMA = (
     # Epochs in which this node appended entries itself (as leader): a divergent suffix
     # of such entries is this node's own writes, not entries a former leader sent it.
     "CREATE TABLE IF NOT EXISTS led_epochs (epoch INTEGER PRIMARY KEY)",
+    # Every rewind or resync, written in the transaction that takes entries out: the hub
+    # accepts a journal position that moves back only when this count grew.
+    "CREATE TABLE IF NOT EXISTS rewinds (id INTEGER PRIMARY KEY, at_unix REAL NOT NULL, "
+    "kind TEXT NOT NULL, from_index INTEGER NOT NULL, to_index INTEGER NOT NULL)",
+    # The pull stream this replica follows (agent/replica.py): the leader counts what it
+    # sent on it, so a restarted replica that names it is not sent its entries again.
+    "CREATE TABLE IF NOT EXISTS pull_stream (id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "leader TEXT NOT NULL, epoch INTEGER NOT NULL, token BLOB NOT NULL)",
 )
 COLUMNS = "idx, epoch, prev_hash, hash, key, payload, appended_unix"
 
@@ -154,14 +162,15 @@ class _Db:
             raise RuntimeError("the journal is not open")
         return self.conn
 
-    def open(self) -> tuple[list[Entry], set[int]]:
+    def open(self) -> tuple[list[Entry], set[int], int]:
         self.conn = connect(self.path, "edge-agent")
         try:
             for statement in SCHEMA:
                 self.conn.execute(statement)
             self.path.chmod(0o600)
             led = {int(r[0]) for r in self.conn.execute("SELECT epoch FROM led_epochs")}
-            return self.tail(), led
+            rewinds = int(self.conn.execute("SELECT count(*) FROM rewinds").fetchone()[0])
+            return self.tail(), led, rewinds
         except BaseException:
             self.close()
             raise
@@ -204,28 +213,50 @@ class _Db:
 
         self._tx(work)
 
-    def truncate(self, index: int) -> tuple[list[Entry], list[Entry]]:
+    def truncate(self, index: int, at_unix: float) -> tuple[list[Entry], list[Entry]]:
         def work(c: sqlite3.Connection) -> list[Entry]:
             rows = c.execute(
                 f"SELECT {COLUMNS} FROM entries WHERE idx > ? ORDER BY idx", (index,)
             ).fetchall()
             c.execute("DELETE FROM entries WHERE idx > ?", (index,))
+            if rows:
+                _record_rewind(c, at_unix, "rewind", int(rows[-1][0]), index)
             return [_entry(r) for r in rows]
 
         removed = self._tx(work)
         return removed, self.tail()  # type: ignore[return-value]
 
-    def begin_replace(self) -> None:
+    def pull_stream(self) -> tuple[str, int, bytes] | None:
+        row = self.c.execute("SELECT leader, epoch, token FROM pull_stream").fetchone()
+        return (str(row[0]), int(row[1]), bytes(row[2])) if row else None
+
+    def save_pull_stream(self, leader: str, epoch: int, token: bytes) -> None:
+        self.c.execute(
+            "INSERT INTO pull_stream VALUES (1, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "leader = excluded.leader, epoch = excluded.epoch, token = excluded.token",
+            (leader, epoch, token),
+        )
+
+    def begin_replace(self, at_unix: float) -> None:
         self.c.execute("BEGIN IMMEDIATE")
+        before = self.c.execute("SELECT coalesce(max(idx), 0) FROM entries").fetchone()[0]
         self.c.execute("DELETE FROM entries")
+        _record_rewind(self.c, at_unix, "resync", int(before), 0)
 
     def add(self, entries: Sequence[Entry]) -> None:
         self.c.executemany(INSERT, map(_row, entries))
 
-    def end_replace(self, commit: bool) -> list[Entry]:
+    def end_replace(self, commit: bool) -> tuple[list[Entry], int]:
         if self.c.in_transaction:
             self.c.execute("COMMIT" if commit else "ROLLBACK")
-        return self.tail()
+        return self.tail(), int(self.c.execute("SELECT count(*) FROM rewinds").fetchone()[0])
+
+
+def _record_rewind(c: sqlite3.Connection, at_unix: float, kind: str, old: int, new: int) -> None:
+    c.execute(
+        "INSERT INTO rewinds (at_unix, kind, from_index, to_index) VALUES (?,?,?,?)",
+        (at_unix, kind, old, new),
+    )
 
 
 class JournalStore:
@@ -242,6 +273,7 @@ class JournalStore:
         self._grown = asyncio.Event()
         self.batches = 0
         self.led_epochs: set[int] = set()
+        self.rewinds = 0  # rewinds and resyncs recorded in the journal
 
     def _run(self, fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
         if self._pool is None:
@@ -251,7 +283,7 @@ class JournalStore:
     async def open(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
         try:
-            tail, self.led_epochs = await self._run(self._db.open)  # type: ignore[misc]
+            tail, self.led_epochs, self.rewinds = await self._run(self._db.open)  # type: ignore[misc]
         except BaseException:
             await self.close()
             raise
@@ -345,17 +377,23 @@ class JournalStore:
     async def truncate_after(self, index: int) -> list[Entry]:
         """Remove every entry after `index` and return them (oldest first)."""
         async with self._write_lock:
-            fut = self._run(self._db.truncate, index)
+            fut = self._run(self._db.truncate, index, self.wall())
             fut.add_done_callback(
-                lambda f: None if f.cancelled() or f.exception() else self._set_tail(f.result()[1])
+                lambda f: None if f.cancelled() or f.exception() else self._truncated(f.result())
             )
             removed, _ = await asyncio.shield(fut)  # type: ignore[misc]
         return removed  # type: ignore[no-any-return]
 
+    def _truncated(self, result: tuple[list[Entry], list[Entry]]) -> None:
+        removed, tail = result
+        if removed:
+            self.rewinds += 1
+        self._set_tail(tail)
+
     async def replace_all(self, batches: AsyncIterator[Sequence[Entry]]) -> Position:
         """Replace the whole journal with a snapshot, checking its chain; all or nothing."""
         async with self._write_lock:
-            await self._run(self._db.begin_replace)
+            await self._run(self._db.begin_replace, self.wall())
             committed = False
             try:
                 last = GENESIS
@@ -364,9 +402,18 @@ class JournalStore:
                     await asyncio.shield(self._run(self._db.add, batch))
                 committed = True
             finally:
-                tail = await asyncio.shield(self._run(self._db.end_replace, committed))
-                self._set_tail(tail)  # type: ignore[arg-type]
+                tail, self.rewinds = await asyncio.shield(  # type: ignore[misc]
+                    self._run(self._db.end_replace, committed)
+                )
+                self._set_tail(tail)
         return self._last
+
+    async def pull_stream(self) -> tuple[str, int, bytes] | None:
+        """The pull stream last saved: (leader, epoch, token)."""
+        return await self._run(self._db.pull_stream)  # type: ignore[return-value]
+
+    async def save_pull_stream(self, leader: str, epoch: int, token: bytes) -> None:
+        await asyncio.shield(self._run(self._db.save_pull_stream, leader, epoch, token))
 
     # --- reading ---------------------------------------------------------------------
 

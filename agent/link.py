@@ -24,6 +24,7 @@ import grpc
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
 from agent.replication import Replication
+from agent.revocations import RevokedSerials
 from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
@@ -95,6 +96,7 @@ class HubLink:
         self._handover_wake = asyncio.Event()
         self._drains: set[asyncio.Task[None]] = set()
         self.replication: Replication | None = None
+        self.revocations: RevokedSerials | None = None
 
     async def run(self) -> None:
         attempt = 0
@@ -294,6 +296,8 @@ class HubLink:
             await self._apply(link_pb2.HubMessage(estop_release=release), outbox)
         if registered.HasField("fleet_switch"):
             await self._apply(link_pb2.HubMessage(fleet_switch=registered.fleet_switch), outbox)
+        if registered.HasField("revocations"):
+            await self._apply(link_pb2.HubMessage(revocations=registered.revocations), outbox)
         # Acknowledgements go out before the first heartbeat.
         while not outbox.empty():
             await call.write(outbox.get_nowait())
@@ -342,6 +346,9 @@ class HubLink:
         elif body == "replication":
             if self.replication is not None:
                 self.replication.set_plan(message.replication)
+        elif body == "revocations":
+            if self.revocations is not None:
+                await self.revocations.replace(message.revocations.serials)
         elif body == "backoff":
             raise StreamEnded(
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s

@@ -22,6 +22,7 @@ from agent.permits import PermitTable
 from agent.renewal import Renewer
 from agent.replica import ReplicaLoop
 from agent.replication import Replication
+from agent.revocations import RevokedSerials
 from agent.safety import Safety
 from agent.state_db import AGENT_DB, JOURNAL_DB, AgentStateDB, state_layout
 from agent.status import LinkStatus
@@ -149,6 +150,8 @@ async def _serve(
         config.link.startup_sync_timeout_s,
     )
     await safety.load()
+    revoked = RevokedSerials(db)  # before the Peer service serves anyone
+    await revoked.load()
     facts = NodeFacts(status, state_dir, clock.wall(), safety)
     paths = credentials.CredentialPaths.under(state_dir)
     token = ""
@@ -171,10 +174,13 @@ async def _serve(
         telemetry = Telemetry.start(state_dir)
         keeper = LeaseKeeper(config, facts.credentials, clock, safety.stepped_down)
         safety.leadership = keeper
-        rep = Replication(journal, config.replication, facts.credentials.identity, keeper, clock)
+        rep = Replication(
+            journal, config.replication, facts.credentials.identity, keeper, clock, revoked
+        )
         link = HubLink(config, facts.credentials, status, telemetry, safety, rng)
         link.on_lease_nudge = keeper.nudge
         link.replication = rep
+        link.revocations = revoked
 
         async def adopt(creds: credentials.NodeCredentials) -> None:
             facts.credentials = creds

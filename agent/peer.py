@@ -4,26 +4,34 @@ Callers are identified from the TLS session only (`auth_context`), per call: mem
 this node's group may pull, ask for hashes and take snapshots; operators may append on
 the leader (edgectl journal append --group). A replica reaches the leader by the address
 the hub gave it and checks that the certificate there belongs to the node the hub named.
+
+The TLS handshake checks a certificate once, when the connection opens; so expiry, issuer
+and the hub's revoked serials (agent/revocations.py) are checked again on every call, and
+a revocation ends the calls in flight with the revoked certificate (a long poll, a
+snapshot) at once. grpc offers no way to close one client's connection from the server:
+it stays open, and every call on it is refused.
 """
 
+import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import grpc
 from cryptography import x509
 
 from agent.credentials import NodeCredentials, channel_credentials
 from agent.replication import AppendOutcome, Replication, entry_pb
+from agent.revocations import RevokedSerials
 from edgecommon import grpcopts, pki
 from edgecommon.boundary import RequestBoundary
 from edgecommon.clock import Clock
-from edgecommon.errors import EdgeError, PermissionDenied, Unauthenticated
+from edgecommon.errors import PermissionDenied, Unauthenticated
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import replication_pb2, replication_pb2_grpc
 from edgecommon.peerwire import MAX_PEER_MESSAGE_BYTES, ON_BEHALF_OF, peer_options
-from edgecommon.rpc import handle_errors, status_of
+from edgecommon.rpc import handle_errors, handle_stream_errors
 
 log = logging.getLogger("edge-agent.peer")
 SNAPSHOT_CHUNK = 2000
@@ -36,21 +44,38 @@ def _parse(pem: bytes) -> x509.Certificate:
 
 
 def peer_identity(
-    context: grpc.aio.ServicerContext, creds: NodeCredentials, wall: float
-) -> Identity:
-    """The caller's identity from its TLS session; expiry and issuer checked on every call."""
+    context: grpc.aio.ServicerContext,
+    creds: NodeCredentials,
+    wall: float,
+    revoked: RevokedSerials,
+) -> tuple[Identity, str]:
+    """The caller's identity and certificate serial from its TLS session; expiry, issuer
+    and revocation checked on every call."""
     pems = context.auth_context().get("x509_pem_cert")
     if not pems:
         raise Unauthenticated("no client certificate: the Peer service needs a fleet credential")
     cert = _parse(pems[0])
+    serial = pki.serial_hex(cert)
     if cert.not_valid_after_utc.timestamp() <= wall:
-        raise Unauthenticated(f"client certificate {pki.serial_hex(cert)} has expired")
+        raise Unauthenticated(f"client certificate {serial} has expired")
+    if serial in revoked:
+        raise CertificateRevoked(serial)
     if all(cert.issuer != ca.subject for ca in creds.bundle):
         raise Unauthenticated("client certificate is not from this fleet's CA")
     identity = pki.identity_of(cert, creds.trust_domain)
     if identity is None:
         raise Unauthenticated("client certificate does not carry a fleet identity")
-    return identity
+    return identity, serial
+
+
+class CertificateRevoked(Unauthenticated):
+    """The caller's certificate is on the hub's revoked list."""
+
+    def __init__(self, serial: str) -> None:
+        super().__init__(
+            f"client certificate {serial} was revoked by the hub; that node must re-enroll "
+            "with a new join token"
+        )
 
 
 class PeerService(replication_pb2_grpc.PeerServicer):
@@ -58,6 +83,45 @@ class PeerService(replication_pb2_grpc.PeerServicer):
         self.rep = rep
         self.creds = creds
         self.clock = clock
+        self.refused_revoked = 0
+        self.ended_by_revocation = 0
+        # Set (and replaced) whenever serials are revoked: calls in flight re-check theirs.
+        self._revocation = asyncio.Event()
+        rep.revoked.listeners.append(self._revoked)
+
+    def statistics(self) -> dict[str, int]:
+        return {
+            "refused_revoked": self.refused_revoked,
+            "ended_by_revocation": self.ended_by_revocation,
+            "revoked_serials": len(self.rep.revoked),
+        }
+
+    def _revoked(self, serials: frozenset[str]) -> None:
+        self._revocation.set()
+        self._revocation = asyncio.Event()
+
+    def _still_valid(self, serial: str) -> None:
+        """For a call in flight: its certificate was not revoked since it began."""
+        if serial in self.rep.revoked:
+            self.ended_by_revocation += 1
+            raise CertificateRevoked(serial)
+
+    async def _unless_revoked(self, serial: str, work: Awaitable[None]) -> None:
+        """Wait for `work` (a long poll), ended early if `serial` is revoked meanwhile."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                revocation = asyncio.ensure_future(self._revocation.wait())
+                try:
+                    await asyncio.wait((task, revocation), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    revocation.cancel()
+                if task.done():
+                    task.result()
+                    return
+                self._still_valid(serial)
+        finally:
+            task.cancel()
 
     def adopt(self, creds: NodeCredentials) -> None:
         """A renewed certificate (or a new trust bundle): served from the next handshake;
@@ -82,18 +146,25 @@ class PeerService(replication_pb2_grpc.PeerServicer):
             configuration(self.creds), fetch, require_client_authentication=True
         )
 
-    def _member(self, context: grpc.aio.ServicerContext) -> Identity:
-        who = peer_identity(context, self.creds, self.clock.wall())
+    def _identity(self, context: grpc.aio.ServicerContext) -> tuple[Identity, str]:
+        try:
+            return peer_identity(context, self.creds, self.clock.wall(), self.rep.revoked)
+        except CertificateRevoked:
+            self.refused_revoked += 1
+            raise
+
+    def _member(self, context: grpc.aio.ServicerContext) -> tuple[Identity, str]:
+        who, serial = self._identity(context)
         group = self.creds.identity.group
         if who.kind is not Kind.NODE or who.group != group:
             raise PermissionDenied(f"{who} is not a member of group {group}")
-        return who
+        return who, serial
 
     @handle_errors
     async def Pull(
         self, request: replication_pb2.PullRequest, context: grpc.aio.ServicerContext
     ) -> replication_pb2.PullResponse:
-        who = self._member(context)
+        who, serial = self._member(context)
         rep, store = self.rep, self.rep.store
         if not rep.leading():
             return replication_pb2.PullResponse(
@@ -109,24 +180,33 @@ class PeerService(replication_pb2_grpc.PeerServicer):
                 epoch=rep.leadership.epoch,
                 detail=f"{who.name}'s entry {request.after_index} is not the leader's",
             )
-        rep.note_pull(who.name, request.after_index)
-        rep.pull_open(who.name, True)
-        try:
-            await store.wait_beyond(request.after_index, min(request.wait_s, MAX_WAIT_S))
-        finally:
-            rep.pull_open(who.name, False)
-        entries = await store.entries_after(
-            request.after_index,
-            max(1, min(request.max_entries or 1000, 10_000)),
-            max(65536, min(request.max_bytes or 1 << 20, MAX_PEER_MESSAGE_BYTES // 2)),
-        )
-        return replication_pb2.PullResponse(
+        ack = rep.note_pull(who.name, request.after_index, serial, request.stream_token)
+        answer = replication_pb2.PullResponse(
             status="ok",
-            entries=[entry_pb(e) for e in entries],
-            leader_last_index=store.last.index,
-            commit_index=rep.commit_index,
             epoch=rep.leadership.epoch,
+            stream_token=ack.token,
+            acknowledged_index=ack.index,
         )
+        if ack.connected:
+            # Only a claim that counts is answered with entries: the replica that claimed
+            # more pulls again from acknowledged_index (agent/replica.py).
+            rep.pull_open(who.name, True)
+            try:
+                wait = store.wait_beyond(request.after_index, min(request.wait_s, MAX_WAIT_S))
+                await self._unless_revoked(serial, wait)
+            finally:
+                rep.pull_open(who.name, False)
+            self._still_valid(serial)
+            entries = await store.entries_after(
+                request.after_index,
+                max(1, min(request.max_entries or 1000, 10_000)),
+                max(65536, min(request.max_bytes or 1 << 20, MAX_PEER_MESSAGE_BYTES // 2)),
+            )
+            answer.entries.extend(entry_pb(e) for e in entries)
+            rep.sent(ack.token, request.after_index, entries[-1].index if entries else 0)
+        answer.leader_last_index = store.last.index
+        answer.commit_index = rep.commit_index
+        return answer
 
     @handle_errors
     async def EntryHash(
@@ -138,17 +218,15 @@ class PeerService(replication_pb2_grpc.PeerServicer):
             found=found is not None, hash=found or b"", last_index=self.rep.store.last.index
         )
 
+    @handle_stream_errors
     async def Snapshot(
         self, request: replication_pb2.SnapshotRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[replication_pb2.SnapshotChunk]:
-        try:
-            self._member(context)
-        except EdgeError as exc:
-            await context.abort(status_of(exc), str(exc))
-            return
+        _, serial = self._member(context)
         store = self.rep.store
         end = store.last.index
         async for batch in store.snapshot(SNAPSHOT_CHUNK):
+            self._still_valid(serial)  # revoked while the snapshot streams: it ends here
             yield replication_pb2.SnapshotChunk(
                 entries=[entry_pb(e) for e in batch], last_index=end
             )
@@ -157,7 +235,7 @@ class PeerService(replication_pb2_grpc.PeerServicer):
     async def Append(
         self, request: replication_pb2.AppendRequest, context: grpc.aio.ServicerContext
     ) -> replication_pb2.AppendResult:
-        who = peer_identity(context, self.creds, self.clock.wall())
+        who, _ = self._identity(context)
         if who.kind is not Kind.HUB:
             raise PermissionDenied(
                 f"{who} may not append over the Peer service: operators append through the hub "

@@ -3,7 +3,11 @@
 A replica pulls from the leader the hub named, in batches bounded in entries and bytes
 (the leader also bounds them), and long-polls when it is caught up. Each pull names the
 replica's last durable entry and its hash: that is its acknowledgement, and the leader's
-check that the two journals still agree. When they do not, the replica bisects over
+check that the two journals still agree. The leader counts it only up to what it sent on
+this pull stream (named by the token in its answers, kept in journal.db so a restart keeps
+it): when it answers with a lower `acknowledged_index` (the leader forgot the stream), the
+replica pulls again from there, checks that what comes back is what it already holds, and
+goes on. When the journals do not agree, the replica bisects over
 entry hashes to find where they part (agent/divergence.py), stops pulling, and reports
 it; it rewinds by itself only with [replication].auto_rewind.
 
@@ -81,6 +85,15 @@ def write_forensics(directory: Path, node: str, entries: Sequence[Entry], wall: 
     return path
 
 
+@dataclass(frozen=True)
+class Stream:
+    """The pull stream this replica follows: the leader (and epoch) that named it."""
+
+    leader: str
+    epoch: int
+    token: bytes
+
+
 class ReplicaLoop:
     def __init__(self, rep: Replication, creds: NodeCredentials, forensics_dir: Path) -> None:
         self.rep = rep
@@ -88,6 +101,9 @@ class ReplicaLoop:
         self.forensics_dir = forensics_dir
         self.config = rep.config
         self.recovering = False
+        self.stream: Stream | None = None  # loaded from journal.db when the loop starts
+        self.resent = 0  # entries the leader sent again, already held (counted positions)
+        self._reported = ""  # the last pull failure logged (each distinct one once)
 
     def _should_pull(self, plan: Plan) -> bool:
         me = self.rep.me.name
@@ -100,6 +116,9 @@ class ReplicaLoop:
         )
 
     async def run(self) -> None:
+        saved = await self.rep.store.pull_stream()
+        if saved is not None and self.stream is None:
+            self.stream = Stream(*saved)
         while True:
             plan = self.rep.plan
             if not self._should_pull(plan):
@@ -112,25 +131,34 @@ class ReplicaLoop:
                     f"cannot pull from {plan.leader} at {plan.leader_address}: "
                     f"{err.code().name} {err.details() or ''}".strip()
                 )
-                log.warning("%s", self.rep.detail)
+                if self.rep.detail != self._reported:  # a refusal repeats every 0.5 s
+                    self._reported = self.rep.detail
+                    log.warning("%s", self.rep.detail)
                 await self.rep.wait_plan(0.5)
 
     async def _follow(self, plan: Plan) -> None:
         rep, store, c = self.rep, self.rep.store, self.config
+        resume: int | None = None  # pull again from here: the leader counts no further
         async with peer_channel(self.creds, plan.leader_address, plan.leader) as stub:
             while self._should_pull(rep.plan) and rep.plan.leader_address == plan.leader_address:
                 last = store.last
+                after = last.index if resume is None else resume
+                digest = last.hash if resume is None else await store.hash_at(after)
                 resp = await stub.Pull(
                     replication_pb2.PullRequest(
-                        after_index=last.index,
-                        after_hash=last.hash,
-                        max_entries=c.pull_max_entries,
+                        after_index=after,
+                        after_hash=digest or b"",
+                        max_entries=c.pull_max_entries
+                        if resume is None
+                        else max(1, min(c.pull_max_entries, last.index - after)),
                         max_bytes=c.pull_max_bytes,
-                        wait_s=c.pull_wait_s,
+                        wait_s=c.pull_wait_s if resume is None else 0.0,
+                        stream_token=self._token(rep.plan),
                     ),
                     timeout=c.pull_wait_s + RPC_TIMEOUT_S,
                 )
                 rep.leader_last_index = resp.leader_last_index
+                self._reported = ""
                 if resp.status == "not_leader":
                     rep.detail = f"{plan.leader} says: {resp.detail}"
                     await rep.wait_plan(1.0)
@@ -138,7 +166,41 @@ class ReplicaLoop:
                 if resp.status == "diverged":
                     await self._diverged(stub, plan, resp.leader_last_index)
                     return
-                await self._write(plan, last.index, [entry_of(e) for e in resp.entries])
+                await self._keep_stream(Stream(rep.plan.leader, rep.plan.epoch, resp.stream_token))
+                entries = [entry_of(e) for e in resp.entries]
+                if resp.stream_token and resp.acknowledged_index < after:
+                    # (A leader of an older version names no stream and counts every claim.)
+                    resume = resp.acknowledged_index  # sent again, then our position counts
+                elif resume is not None:
+                    resume = await self._resent(plan, entries, last.index)
+                else:
+                    await self._write(plan, last.index, entries)
+
+    async def _keep_stream(self, stream: Stream) -> None:
+        if stream.token and stream != self.stream:
+            self.stream = stream
+            await self.rep.store.save_pull_stream(stream.leader, stream.epoch, stream.token)
+
+    def _token(self, plan: Plan) -> bytes:
+        s = self.stream
+        return (
+            s.token if s is not None and (s.leader, s.epoch) == (plan.leader, plan.epoch) else b""
+        )
+
+    async def _resent(self, plan: Plan, entries: list[Entry], held: int) -> int | None:
+        """Entries the leader sent again from a position it counts: those this journal holds
+        must be the same (then they count); anything beyond is written. Returns where to
+        pull again from while it has not caught up with what is held, else None."""
+        if not entries:
+            return None
+        overlap = [e for e in entries if e.index <= held]
+        if overlap and await self.rep.store.hash_at(overlap[-1].index) != overlap[-1].hash:
+            return None  # the journals differ: the next pull from our last entry says where
+        self.resent += len(overlap)
+        if entries[-1].index < held:
+            return entries[-1].index
+        await self._write(plan, held, [e for e in entries if e.index > held])
+        return None
 
     async def _write(self, plan: Plan, pulled_after: int, entries: list[Entry]) -> None:
         rep = self.rep

@@ -6,17 +6,32 @@ counts replicas' pulls as their durable positions, and acknowledges an entry as 
 only by `sync_rule` (INV-REPL-01). It reports its position (and, as leader, its view of
 each replica and which sync members hold every committed entry) in heartbeats. The
 replica's side (pulling, divergence, recovery) is in agent/replica.py.
+
+A pull counts only up to what this leader sent on that pull stream (`sync_rule.acknowledged`;
+the leader names each stream with a random token only the replica it answered learns),
+and only from a member of the current plan whose certificate is not revoked: a process
+holding a replica's key that claims entries it was never sent confirms nothing.
 """
 
 import asyncio
 import contextlib
 import logging
+import secrets
 from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config import ReplicationSection
 from agent.journal import Entry, JournalStore
-from agent.sync_rule import SyncView, append_refusal, confirmed_members, missing, must_confirm
+from agent.revocations import RevokedSerials
+from agent.sync_rule import (
+    SyncView,
+    acknowledged,
+    append_refusal,
+    confirmed_members,
+    covered_after,
+    missing,
+    must_confirm,
+)
 from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, InvalidArgument
@@ -25,6 +40,7 @@ from edgecommon.pb import link_pb2, replication_pb2
 
 log = logging.getLogger("edge-agent.journal")
 MAX_KEY_BYTES = 256
+STREAMS_PER_NODE = 4  # pull streams remembered per replica (a reconnecting one keeps its own)
 
 
 class NotLeader(Conflict):
@@ -75,9 +91,26 @@ class Plan:
 
 @dataclass(frozen=True)
 class Progress:
-    durable: int
+    durable: int  # acknowledged: what counts toward commits (sync_rule.acknowledged)
     seen_mono: float
     waiting: bool = False  # a pull is open at the leader right now (long poll)
+    serial: str = ""  # the certificate that acknowledged it
+
+
+@dataclass
+class PullStream:
+    """One replica's pull stream at this leader: what was sent on it, in order."""
+
+    node: str
+    covered: int
+    used_mono: float
+
+
+@dataclass(frozen=True)
+class PullAck:
+    index: int  # how much of the claim counts
+    token: bytes  # the stream, named in the answer
+    connected: bool  # entries sent in the answer extend the stream
 
 
 @dataclass(frozen=True)
@@ -123,12 +156,16 @@ class Replication:
         me: Identity,
         leadership: Leadership,
         clock: Clock,
+        revoked: RevokedSerials | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.me = me
         self.leadership = leadership
         self.clock = clock
+        # The hub's revoked serials; acknowledgements made with one stop counting.
+        self.revoked = revoked if revoked is not None else RevokedSerials()
+        self.revoked.listeners.append(self._revoked)
         self.plan = Plan(group=me.group)
         self.plan_changed = asyncio.Event()
         self.progress: dict[str, Progress] = {}
@@ -142,6 +179,8 @@ class Replication:
         # Appends waiting for sync replicas: (index, whom, resolved when all of them hold it).
         self._waiters: list[tuple[int, tuple[str, ...], asyncio.Future[None]]] = []
         self._led_epoch = 0
+        self._base = 0  # the last index when this leadership began
+        self._streams: dict[bytes, PullStream] = {}
 
     # --- the plan ---------------------------------------------------------------------
 
@@ -177,7 +216,8 @@ class Replication:
             # New leadership: what replicas told an earlier leadership no longer counts.
             self._led_epoch = epoch
             self.progress.clear()
-            self.commit_index = self.store.last.index
+            self._streams.clear()
+            self.commit_index = self._base = self.store.last.index
         return True
 
     @property
@@ -210,14 +250,58 @@ class Replication:
         """A replica's long poll began or ended: while it waits here it is heard from."""
         p = self.progress.get(node)
         if p is not None:
-            self.progress[node] = Progress(p.durable, self.clock.monotonic(), is_open)
+            self.progress[node] = Progress(p.durable, self.clock.monotonic(), is_open, p.serial)
 
     def durable(self) -> dict[str, int]:
-        return {n: p.durable for n, p in self.progress.items()}
+        """What counts toward commits: members of the current plan, certificates not revoked."""
+        members = set(self.plan.members)
+        return {
+            n: p.durable
+            for n, p in self.progress.items()
+            if n in members and p.serial not in self.revoked
+        }
 
-    def note_pull(self, node: str, after_index: int) -> None:
-        """A replica pulled after `after_index`, which it holds durably."""
-        self.progress[node] = Progress(after_index, self.clock.monotonic())
+    def note_pull(
+        self, node: str, after_index: int, serial: str = "", token: bytes = b""
+    ) -> PullAck:
+        """A replica, with certificate `serial`, pulled after `after_index` (it says it holds
+        that durably) on pull stream `token` (b"": a new stream). Counts what is possible."""
+        now = self.clock.monotonic()
+        stream = self._streams.pop(token, None) if token else None
+        if stream is None or stream.node != node:
+            # A token is a secret between the leader and the replica it answered (TLS):
+            # unguessable, hence not from the injected (seeded) random source.
+            token, stream = secrets.token_bytes(16), PullStream(node, 0, now)
+        stream.used_mono = now
+        self._streams[token] = stream  # the most recently used last
+        self._forget_streams(node)
+        index = acknowledged(after_index, self._base, stream.covered)
+        self.progress[node] = Progress(index, now, serial=serial)
+        self._progressed()
+        return PullAck(index, token, index == after_index)
+
+    def sent(self, token: bytes, claim: int, through: int) -> None:
+        """The answer to `claim` on stream `token` carried entries up to `through`."""
+        stream = self._streams.get(token)
+        if stream is not None:
+            stream.covered = covered_after(claim, self._base, stream.covered, through)
+
+    def _forget_streams(self, node: str) -> None:
+        mine = [t for t, s in self._streams.items() if s.node == node]  # oldest use first
+        for token in mine[:-STREAMS_PER_NODE]:
+            del self._streams[token]
+
+    def _revoked(self, serials: frozenset[str]) -> None:
+        """Acknowledgements made with a revoked certificate no longer count."""
+        gone = [n for n, p in self.progress.items() if p.serial in serials]
+        for node in gone:
+            del self.progress[node]
+            self._streams = {t: s for t, s in self._streams.items() if s.node != node}
+            log.warning(
+                "replica %s's certificate was revoked: its acknowledgements no longer count", node
+            )
+
+    def _progressed(self) -> None:
         self._advance()
         if self._waiters:
             durable = self.durable()
@@ -331,7 +415,14 @@ class Replication:
         last = self.store.last
         leading = self.leading()
         confirmed: tuple[str, ...] = ()
-        if leading and self.plan.leader == self.me.name and self.plan.epoch == self._led_epoch:
+        # Only once an entry of this leadership is committed: before that, a member's count
+        # may rest on what the leadership began with, never sent to it on its stream.
+        if (
+            leading
+            and self.plan.leader == self.me.name
+            and self.plan.epoch == self._led_epoch
+            and self.commit_index > self._base
+        ):
             confirmed = confirmed_members(self.plan.members, self.commit_index, self.durable())
         return link_pb2.JournalReport(
             role=self.role,
@@ -346,6 +437,7 @@ class Replication:
             bad_peer=self.bad_peer,
             peer_address=self.peer_address,
             plan_revision=self.plan.revision,
+            rewinds=self.store.rewinds,
         )
 
     async def status(self) -> replication_pb2.ReplicaReport:

@@ -1,4 +1,5 @@
-"""The agent's durable state: the emergency-stop latch and the last fleet switch.
+"""The agent's durable state: the emergency-stop latch, the last fleet switch and the
+certificate serials the hub revoked.
 
 SQLite in WAL mode with synchronous=FULL: a stop is acknowledged only after its row
 is on disk, so a power cut after the acknowledgement cannot lose it (INV-ESTOP-01).
@@ -24,6 +25,8 @@ SCHEMA = (
     "engaged_unix DOUBLE PRECISION NOT NULL, latched_unix DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fleet_switch (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "enabled INTEGER NOT NULL, source TEXT NOT NULL, revision INTEGER NOT NULL)",
+    # The hub's list as last received (agent/revocations.py); replaced whole each time.
+    "CREATE TABLE IF NOT EXISTS revoked_serials (serial TEXT PRIMARY KEY)",
 )
 
 
@@ -118,4 +121,18 @@ class AgentStateDB:
                 "enabled = excluded.enabled, source = excluded.source, "
                 "revision = excluded.revision",
                 (int(switch.enabled), switch.source, switch.revision),
+            )
+
+    async def revoked_serials(self) -> frozenset[str]:
+        async with (
+            self._tx() as db,
+            db.execute("SELECT serial FROM revoked_serials") as cur,
+        ):
+            return frozenset(str(row[0]) for row in await cur.fetchall())
+
+    async def save_revoked_serials(self, serials: frozenset[str]) -> None:
+        async with self._tx() as db:
+            await db.execute("DELETE FROM revoked_serials")
+            await db.executemany(
+                "INSERT INTO revoked_serials VALUES (?)", [(s,) for s in sorted(serials)]
             )

@@ -7,6 +7,16 @@ take over only once the leader confirmed it holds every committed entry, so whoe
 over holds everything that was acknowledged. In strict mode the leader refuses to append
 at all while a member it must wait for is not heard from: it never promises what it
 cannot keep. Without strict mode it waits only for the members it hears from (degraded).
+
+What counts as a replica holding an entry: a pull names the replica's last durable entry
+(`after_index` and its hash), but anyone holding the replica's key can name any entry —
+its hash is one EntryHash call away. So a replica's acknowledgement counts only up to what
+the leader actually sent it on that pull stream (`acknowledged`): entries this leadership
+began with (`base`: committed by its own rule, nobody waits for them), then entries sent on
+the stream, in order, from a position already counted (`covered_after`). A claim beyond
+that counts only up to it; a replica that really holds more (it restarted and lost its
+stream) pulls again from there and is sent them. Only members of the current plan, with
+a certificate that is not revoked, count at all (agent/replication.py).
 """
 
 from collections.abc import Mapping
@@ -83,3 +93,18 @@ def confirmed_members(
 ) -> tuple[str, ...]:
     """Members that hold every committed entry (the leader reports these to the hub)."""
     return tuple(m for m in members if durable.get(m, 0) >= commit_index)
+
+
+def acknowledged(claim: int, base: int, covered: int) -> int:
+    """How much of a replica's claim (`after_index`) counts as durable on it: at most what
+    this leadership began with (`base`) or the pull stream covers (`covered`)."""
+    return min(claim, max(base, covered))
+
+
+def covered_after(claim: int, base: int, covered: int, sent_through: int) -> int:
+    """What a pull stream covers once the leader answered `claim` with entries up to
+    `sent_through`: they extend it only when they follow a position it already counts
+    (an answer to a claim beyond that is disconnected from anything the replica was sent)."""
+    if claim <= max(base, covered):
+        return max(covered, sent_through)
+    return covered

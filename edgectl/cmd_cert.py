@@ -353,11 +353,13 @@ async def revoke(app: App) -> int:
     data = {
         "revoked": [certificate_row(c, now) for c in answer.revoked],
         "streams_closed": answer.streams_closed,
+        "agents_told": answer.agents_told,
     }
     serials = ", ".join(c.serial for c in answer.revoked)
     app.out.text(
         data,
         f"revoked {len(answer.revoked)} certificate(s) of {target} ({serials}); "
-        f"{answer.streams_closed} stream(s) closed",
+        f"{answer.streams_closed} stream(s) closed; revoked list sent to "
+        f"{answer.agents_told} connected agent(s)",
     )
     return exitcodes.OK

@@ -111,6 +111,7 @@ async def divergence_cmd(app: App) -> int:
             "last_index": r.last_index,
             "diverged_at": r.diverged_at or None,
             "bad_peer": r.bad_peer or None,
+            "refused_report": r.refused_report or None,
         }
         for r in report.replicas
     ]
@@ -124,12 +125,17 @@ async def divergence_cmd(app: App) -> int:
         }
         for n in report.nodes
     ]
+    refused = [
+        f"{r['node_id']}: hub refused its report: {r['refused_report']}"
+        for r in rows
+        if r["refused_report"]
+    ]
     footer = (
         "\n".join(f"{d['node_id']}: {d['detail']}" for d in diverged)
         + "\nrecover with: edgectl replica recover --node NODE --strategy rewind|resync"
         if diverged
         else "no divergence"
-    )
+    ) + "".join(f"\n{line}" for line in refused)
     app.out.table(
         {"diverged": diverged, "replicas": rows},
         rows,

@@ -1,8 +1,10 @@
 """The hub's certificate lifecycle: renewal, revocation, listing and CA rollover.
 
-Decisions are pure functions (`revocation_targets`, `retire_refusal`, `node_ca_counts`);
-`CertAuthority` applies them: it signs, persists, updates the trust store and closes
-the streams of revoked nodes.
+Decisions are pure functions (`revocation_targets`, `retire_refusal`, `node_ca_counts`,
+`live_revocations`); `CertAuthority` applies them: it signs, persists, updates the trust
+store, sends the revoked-serial list to every connected agent (their Peer services check
+it on every call; agents that are away get it in `Registered`) and closes the streams of
+revoked nodes.
 
 Renewal signs exactly the identity of the calling certificate (INV-PKI-01): the CSR must
 name it, use an accepted key type and a key different from the current one. A revoked,
@@ -12,7 +14,7 @@ expired or untrusted caller never gets here: `PeerVerifier` refuses it first.
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -21,6 +23,7 @@ from edgecommon import pki
 from edgecommon.clock import Clock, utc
 from edgecommon.errors import Conflict, CsrRejected, InvalidArgument, NotFound
 from edgecommon.identity import Identity, Kind, name_problem
+from edgecommon.pb import link_pb2
 from edgecommon.reasons import check_reason
 from hub import credentials as hub_credentials
 from hub.config import HubConfig
@@ -70,6 +73,14 @@ def revocation_targets(
     ]
 
 
+def live_revocations(
+    revoked: Iterable[str], not_after: Mapping[str, float], now_unix: float
+) -> list[str]:
+    """The revoked serials agents must refuse: those whose certificate has not expired (an
+    expired one is refused anyway). A serial of unknown expiry stays on the list."""
+    return sorted(s for s in revoked if not_after.get(s, float("inf")) > now_unix)
+
+
 def retire_refusal(dependent_online: Sequence[str], force: bool) -> str | None:
     """Why retiring the old CAs must wait, or None. Online nodes whose current certificate
     an old CA issued would be cut off at their next RPC."""
@@ -113,9 +124,21 @@ class CertAuthority:
         self._with_errors: set[str] = set()
         self._pending: list[tuple[CertificateRecord, asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._revoked_not_after: dict[str, float] = {}  # serial -> its certificate's expiry
 
     async def load(self) -> None:
         self._with_errors = set(await self.store.list_renewal_errors())
+        self._revoked_not_after = {
+            c.serial: c.not_after_unix
+            for c in await self.store.list_certificates()
+            if c.serial in self.trust.revoked
+        }
+
+    def revocations(self) -> link_pb2.Revocations:
+        """The list every agent gets (`Registered`, and on every revoke)."""
+        return link_pb2.Revocations(
+            serials=live_revocations(self.trust.revoked, self._revoked_not_after, self.clock.wall())
+        )
 
     @property
     def trust_domain(self) -> str:
@@ -197,7 +220,8 @@ class CertAuthority:
 
     async def revoke(
         self, node_id: str, operator: str, serial: str, reason: str, revoked_by: str
-    ) -> tuple[list[RevocationRecord], int]:
+    ) -> tuple[list[RevocationRecord], int, int]:
+        """Returns the revocations, the streams closed and the agents sent the new list."""
         reason = check_reason(reason)
         for what, value in (("node id", node_id), ("operator", operator)):
             if value and (problem := name_problem(what, value)):
@@ -220,6 +244,14 @@ class CertAuthority:
         ]
         await self.store.add_revocations(records)
         self.trust.add_revocations(records)
+        self._revoked_not_after.update((c.serial, c.not_after_unix) for c in targets)
+        # Every agent, before any stream closes: peers must stop serving the certificate
+        # even where the hub never sees it (agent-to-agent replication).
+        told = 0
+        message = link_pb2.HubMessage(revocations=self.revocations())
+        for session in self.registry.live_sessions():
+            session.outbox.put_nowait(message)
+            told += 1
         closed = 0
         serials = {r.serial for r in records}
         for session in self.registry.live_sessions():
@@ -236,7 +268,7 @@ class CertAuthority:
                 revoked_by,
                 reason,
             )
-        return records, closed
+        return records, closed, told
 
     async def listing(self) -> tuple[list[CertificateRecord], dict[str, tuple[str, float]]]:
         return await self.store.list_certificates(), await self.store.list_renewal_errors()

@@ -108,13 +108,14 @@ class CertsService(certs_pb2_grpc.CertsServicer):
         self, request: certs_pb2.RevokeRequest, context: grpc.aio.ServicerContext
     ) -> certs_pb2.RevokeAnswer:
         _, operator = self.verifier.require(context, Kind.OPERATOR)
-        records, closed = await self.authority.revoke(
+        records, closed, told = await self.authority.revoke(
             request.node_id, request.operator, request.serial, request.reason, operator.name
         )
         certificates = {c.serial: c for c in await self.authority.store.list_certificates()}
         return certs_pb2.RevokeAnswer(
             revoked=[certificate_info(certificates[r.serial], r, False) for r in records],
             streams_closed=closed,
+            agents_told=told,
         )
 
     async def _report(self, detail: str = "") -> certs_pb2.CaReport:

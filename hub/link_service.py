@@ -4,6 +4,7 @@ import asyncio
 import logging
 import math
 import random
+from collections.abc import Callable
 
 import grpc
 
@@ -51,6 +52,8 @@ class LinkService(link_pb2_grpc.LinkServicer):
             config.max_registrations_per_s, config.registration_burst, clock.monotonic()
         )
         self.backoffs_sent = 0
+        # The revoked-serial list for Registered (hub.cert_authority); wired by hub.server.
+        self.revocations: Callable[[], link_pb2.Revocations] | None = None
 
     @handle_errors
     async def Enroll(
@@ -141,6 +144,7 @@ class LinkService(link_pb2_grpc.LinkServicer):
                         stops=stops,
                         releases=releases,
                         fleet_switch=self.fleet_switch.message(),
+                        revocations=self.revocations() if self.revocations else None,
                     )
                 )
             )

@@ -11,6 +11,9 @@ leader, drop nodes that left, fill empty places with healthy, caught-up replicas
 strict mode a lost member keeps its place, so appends stop instead of silently losing
 the guarantee), `confirm` (joining -> sync on the leader's word) and `plan_restore` (the
 operator's `edgectl quorum restore`: lost members make way for caught-up replicas).
+
+A member whose last journal report the hub refused as impossible (hub.journal_reports) is a
+bad peer: neither healthy nor eligible until a report of it is accepted again.
 """
 
 from dataclasses import dataclass, replace
@@ -25,6 +28,7 @@ class MemberFacts:
     lag_entries: int | None = None  # as the leader sees it
     lag_s: float | None = None
     diverged_at: int = 0
+    refused: str = ""  # why the hub refused its last journal report ("": none refused)
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ def unhealthy_because(g: GroupFacts, m: MemberFacts, now: float) -> str | None:
     """Why replica `m` cannot serve as a sync replica now, or None."""
     if not m.online:
         return "offline"
+    if m.refused:
+        return bad_peer(m)
     if m.diverged_at:
         return f"journal diverged at entry {m.diverged_at}"
     if not g.leader:
@@ -107,6 +113,10 @@ def unhealthy_because(g: GroupFacts, m: MemberFacts, now: float) -> str | None:
     if age > g.replica_timeout_s:
         return f"last pull {age:.1f}s ago (limit {g.replica_timeout_s:g}s)"
     return None
+
+
+def bad_peer(m: MemberFacts) -> str:
+    return f"bad peer: the hub refused its journal report ({m.refused})"
 
 
 def caught_up(g: GroupFacts, m: MemberFacts) -> bool:
@@ -126,6 +136,8 @@ def ineligible_because(g: GroupFacts, node: str) -> str | None:
     m = g.member(node)
     if m is None:
         return "not a member of the group"
+    if m.refused:
+        return bad_peer(m)
     if m.diverged_at:
         return f"journal diverged at entry {m.diverged_at}"
     if not g.journal_in_use:

@@ -8,7 +8,7 @@ decision is the pure function `overdue`.
 
 import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from cryptography import x509
@@ -66,6 +66,9 @@ class Registry:
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._next_session = 0
+        # Told of every heartbeat accepted on a node's current session (the journal's
+        # quorum screens the positions in it: hub.replication).
+        self.on_heartbeat: Callable[[Session, link_pb2.Heartbeat], None] | None = None
 
     async def load(self) -> None:
         now = self.clock.wall()
@@ -125,6 +128,8 @@ class Registry:
             agent_version=beat.agent_version or record.agent_version,
         )
         self._mark(session.node_id, urgent=False)
+        if self.on_heartbeat is not None:
+            self.on_heartbeat(session, beat)
 
     def detach(self, session: Session, reason: str) -> None:
         if self._sessions.get(session.node_id) is not session:
@@ -182,6 +187,10 @@ class Registry:
         """Seconds since the node's last heartbeat on its current stream, None if offline."""
         session = self._sessions.get(node_id)
         return self.clock.monotonic() - session.last_heartbeat_mono if session else None
+
+    def session(self, node_id: str) -> Session | None:
+        """The node's current session, None when it is offline."""
+        return self._sessions.get(node_id)
 
     def live_sessions(self) -> list[Session]:
         return list(self._sessions.values())

@@ -2,6 +2,11 @@
 
 Facts come from heartbeats (each node's position and divergence; the leader's view of
 each replica and which sync members hold every committed entry) and from the lease.
+Every journal report is screened as it arrives (`observe`, rules in hub.journal_reports):
+an impossible one is refused, never adopted, and its node is reported as a bad peer (one
+log line per node and reason, counted in `statistics()`, shown by `replica divergence`).
+A replica's position counts only up to what the leader reported durable, and a leader's
+commit index only up to what another sync member reports holding (`adoptable_commit`).
 On a cadence, per group: the leader's confirmations move joining members into the sync
 set, `plan_sync_set` keeps it filled, a changed set is written to the store before any
 member hears of it, and every session of the group that has not seen the current plan
@@ -10,6 +15,7 @@ gets it on its stream.
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 
 from edgecommon.cadence import wait_for_event
@@ -17,6 +23,7 @@ from edgecommon.clock import Clock
 from edgecommon.errors import NotFound
 from edgecommon.pb import link_pb2, replication_pb2
 from hub.config import ReplicationSection
+from hub.journal_reports import Position, Refusal, adoptable_commit, judge
 from hub.leases import LeaseManager
 from hub.quorum import (
     GroupFacts,
@@ -46,6 +53,15 @@ class GroupSync:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+@dataclass(frozen=True)
+class Heard:
+    """The last journal report the hub accepted from a node."""
+
+    session_id: int
+    report: link_pb2.JournalReport
+    mono: float  # when it arrived (hub clock)
+
+
 class ReplicationManager:
     def __init__(
         self,
@@ -63,6 +79,10 @@ class ReplicationManager:
         self.groups: dict[str, GroupSync] = {}
         self._sent: dict[str, tuple[int, int]] = {}  # node -> (session id, revision)
         self.wake = asyncio.Event()
+        self._heard: dict[str, Heard] = {}
+        self._refused: dict[str, str] = {}  # node -> why its latest report was refused
+        self._logged: dict[str, set[Refusal]] = {}  # reasons logged since its last good report
+        self.refusals: Counter[Refusal] = Counter()
 
     async def load(self) -> None:
         for rec in await self.store.list_sync_sets():
@@ -78,14 +98,56 @@ class ReplicationManager:
             return self.config.min_sync_replicas
         return 1 if size >= 2 else 0
 
+    def statistics(self) -> dict[str, int]:
+        return {
+            "groups": len(self.groups),
+            "bad_peers": len(self._refused),
+            "reports_refused": sum(self.refusals.values()),
+            **{f"refused_{reason.value}": self.refusals[reason] for reason in Refusal},
+        }
+
     # --- facts -------------------------------------------------------------------------
 
+    def observe(self, session: Session, beat: link_pb2.Heartbeat) -> None:
+        """Screen the journal report in a heartbeat on the node's current session: adopt it
+        if it can be true, else keep the last accepted one and report a bad peer."""
+        if not beat.HasField("journal"):
+            return
+        node, report = session.node_id, beat.journal
+        heard = self._heard.get(node)
+        impossible = judge(Position.of(heard.report) if heard else None, Position.of(report))
+        if impossible is None:
+            self._heard[node] = Heard(session.session_id, report, self.clock.monotonic())
+            self._logged.pop(node, None)
+            if self._refused.pop(node, None) is not None:
+                log.warning("node %s reports possible journal positions again", node)
+            return
+        self.refusals[impossible.refusal] += 1
+        self._refused[node] = impossible.detail
+        logged = self._logged.setdefault(node, set())
+        if impossible.refusal not in logged:
+            logged.add(impossible.refusal)
+            log.error(
+                "bad peer %s (group %s): journal report refused (%s): %s; it may not take "
+                "over until it reports possible positions",
+                node,
+                session.group,
+                impossible.refusal.value,
+                impossible.detail,
+            )
+
     def _journal(self, node: str) -> tuple[link_pb2.JournalReport | None, float]:
-        beat = self.registry.heartbeat_of(node)
-        age = self.registry.heartbeat_age(node)
-        if beat is None or age is None or not beat.HasField("journal"):
+        """The node's accepted report on its current session and its age, or (None, 0)."""
+        heard = self._heard.get(node)
+        session = self.registry.session(node)
+        if heard is None or session is None or session.session_id != heard.session_id:
             return None, 0.0
-        return beat.journal, age
+        return heard.report, self.clock.monotonic() - heard.mono
+
+    def _last_journal(self, node: str) -> link_pb2.JournalReport | None:
+        """What the node last reported of its journal (accepted), online or not."""
+        heard = self._heard.get(node)
+        return heard.report if heard is not None else None
 
     def facts(self, group: str, views: list[NodeView] | None = None) -> GroupFacts:
         now = self.clock.monotonic()
@@ -93,29 +155,37 @@ class ReplicationManager:
         leader = lease.lease.holder if lease and lease.lease.valid(now) else ""
         epoch = lease.lease.epoch if lease else 0
         lj, lage = self._journal(leader) if leader else (None, 0.0)
-        seen = {}
-        if lj is not None and lj.epoch == epoch:
-            seen = {r.node_id: r for r in lj.replicas}
+        current = lj if lj is not None and lj.epoch == epoch else None
+        seen = {r.node_id: r for r in current.replicas} if current is not None else {}
         members = []
         views = self.registry.views(group) if views is None else views
         for view in views:
             node = view.record.node_id
-            j = _last_journal(view)
+            j = self._last_journal(node)
             r = seen.get(node)
+            last = j.last_index if j else 0
+            if current is not None and node != leader:
+                last = min(last, current.last_index)  # never beyond what the leader holds
             members.append(
                 MemberFacts(
                     node_id=node,
                     online=view.connected,
-                    last_index=j.last_index if j else 0,
+                    last_index=last,
                     last_pull_mono=now - lage - r.last_pull_age_s if r else None,
                     lag_entries=r.lag_entries if r else None,
                     lag_s=r.lag_s if r else None,
                     diverged_at=j.diverged_at if j else 0,
+                    refused=self._refused.get(node, ""),
                 )
             )
         g = self._group(group)
-        if lj is not None and lj.epoch == epoch:
-            g.commit_index = max(g.commit_index, lj.commit_index)
+        min_sync = self.min_sync(group, len(views))
+        if current is not None:
+            holders = set(g.sync.sync_set + g.sync.joining) - {leader}
+            positions = [m.last_index for m in members if m.node_id in holders]
+            g.commit_index = max(
+                g.commit_index, adoptable_commit(current.commit_index, min_sync, positions)
+            )
         g.in_use = g.in_use or g.commit_index > 0 or any(m.last_index > 0 for m in members)
         c = self.config
         return GroupFacts(
@@ -126,7 +196,7 @@ class ReplicationManager:
             members=tuple(members),
             sync_set=g.sync.sync_set,
             joining=g.sync.joining,
-            min_sync=self.min_sync(group, len(views)),
+            min_sync=min_sync,
             strict=c.strict,
             replica_timeout_s=c.replica_timeout_s,
             restore_max_lag_entries=c.restore_max_lag_entries,
@@ -275,11 +345,16 @@ class ReplicationManager:
         out = replication_pb2.DivergenceReport()
         for view in self.registry.views(group):
             node = view.record.node_id
-            j = _last_journal(view)
+            j = self._last_journal(node)
+            refused = self._refused.get(node, "")
             if j is None:
                 out.replicas.append(
                     replication_pb2.ReplicaState(
-                        node_id=node, group=view.record.group, role="unknown", online=view.connected
+                        node_id=node,
+                        group=view.record.group,
+                        role="unknown",
+                        online=view.connected,
+                        refused_report=refused,
                     )
                 )
                 continue
@@ -292,6 +367,7 @@ class ReplicationManager:
                     diverged_at=j.diverged_at,
                     bad_peer=j.bad_peer,
                     online=view.connected,
+                    refused_report=refused,
                 )
             )
             if j.diverged_at:
@@ -314,12 +390,6 @@ class ReplicationManager:
         return replication_pb2.JournalLeaderInfo(
             group=group, leader=facts.leader, peer_address=address, epoch=facts.epoch
         )
-
-
-def _last_journal(view: NodeView) -> link_pb2.JournalReport | None:
-    """What the node last reported of its journal, online or not."""
-    beat = view.heartbeat
-    return beat.journal if beat is not None and beat.HasField("journal") else None
 
 
 def _without_revision(plan: link_pb2.ReplicationPlan) -> link_pb2.ReplicationPlan:

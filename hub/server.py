@@ -120,6 +120,7 @@ async def build(
     replication = ReplicationManager(store, registry, leases, clock, config.replication)
     await replication.load()
     leases.journal = replication
+    registry.on_heartbeat = replication.observe
     http_token = read_token(Path(config.http.token_file)) if config.http.token_file else None
     trust = TrustStore(creds)
     await trust.load(store)
@@ -181,6 +182,7 @@ async def build(
     )
     authority = CertAuthority(store, trust, registry, config, clock)
     await authority.load()
+    link.revocations = authority.revocations
     certs_pb2_grpc.add_CertsServicer_to_server(CertsService(authority, verifier), server)
     mtls = trust.server_credentials(client_auth=True)
     tls = trust.server_credentials(client_auth=False)

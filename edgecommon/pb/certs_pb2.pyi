@@ -103,12 +103,14 @@ class RevokeRequest(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., serial: _Optional[str] = ..., operator: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class RevokeAnswer(_message.Message):
-    __slots__ = ("revoked", "streams_closed")
+    __slots__ = ("revoked", "streams_closed", "agents_told")
     REVOKED_FIELD_NUMBER: _ClassVar[int]
     STREAMS_CLOSED_FIELD_NUMBER: _ClassVar[int]
+    AGENTS_TOLD_FIELD_NUMBER: _ClassVar[int]
     revoked: _containers.RepeatedCompositeFieldContainer[CertificateInfo]
     streams_closed: int
-    def __init__(self, revoked: _Optional[_Iterable[_Union[CertificateInfo, _Mapping]]] = ..., streams_closed: _Optional[int] = ...) -> None: ...
+    agents_told: int
+    def __init__(self, revoked: _Optional[_Iterable[_Union[CertificateInfo, _Mapping]]] = ..., streams_closed: _Optional[int] = ..., agents_told: _Optional[int] = ...) -> None: ...
 
 class CaStatusRequest(_message.Message):
     __slots__ = ()

@@ -152,7 +152,7 @@ class Heartbeat(_message.Message):
     def __init__(self, seq: _Optional[int] = ..., agent_version: _Optional[str] = ..., uptime_s: _Optional[float] = ..., cpu_percent: _Optional[float] = ..., memory_percent: _Optional[float] = ..., disk_percent: _Optional[float] = ..., rss_bytes: _Optional[int] = ..., autonomy_effective: _Optional[bool] = ..., node_switch_enabled: _Optional[bool] = ..., node_switch_source: _Optional[str] = ..., fleet_switch_revision: _Optional[int] = ..., local_stop_ids: _Optional[_Iterable[str]] = ..., held_permits: _Optional[int] = ..., journal: _Optional[_Union[JournalReport, _Mapping]] = ...) -> None: ...
 
 class JournalReport(_message.Message):
-    __slots__ = ("role", "last_index", "last_epoch", "commit_index", "epoch", "diverged_at", "detail", "replicas", "sync_confirmed", "bad_peer", "peer_address", "plan_revision")
+    __slots__ = ("role", "last_index", "last_epoch", "commit_index", "epoch", "diverged_at", "detail", "replicas", "sync_confirmed", "bad_peer", "peer_address", "plan_revision", "rewinds")
     ROLE_FIELD_NUMBER: _ClassVar[int]
     LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     LAST_EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -165,6 +165,7 @@ class JournalReport(_message.Message):
     BAD_PEER_FIELD_NUMBER: _ClassVar[int]
     PEER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     PLAN_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REWINDS_FIELD_NUMBER: _ClassVar[int]
     role: str
     last_index: int
     last_epoch: int
@@ -177,7 +178,8 @@ class JournalReport(_message.Message):
     bad_peer: str
     peer_address: str
     plan_revision: int
-    def __init__(self, role: _Optional[str] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., diverged_at: _Optional[int] = ..., detail: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., sync_confirmed: _Optional[_Iterable[str]] = ..., bad_peer: _Optional[str] = ..., peer_address: _Optional[str] = ..., plan_revision: _Optional[int] = ...) -> None: ...
+    rewinds: int
+    def __init__(self, role: _Optional[str] = ..., last_index: _Optional[int] = ..., last_epoch: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., diverged_at: _Optional[int] = ..., detail: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaView, _Mapping]]] = ..., sync_confirmed: _Optional[_Iterable[str]] = ..., bad_peer: _Optional[str] = ..., peer_address: _Optional[str] = ..., plan_revision: _Optional[int] = ..., rewinds: _Optional[int] = ...) -> None: ...
 
 class ReplicaView(_message.Message):
     __slots__ = ("node_id", "durable_index", "lag_entries", "lag_s", "last_pull_age_s")
@@ -194,7 +196,7 @@ class ReplicaView(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., durable_index: _Optional[int] = ..., lag_entries: _Optional[int] = ..., lag_s: _Optional[float] = ..., last_pull_age_s: _Optional[float] = ...) -> None: ...
 
 class HubMessage(_message.Message):
-    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch", "lease_nudge", "replication")
+    __slots__ = ("registered", "backoff", "estop", "estop_release", "fleet_switch", "lease_nudge", "replication", "revocations")
     REGISTERED_FIELD_NUMBER: _ClassVar[int]
     BACKOFF_FIELD_NUMBER: _ClassVar[int]
     ESTOP_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +204,7 @@ class HubMessage(_message.Message):
     FLEET_SWITCH_FIELD_NUMBER: _ClassVar[int]
     LEASE_NUDGE_FIELD_NUMBER: _ClassVar[int]
     REPLICATION_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     registered: Registered
     backoff: Backoff
     estop: EstopCommand
@@ -209,7 +212,14 @@ class HubMessage(_message.Message):
     fleet_switch: FleetSwitch
     lease_nudge: LeaseNudge
     replication: ReplicationPlan
-    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ..., lease_nudge: _Optional[_Union[LeaseNudge, _Mapping]] = ..., replication: _Optional[_Union[ReplicationPlan, _Mapping]] = ...) -> None: ...
+    revocations: Revocations
+    def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., backoff: _Optional[_Union[Backoff, _Mapping]] = ..., estop: _Optional[_Union[EstopCommand, _Mapping]] = ..., estop_release: _Optional[_Union[EstopRelease, _Mapping]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ..., lease_nudge: _Optional[_Union[LeaseNudge, _Mapping]] = ..., replication: _Optional[_Union[ReplicationPlan, _Mapping]] = ..., revocations: _Optional[_Union[Revocations, _Mapping]] = ...) -> None: ...
+
+class Revocations(_message.Message):
+    __slots__ = ("serials",)
+    SERIALS_FIELD_NUMBER: _ClassVar[int]
+    serials: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, serials: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReplicationPlan(_message.Message):
     __slots__ = ("group", "leader", "leader_peer_address", "epoch", "sync_set", "joining", "min_sync", "strict", "revision")
@@ -240,7 +250,7 @@ class LeaseNudge(_message.Message):
     def __init__(self, reason: _Optional[str] = ...) -> None: ...
 
 class Registered(_message.Message):
-    __slots__ = ("node_id", "group", "heartbeat_interval_s", "hub_time_unix", "stops", "releases", "fleet_switch")
+    __slots__ = ("node_id", "group", "heartbeat_interval_s", "hub_time_unix", "stops", "releases", "fleet_switch", "revocations")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +258,7 @@ class Registered(_message.Message):
     STOPS_FIELD_NUMBER: _ClassVar[int]
     RELEASES_FIELD_NUMBER: _ClassVar[int]
     FLEET_SWITCH_FIELD_NUMBER: _ClassVar[int]
+    REVOCATIONS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     heartbeat_interval_s: float
@@ -255,7 +266,8 @@ class Registered(_message.Message):
     stops: _containers.RepeatedCompositeFieldContainer[EstopCommand]
     releases: _containers.RepeatedCompositeFieldContainer[EstopRelease]
     fleet_switch: FleetSwitch
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., hub_time_unix: _Optional[float] = ..., stops: _Optional[_Iterable[_Union[EstopCommand, _Mapping]]] = ..., releases: _Optional[_Iterable[_Union[EstopRelease, _Mapping]]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ...) -> None: ...
+    revocations: Revocations
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., heartbeat_interval_s: _Optional[float] = ..., hub_time_unix: _Optional[float] = ..., stops: _Optional[_Iterable[_Union[EstopCommand, _Mapping]]] = ..., releases: _Optional[_Iterable[_Union[EstopRelease, _Mapping]]] = ..., fleet_switch: _Optional[_Union[FleetSwitch, _Mapping]] = ..., revocations: _Optional[_Union[Revocations, _Mapping]] = ...) -> None: ...
 
 class EstopCommand(_message.Message):
     __slots__ = ("stop_id", "scope", "reason", "operator", "engaged_unix")

@@ -25,34 +25,40 @@ class Entry(_message.Message):
     def __init__(self, index: _Optional[int] = ..., epoch: _Optional[int] = ..., prev_hash: _Optional[bytes] = ..., hash: _Optional[bytes] = ..., key: _Optional[str] = ..., payload: _Optional[bytes] = ..., appended_unix: _Optional[float] = ...) -> None: ...
 
 class PullRequest(_message.Message):
-    __slots__ = ("after_index", "after_hash", "max_entries", "max_bytes", "wait_s")
+    __slots__ = ("after_index", "after_hash", "max_entries", "max_bytes", "wait_s", "stream_token")
     AFTER_INDEX_FIELD_NUMBER: _ClassVar[int]
     AFTER_HASH_FIELD_NUMBER: _ClassVar[int]
     MAX_ENTRIES_FIELD_NUMBER: _ClassVar[int]
     MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     WAIT_S_FIELD_NUMBER: _ClassVar[int]
+    STREAM_TOKEN_FIELD_NUMBER: _ClassVar[int]
     after_index: int
     after_hash: bytes
     max_entries: int
     max_bytes: int
     wait_s: float
-    def __init__(self, after_index: _Optional[int] = ..., after_hash: _Optional[bytes] = ..., max_entries: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_s: _Optional[float] = ...) -> None: ...
+    stream_token: bytes
+    def __init__(self, after_index: _Optional[int] = ..., after_hash: _Optional[bytes] = ..., max_entries: _Optional[int] = ..., max_bytes: _Optional[int] = ..., wait_s: _Optional[float] = ..., stream_token: _Optional[bytes] = ...) -> None: ...
 
 class PullResponse(_message.Message):
-    __slots__ = ("status", "entries", "leader_last_index", "commit_index", "epoch", "detail")
+    __slots__ = ("status", "entries", "leader_last_index", "commit_index", "epoch", "detail", "stream_token", "acknowledged_index")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     LEADER_LAST_INDEX_FIELD_NUMBER: _ClassVar[int]
     COMMIT_INDEX_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACKNOWLEDGED_INDEX_FIELD_NUMBER: _ClassVar[int]
     status: str
     entries: _containers.RepeatedCompositeFieldContainer[Entry]
     leader_last_index: int
     commit_index: int
     epoch: int
     detail: str
-    def __init__(self, status: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., leader_last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    stream_token: bytes
+    acknowledged_index: int
+    def __init__(self, status: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[Entry, _Mapping]]] = ..., leader_last_index: _Optional[int] = ..., commit_index: _Optional[int] = ..., epoch: _Optional[int] = ..., detail: _Optional[str] = ..., stream_token: _Optional[bytes] = ..., acknowledged_index: _Optional[int] = ...) -> None: ...
 
 class EntryHashRequest(_message.Message):
     __slots__ = ("index",)
@@ -315,7 +321,7 @@ class DivergentNode(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., diverged_at: _Optional[int] = ..., last_index: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
 
 class ReplicaState(_message.Message):
-    __slots__ = ("node_id", "group", "role", "last_index", "diverged_at", "bad_peer", "online")
+    __slots__ = ("node_id", "group", "role", "last_index", "diverged_at", "bad_peer", "online", "refused_report")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +329,7 @@ class ReplicaState(_message.Message):
     DIVERGED_AT_FIELD_NUMBER: _ClassVar[int]
     BAD_PEER_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_REPORT_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     role: str
@@ -330,7 +337,8 @@ class ReplicaState(_message.Message):
     diverged_at: int
     bad_peer: str
     online: bool
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., role: _Optional[str] = ..., last_index: _Optional[int] = ..., diverged_at: _Optional[int] = ..., bad_peer: _Optional[str] = ..., online: _Optional[bool] = ...) -> None: ...
+    refused_report: str
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., role: _Optional[str] = ..., last_index: _Optional[int] = ..., diverged_at: _Optional[int] = ..., bad_peer: _Optional[str] = ..., online: _Optional[bool] = ..., refused_report: _Optional[str] = ...) -> None: ...
 
 class JournalLeaderInfo(_message.Message):
     __slots__ = ("group", "leader", "peer_address", "epoch")

@@ -1,6 +1,7 @@
 """Certificate lifecycle with real processes: inspect, rotation without a drop, revocation,
 re-enrollment, CA rollover, bad renewals, INV-PKI-01."""
 
+import asyncio
 import concurrent.futures
 import shutil
 import stat
@@ -14,7 +15,23 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from edgecommon import grpcopts, pki
 from edgecommon.identity import Identity, Kind
-from edgecommon.pb import certs_pb2, certs_pb2_grpc, link_pb2, link_pb2_grpc
+from edgecommon.pb import (
+    certs_pb2,
+    certs_pb2_grpc,
+    link_pb2,
+    link_pb2_grpc,
+    replication_pb2,
+    replication_pb2_grpc,
+)
+from edgecommon.peerwire import peer_options
+from tests.integration.test_replication import (
+    NODES,
+    append,
+    quorum,
+    read,
+    replica_status,
+    start_group,
+)
 from tests.keycheck import secret_needles
 from tests.procs import ROOT, Fleet, clean_env, wait_until
 
@@ -527,3 +544,113 @@ def test_rotate_with_the_hub_down_fails_clearly_and_keeps_the_key(running_fleet:
     fleet.wait_connected("node-a")
     assert fleet.edgectl("cert", "rotate", "--socket", str(fleet.socket("node-a"))).code == 0
     assert status(fleet, "node-a")["certificate"]["renewal_failures"] == 0
+
+
+# --- revocation reaches the agents' Peer service -------------------------------------
+
+
+def _peer_stub(fleet: Fleet, node: str, address: str, leader: str) -> grpc.aio.Channel:
+    key, cert, bundle = node_files(fleet, node)
+    return grpc.aio.secure_channel(
+        address, grpc.ssl_channel_credentials(bundle, key, cert), options=peer_options(leader)
+    )
+
+
+async def _refused(stub: replication_pb2_grpc.PeerStub, last: int) -> list[str]:
+    """Pull, EntryHash and Snapshot on `stub`: the details of each refusal (all must be
+    UNAUTHENTICATED)."""
+    details = []
+    for call in (
+        lambda: stub.Pull(
+            replication_pb2.PullRequest(after_index=0, after_hash=bytes(32)), timeout=5
+        ),
+        lambda: stub.EntryHash(replication_pb2.EntryHashRequest(index=last), timeout=5),
+        lambda: anext(aiter(stub.Snapshot(replication_pb2.SnapshotRequest(), timeout=5))),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await call()
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED, err.value
+        details.append(err.value.details() or "")
+    return details
+
+
+async def _revoke_during_a_long_poll(fleet: Fleet, victim: str, leader: str, address: str) -> None:
+    async with _peer_stub(fleet, victim, address, leader) as channel:
+        stub = replication_pb2_grpc.PeerStub(channel)
+        assert (await stub.Snapshot(replication_pb2.SnapshotRequest(), timeout=5).read()).entries
+        # Follow the leader as a replica does (everything sent on this pull stream) ...
+        pulled = await stub.Pull(
+            replication_pb2.PullRequest(after_index=0, after_hash=bytes(32)), timeout=5
+        )
+        last, digest = pulled.entries[-1].index, pulled.entries[-1].hash
+        assert last == pulled.leader_last_index
+        # ... then long-poll: a long poll in flight when the certificate is revoked is
+        # ended, not answered.
+        waiting = asyncio.ensure_future(
+            stub.Pull(
+                replication_pb2.PullRequest(
+                    after_index=last,
+                    after_hash=digest,
+                    wait_s=5.0,
+                    stream_token=pulled.stream_token,
+                ),
+                timeout=10,
+            )
+        )
+        await asyncio.sleep(0.5)
+        revoked = await asyncio.to_thread(
+            fleet.edgectl, "cert", "revoke", "--node", victim, "--reason", "lost", "--force"
+        )
+        assert revoked.code == 0, revoked.stderr
+        with pytest.raises(grpc.aio.AioRpcError) as ended:
+            await waiting
+        assert ended.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        assert "revoked" in (ended.value.details() or "")
+        # Every call on the connection opened before the revoke is refused ...
+        assert all("revoked" in d for d in await _refused(stub, last))
+    # ... and on a new one.
+    async with _peer_stub(fleet, victim, address, leader) as channel:
+        stub = replication_pb2_grpc.PeerStub(channel)
+        assert all("revoked" in d for d in await _refused(stub, last))
+
+
+async def _refused_on_a_new_connection(fleet: Fleet, victim: str, leader: str, address: str) -> str:
+    async with _peer_stub(fleet, victim, address, leader) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await replication_pb2_grpc.PeerStub(channel).EntryHash(
+                replication_pb2.EntryHashRequest(index=0), timeout=5
+            )
+        assert err.value.code() is grpc.StatusCode.UNAUTHENTICATED
+        return err.value.details() or ""
+
+
+def test_revoked_certificate_is_refused_by_the_peer_service_on_open_and_new_connections(
+    fleet: Fleet,
+) -> None:
+    """The hub pushes its revoked serials to every agent: the leader's Peer service refuses
+    the revoked node on every call (a long poll in flight ends), the node stops getting
+    entries, and the list survives the leader's restart with the hub down."""
+    start_group(fleet)
+    q = quorum(fleet)
+    leader, sync = q["leader"], q["sync_set"][0]
+    victim = next(n for n in NODES if n not in (leader, sync))  # so appends still commit
+    assert append(fleet, leader, "k", "before").code == 0
+    wait_until(f"{victim} has entry 1", lambda: read(fleet, victim)["last_index"] == 1)
+    address = replica_status(fleet, leader)["peer_address"]
+    asyncio.run(_revoke_during_a_long_poll(fleet, victim, leader, address))
+    assert append(fleet, leader, "k", "after").code == 0
+    wait_until(
+        f"{victim} is refused by the leader",
+        lambda: "UNAUTHENTICATED" in ((replica_status(fleet, victim) or {}).get("detail") or ""),
+    )
+    assert read(fleet, victim)["last_index"] == 1  # it never got entry 2
+    assert read(fleet, sync)["last_index"] == 2
+    # Persisted on the leader: restarted while the hub is down, it still refuses the node.
+    fleet.hub.stop()
+    fleet.agents[leader].stop()
+    fleet.agents[leader].start()
+    moved = wait_until(
+        "the leader's Peer service is back",
+        lambda: (s := replica_status(fleet, leader)) and s["peer_address"],
+    )
+    assert "revoked" in asyncio.run(_refused_on_a_new_connection(fleet, victim, leader, moved))

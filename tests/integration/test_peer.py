@@ -17,6 +17,7 @@ from agent.journal import GENESIS, JournalStore, Position, make_entry
 from agent.peer import PeerService, peer_channel, start_peer_server
 from agent.replica import ReplicaLoop
 from agent.replication import Replication, entry_pb
+from agent.revocations import RevokedSerials
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.identity import Identity, Kind
@@ -235,3 +236,115 @@ async def test_a_replica_rewinds_by_itself_only_what_it_did_not_write(
         await server.stop(None)
         await lstore.close()
         await rstore.close()
+
+
+async def _pull(stub, store: JournalStore, token: bytes = b"", wait_s: float = 0.0):  # type: ignore[no-untyped-def]
+    last = store.last
+    return await stub.Pull(
+        replication_pb2.PullRequest(
+            after_index=last.index, after_hash=last.hash, wait_s=wait_s, stream_token=token
+        ),
+        timeout=5,
+    )
+
+
+async def test_inv_repl_01_a_restarted_replica_is_sent_again_what_it_holds_then_counts(
+    ca, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Entries appended under this leadership count for a replica only once sent on its
+    pull stream: a replica process that lost its stream (restarted) claims them, the leader
+    counts the start of its leadership, sends them again, the replica finds them equal to
+    what it holds (nothing written twice) and then its whole position counts."""
+    leader = creds(ca, Identity(Kind.NODE, "n1", "g"))
+    replica = creds(ca, Identity(Kind.NODE, "n2", "g"))
+    lstore = await open_store(tmp_path / "leader.db")
+    rstore = await open_store(tmp_path / "replica.db")
+    lrep = Replication(lstore, ReplicationSection(), leader.identity, Lead(True, 3), SystemClock())
+    lrep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=3, min_sync=0))
+    assert lrep.leading()  # the leadership begins with an empty journal
+    for i in range(7):
+        await lrep.append("k", f"v{i}".encode())
+    await rstore.append_replicated(await lstore.read(1, 100))  # pulled by an earlier process
+    server, port, _ = await start_peer_server(lrep, leader, SystemClock(), "127.0.0.1:0")
+    address = f"127.0.0.1:{port}"
+    rrep = Replication(rstore, ReplicationSection(), replica.identity, Lead(False), SystemClock())
+    rrep.set_plan(
+        link_pb2.ReplicationPlan(
+            group="g", leader="n1", leader_peer_address=address, epoch=3, min_sync=0
+        )
+    )
+    try:
+        async with peer_channel(replica, address, "n1") as stub:
+            first = await _pull(stub, rstore)
+            assert first.acknowledged_index == 0  # never sent on this (new) stream
+            assert not first.entries
+            assert lrep.progress["n2"].durable == 0
+        loop = ReplicaLoop(rrep, replica, tmp_path / "forensics")
+        await _follow_until(
+            rrep,
+            loop,
+            lambda: lrep.progress.get("n2", None) is not None and lrep.progress["n2"].durable == 7,
+        )
+        assert loop.resent == 7
+        assert [e.hash for e in await rstore.read(1, 100)] == [
+            e.hash for e in await lstore.read(1, 100)
+        ]
+        # The stream is kept in journal.db: the next process names it and counts at once.
+        await lrep.append("k", b"v7")
+        again = ReplicaLoop(rrep, replica, tmp_path / "forensics")
+        await _follow_until(
+            rrep, again, lambda: "n2" in lrep.progress and lrep.progress["n2"].durable == 8
+        )
+        assert again.resent == 0
+    finally:
+        await server.stop(None)
+        await lstore.close()
+        await rstore.close()
+
+
+async def test_inv_repl_01_only_current_members_with_unrevoked_certificates_count(
+    ca, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    leader = creds(ca, Identity(Kind.NODE, "n1", "g"))
+    member = creds(ca, Identity(Kind.NODE, "n2", "g"))
+    outsider = creds(ca, Identity(Kind.NODE, "n3", "g"))  # of the group, not in the sync set
+    store = await open_store(tmp_path / "leader.db")
+    revoked = RevokedSerials()
+    rep = Replication(
+        store, ReplicationSection(), leader.identity, Lead(True), SystemClock(), revoked
+    )
+    rep.set_plan(
+        link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1, min_sync=1, joining=["n2"])
+    )
+    server, port, service = await start_peer_server(rep, leader, SystemClock(), "127.0.0.1:0")
+    address = f"127.0.0.1:{port}"
+    try:
+        async with (
+            peer_channel(member, address, "n1") as m,
+            peer_channel(outsider, address, "n1") as o,
+        ):
+            mine = await _pull(m, store)
+            await _pull(o, store)
+            assert rep.durable() == {"n2": 0}  # n3 is heard from, but does not count
+            assert set(rep.progress) == {"n2", "n3"}
+            waiting = asyncio.ensure_future(_pull(m, store, mine.stream_token, wait_s=5.0))
+            await asyncio.sleep(0.3)
+            await revoked.replace([pki.serial_hex(member.cert)])
+            with pytest.raises(grpc.aio.AioRpcError) as ended:
+                await waiting
+            assert ended.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert "revoked" in (ended.value.details() or "")
+            assert rep.durable() == {}  # what it acknowledged no longer counts
+            for call in (
+                lambda: _pull(m, store),
+                lambda: m.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call()
+                assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert service.statistics()["refused_revoked"] == 2
+            assert service.statistics()["ended_by_revocation"] == 1
+            assert (await _pull(o, store)).status == "ok"  # others are unaffected
+    finally:
+        await server.stop(None)
+        await store.close()

@@ -3,13 +3,16 @@
 import asyncio
 import base64
 import json
+import signal
 from pathlib import Path
 
 import grpc
 import pytest
 
-from edgecommon.pb import replication_pb2, replication_pb2_grpc
-from tests.procs import Fleet, free_port, wait_until
+from edgecommon import grpcopts
+from edgecommon.pb import link_pb2, link_pb2_grpc, replication_pb2, replication_pb2_grpc
+from edgecommon.peerwire import peer_options
+from tests.procs import Fleet, Result, free_port, wait_until
 from tests.tcpproxy import TcpProxy
 
 FAST_LEASE = (
@@ -390,3 +393,155 @@ def test_inv_repl_01_switchover_goes_only_to_a_sync_replica_and_loses_nothing(
     assert _new_leader(fleet, leader) == sync
     assert [e["hash"] for e in read(fleet, sync)["entries"]][:5] == acked
     wait_until("appends on the new leader", lambda: append(fleet, sync, "k", "after").code == 0)
+
+
+# --- forged positions and acknowledgements (clients built here, with a node's real key) ---
+
+
+def node_pki(fleet: Fleet, node: str) -> tuple[bytes, bytes, bytes]:
+    """A node's real key, certificate and trust bundle, from its state directory."""
+    d = fleet.agent_dir(node) / "state" / "pki"
+    return (d / "node.key").read_bytes(), (d / "node.crt").read_bytes(), (d / "ca.crt").read_bytes()
+
+
+def _credentials(fleet: Fleet, node: str) -> grpc.ChannelCredentials:
+    key, cert, bundle = node_pki(fleet, node)
+    return grpc.ssl_channel_credentials(bundle, key, cert)
+
+
+async def _forge_acks(
+    fleet: Fleet, forged: str, leader: str, address: str, stop: asyncio.Event
+) -> int:
+    """Answer the leader's long polls as `forged` (its real key and certificate over real
+    mTLS), claiming to hold the leader's last entry, storing nothing. The last index and its
+    hash come from EntryHash; entries the leader sends are dropped. Returns the claims made."""
+    claims, token = 0, b""
+    async with grpc.aio.secure_channel(
+        address, _credentials(fleet, forged), options=peer_options(leader)
+    ) as channel:
+        stub = replication_pb2_grpc.PeerStub(channel)
+        while not stop.is_set():
+            last = (await stub.EntryHash(replication_pb2.EntryHashRequest(index=0))).last_index
+            digest = (await stub.EntryHash(replication_pb2.EntryHashRequest(index=last))).hash
+            answer = await stub.Pull(
+                replication_pb2.PullRequest(
+                    after_index=last, after_hash=digest, wait_s=0.2, stream_token=token
+                ),
+                timeout=5,
+            )
+            token = answer.stream_token or token  # a forger echoes what it is given, too
+            claims += 1
+            await asyncio.sleep(0.05)
+    return claims
+
+
+async def _append_while_forging(
+    fleet: Fleet, forged: str, leader: str, address: str
+) -> tuple[Result, int]:
+    stop = asyncio.Event()
+    forger = asyncio.create_task(_forge_acks(fleet, forged, leader, address, stop))
+    try:
+        await asyncio.sleep(1.0)  # the forger is heard from before the append
+        result = await asyncio.to_thread(
+            fleet.edgectl,
+            "--output",
+            "json",
+            "journal",
+            "append",
+            "k",
+            "forged",
+            "--group",
+            "site-a",
+        )
+    finally:
+        stop.set()
+    return result, await forger
+
+
+def test_inv_repl_01_forged_ack_beyond_what_was_sent_is_not_counted(fleet: Fleet) -> None:
+    start_group(fleet, agent_extra="[replication]\ncommit_timeout_s = 2.0\n")
+    q = quorum(fleet)
+    leader, sync = q["leader"], q["sync_set"][0]
+    assert append(fleet, leader, "k", "before").code == 0
+    address = replica_status(fleet, leader)["peer_address"]
+    fleet.agents[sync].kill()
+    wait_until(
+        "appends refused",
+        lambda: (
+            (r := append(fleet, leader, "k", "refused")).code != 0 and "quorum lost" in r.stderr
+        ),
+    )
+    result, claims = asyncio.run(_append_while_forging(fleet, sync, leader, address))
+    assert claims > 1
+    assert result.code == 1, result.stdout
+    assert "not acknowledged as committed" in result.stderr
+    assert sync in result.stderr
+    # The real replica, back, confirms again (its own claims are what the leader sent it).
+    fleet.agents[sync].start()
+    fleet.wait_connected(sync)
+    done = wait_until(
+        "appends commit with the real replica",
+        lambda: (r := append(fleet, leader, "k", "after")).code == 0 and r,
+    )
+    assert done.json["confirmed_by"] == [sync]
+
+
+async def _forge_leader_heartbeats(
+    fleet: Fleet, leader: str, report: link_pb2.JournalReport, seconds: float
+) -> None:
+    """Register as `leader` (its real key, on the hub's mTLS port) and send heartbeats
+    carrying `report` for `seconds`."""
+    async with grpc.aio.secure_channel(
+        fleet.listen,
+        _credentials(fleet, leader),
+        options=grpcopts.client_options(private_connection=True),
+    ) as channel:
+        call = link_pb2_grpc.LinkStub(channel).Connect()
+        await call.write(link_pb2.AgentMessage(register=link_pb2.Register(agent_version="forged")))
+        first = await call.read()
+        assert first.WhichOneof("body") == "registered"
+        for seq in range(int(seconds / 0.1)):
+            beat = link_pb2.Heartbeat(seq=seq + 1, agent_version="forged")
+            beat.journal.CopyFrom(report)
+            await call.write(link_pb2.AgentMessage(heartbeat=beat))
+            await asyncio.sleep(0.1)
+        await call.done_writing()
+        call.cancel()
+
+
+@pytest.mark.parametrize("lie", ["commit_beyond_its_own_journal", "journal_and_commit"])
+def test_a_heartbeat_claiming_an_impossible_commit_index_is_refused_and_failover_works(
+    fleet: Fleet, lie: str
+) -> None:
+    start_group(fleet)
+    q = quorum(fleet)
+    leader, epoch = q["leader"], q["epoch"]
+    for i in range(3):
+        assert append(fleet, leader, "k", f"v{i}").code == 0
+    last = read(fleet, leader)["last_index"]
+    huge = 2**62
+    forged = link_pb2.JournalReport(
+        role="leader",
+        last_index=huge if lie == "journal_and_commit" else last,
+        last_epoch=epoch,
+        commit_index=huge,
+        epoch=epoch,
+        peer_address=replica_status(fleet, leader)["peer_address"],
+    )
+    fleet.agents[leader].signal(signal.SIGSTOP)  # it cannot take its session back meanwhile
+    asyncio.run(_forge_leader_heartbeats(fleet, leader, forged, 1.5))
+    fleet.agents[leader].kill()
+    new = _new_leader(fleet, leader)
+    assert new in q["sync_set"]
+    after = quorum(fleet)
+    assert after["commit_index"] < huge
+    assert append(fleet, new, "k", "after failover").code == 0
+    if lie == "commit_beyond_its_own_journal":
+        # Refused, reported as a bad peer once (not once per heartbeat), and shown.
+        lines = [line for line in fleet.hub.output().splitlines() if "bad peer" in line]
+        assert len(lines) == 1, lines
+        assert leader in lines[0]
+        assert str(huge) in lines[0]
+        div = fleet.edgectl("--output", "json", "replica", "divergence").json
+        row = next(r for r in div["replicas"] if r["node_id"] == leader)
+        assert "commit index" in row["refused_report"]

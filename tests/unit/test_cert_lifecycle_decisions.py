@@ -11,7 +11,12 @@ from hypothesis import strategies as st
 from agent.renewal import EARLIEST, LATEST, renew_at, renewal_window, retry_delay
 from edgecommon.backoff import BackoffPolicy
 from edgecommon.errors import Conflict, InvalidArgument, NotFound
-from hub.cert_authority import node_ca_counts, retire_refusal, revocation_targets
+from hub.cert_authority import (
+    live_revocations,
+    node_ca_counts,
+    retire_refusal,
+    revocation_targets,
+)
 from hub.store.base import CertificateRecord
 
 HOUR = 3600.0
@@ -142,3 +147,10 @@ def test_nodes_per_ca_count_untracked_certificates_for_the_oldest_ca() -> None:
         {"n1": "a2", "n2": "b1", "n3": "legacy"}, {"a2": "new", "b1": "old"}, "old"
     )
     assert counts == {"new": ["n1"], "old": ["n2", "n3"]}
+
+
+def test_agents_get_every_revoked_serial_whose_certificate_has_not_expired() -> None:
+    not_after = {"a1": 100.0, "b2": 300.0}
+    assert live_revocations({"a1", "b2", "c3"}, not_after, 200.0) == ["b2", "c3"]
+    assert live_revocations({"a1"}, not_after, 50.0) == ["a1"]
+    assert live_revocations((), not_after, 50.0) == []

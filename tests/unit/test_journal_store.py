@@ -151,3 +151,36 @@ async def test_reads_by_key(store: JournalStore) -> None:
         await store.append(key, str(n).encode(), 1)
     assert [e.index for e in await store.read(1, 10, "b")] == [4, 5, 6]
     assert [e.index for e in await store.read(5, 10, "b")] == [5, 6]
+
+
+async def test_every_rewind_and_resync_is_recorded_and_survives_reopen(tmp_path: Path) -> None:
+    """The hub accepts a journal that moved back only when this count grew."""
+    path = tmp_path / "journal.db"
+    store = JournalStore(path, lambda: 1234.5)
+    await store.open()
+    await store.append_replicated(chain(6))
+    assert store.rewinds == 0
+    assert await store.truncate_after(6) == []  # nothing taken out: nothing to record
+    assert store.rewinds == 0
+    await store.truncate_after(4)
+    assert store.rewinds == 1
+
+    async def one(entries):  # type: ignore[no-untyped-def]
+        yield entries
+
+    broken = [*chain(3)[:2], replace(chain(3)[2], payload=b"bad")]
+    with pytest.raises(ChainBroken):
+        await store.replace_all(one(broken))
+    assert store.rewinds == 1  # a refused snapshot changes nothing, the count included
+    await store.replace_all(one(chain(2, epoch=3)))
+    assert store.rewinds == 2
+    await store.save_pull_stream("n1", 4, b"token")
+    await store.close()
+    again = JournalStore(path, lambda: 1234.5)
+    await again.open()
+    try:
+        assert again.rewinds == 2
+        assert again.last.index == 2
+        assert await again.pull_stream() == ("n1", 4, b"token")
+    finally:
+        await again.close()

@@ -7,6 +7,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.sync_rule import SyncView, append_refusal, confirmed_members, missing, must_confirm
+from hub.journal_reports import adoptable_commit
 from hub.quorum import (
     GroupFacts,
     MemberFacts,
@@ -144,7 +145,7 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
     leader, epoch, now = "a", 1, 0.0
     sync: tuple[str, ...] = ()
     joining: tuple[str, ...] = ()
-    commit = acked = 0
+    commit = acked = base = 0  # base: the leader's last entry when its leadership began
     pending: list[tuple[int, tuple[str, ...]]] = []
     # What the hub knows comes in heartbeats: positions and the commit index lag behind.
     seen = dict(length)
@@ -191,10 +192,14 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             length[node] = length[leader]
             pulled[node] = now
         elif op == "step" and leader and online[leader]:
-            seen, hub_commit = dict(length), max(hub_commit, commit)
+            seen = dict(length)
+            # The hub adopts the commit index only as far as another holder reports holding.
+            holders_seen = [seen[n] for n in sync + joining if n != leader]
+            hub_commit = max(hub_commit, adoptable_commit(commit, min_sync, holders_seen))
             in_use = in_use or any(seen.values())
             g = group()
-            confirmed = confirmed_members(sync + joining, commit, length)
+            # The leader confirms members only once an entry of its own leadership committed.
+            confirmed = confirmed_members(sync + joining, commit, length) if commit > base else ()
             s = plan_sync_set(with_sync(g, confirm(g, confirmed)), now)
             sync, joining = s.sync_set, s.joining
         elif op == "restore" and leader:
@@ -225,7 +230,8 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             if in_use or holders:
                 assert length[leader] >= acked, (leader, length, acked, sync)
             epoch += 1
-            commit = max(commit, length[leader])
+            base = length[leader]
+            commit = max(commit, base)
             pulled.clear()
             for n in MODEL_NODES:
                 length[n] = min(length[n], length[leader])  # rewound: never acknowledged
