@@ -11,8 +11,12 @@ reason (`estop`, `autonomy_disabled`). While the block runs, the permit is watch
 the agent revokes it (an emergency stop, autonomy switched off) the block's task is
 cancelled and PermitRevoked is raised from the `async with` — unless the workload passed
 cancel_on_revoke=False, in which case it checks `held.revoked` itself. Leaving the block
-releases the permit. If the workload process dies, its watch stream ends and the agent
-drops the permit.
+releases the permit. A permit lives no longer than the connection that asked for it: if
+the workload process dies, the agent drops its permits (watched or not).
+
+The workload's user must be in the agent socket's group (`edge-workloads` with the
+systemd setup) and in a group of [local].workload_groups; the agent knows it by its uid
+and refuses other users' permits (docs/operators.md, "Local access on a node").
 """
 
 import asyncio

@@ -254,28 +254,21 @@ def test_caller_in_no_role_is_refused_even_when_the_socket_mode_lets_it_in(
     assert_denied(call(fleet, "node-1", [], "AgentLocal.Status"), "local.status.read")
 
 
-def test_the_socket_mode_keeps_out_users_outside_its_group(node: Fleet) -> None:
-    answer = call(node, "node-1", [], "AgentLocal.Status")
-    assert answer["code"] == "UNAVAILABLE", answer
-
-
-def test_edgectl_reports_a_local_denial_with_exit_4(node: Fleet) -> None:
-    fleet = node
-    done = subprocess.run(
+def edgectl_as(
+    fleet: Fleet, node: str, groups: list[int], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """edgectl run by `nobody` with `groups`, against the node's socket."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
             "tests.local_client",
             str(NOBODY),
             str(NOBODY),
-            str(WORKLOADS),
-            str(socket_of(fleet, "node-1")),
+            ",".join(map(str, groups)) or "-",
+            str(socket_of(fleet, node)),
             "edgectl",
-            "estop",
-            "engage",
-            "--local",
-            "--reason",
-            "workload says stop",
+            *args,
         ],
         capture_output=True,
         text=True,
@@ -283,10 +276,32 @@ def test_edgectl_reports_a_local_denial_with_exit_4(node: Fleet) -> None:
         env=clean_env(HOME="/nonexistent"),
         timeout=60,
     )
+
+
+def test_the_socket_mode_keeps_out_users_outside_its_group(node: Fleet) -> None:
+    answer = call(node, "node-1", [], "AgentLocal.Status")
+    assert answer["code"] == "UNAVAILABLE", answer
+    # edgectl says which group would let this user in, and exits 4 (denied), not 3.
+    done = edgectl_as(node, "node-1", [], "status")
+    assert done.returncode == 4, (done.stdout, done.stderr)
+    assert f"not in group {WORKLOADS}" in done.stderr
+    assert "usermod -aG" in done.stderr
+
+
+def test_edgectl_reports_a_local_denial_with_exit_4(node: Fleet) -> None:
+    fleet = node
+    done = edgectl_as(
+        fleet, "node-1", WORKLOAD, "estop", "engage", "--local", "--reason", "workload says stop"
+    )
     assert done.returncode == 4, (done.stdout, done.stderr)
     assert "local.estop.engage" in done.stderr
     assert "uid 65534" in done.stderr
     assert not local_state(fleet, "node-1")["stopped"]
+    # An operator's local stop is recorded under the user the kernel names.
+    done = edgectl_as(fleet, "node-1", OPERATOR, "estop", "engage", "--local", "--reason", "op")
+    assert done.returncode == 0, done.stderr
+    [stop] = local_state(fleet, "node-1")["stops"]
+    assert stop["operator"].endswith("(local user nobody)") or stop["operator"] == "nobody"
 
 
 # --- permits are bounded -----------------------------------------------------------
