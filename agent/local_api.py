@@ -313,7 +313,7 @@ async def start_local_server(
     replication_pb2_grpc.add_JournalLocalServicer_to_server(
         JournalLocalService(journal or JournalParts()), server
     )
-    server.add_insecure_port(f"unix:{relay.grpc_path}")
+    server.add_insecure_port(relay.grpc_target)
     await server.start()
     await relay.start()
     log.info(

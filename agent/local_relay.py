@@ -40,6 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from agent.local_auth import LocalCaller
 from edgecommon.errors import ConfigError
@@ -98,28 +99,33 @@ def peer_caller(sock: socket.socket, connection: int) -> LocalCaller:
 
 
 class CallerRegistry:
-    """Open relayed connections, by the peer address the gRPC server sees for them."""
+    """Open relayed connections, by the path the relay bound for each."""
 
     def __init__(self) -> None:
-        self._by_peer: dict[str, LocalCaller] = {}
+        self._by_path: dict[str, LocalCaller] = {}
         self._open_by_uid: Counter[int] = Counter()
 
     def __len__(self) -> int:
-        return len(self._by_peer)
+        return len(self._by_path)
 
-    def add(self, peer: str, caller: LocalCaller) -> None:
-        self._by_peer[peer] = caller
+    def add(self, path: str, caller: LocalCaller) -> None:
+        self._by_path[path] = caller
         self._open_by_uid[caller.uid] += 1
 
-    def remove(self, peer: str) -> None:
-        caller = self._by_peer.pop(peer, None)
+    def remove(self, path: str) -> None:
+        caller = self._by_path.pop(path, None)
         if caller is not None:
             self._open_by_uid[caller.uid] -= 1
             if not self._open_by_uid[caller.uid]:
                 del self._open_by_uid[caller.uid]
 
     def of(self, peer: str) -> LocalCaller | None:
-        return self._by_peer.get(peer)
+        """The caller behind gRPC's peer address ("unix:" and the path, which grpc-core
+        percent-encodes: a socket directory with a space in its name shows as %20)."""
+        if not peer.startswith("unix:"):
+            return None
+        path = peer.removeprefix("unix:")
+        return self._by_path.get(path) or self._by_path.get(unquote(path))
 
     def open_for(self, uid: int) -> int:
         return self._open_by_uid[uid]
@@ -214,6 +220,11 @@ class LocalRelay:
     def grpc_path(self) -> Path:
         return self.private / GRPC_SOCKET
 
+    @property
+    def grpc_target(self) -> str:
+        """The gRPC server's address: grpc-core reads it as a URI, so '%' must be escaped."""
+        return "unix:" + quote(str(self.grpc_path), safe="/")
+
     def prepare(self) -> None:
         """Make the private directory afresh (0700, ours): call before the gRPC server binds."""
         if self.private.is_symlink():
@@ -264,7 +275,7 @@ class LocalRelay:
         transport.set_protocol(pair.public)
         transport.pause_reading()  # nothing moves until the private side is connected
         self._pairs.add(pair)
-        self.callers.add(f"unix:{pair.path}", caller)
+        self.callers.add(pair.path, caller)
         task = asyncio.get_running_loop().create_task(self._connect(pair))
         self._connecting.add(task)
         task.add_done_callback(self._connecting.discard)
@@ -293,7 +304,7 @@ class LocalRelay:
 
     def _forget(self, pair: _Pair) -> None:
         self._pairs.discard(pair)
-        self.callers.remove(f"unix:{pair.path}")
+        self.callers.remove(pair.path)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(pair.path)
         self.stats.closed += 1

@@ -24,6 +24,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 
@@ -59,10 +60,12 @@ class PermitClient:
         self.socket = socket
         self.holder = holder
         self.timeout_s = timeout_s
+        # grpc-core reads the target as a URI: a '%' in the path must be escaped.
+        self._target = "unix:" + quote(str(socket), safe="/")
 
     async def check(self, action: str, units: int = 1) -> agent_pb2.PermitDecision:
         """Would a permit be granted now? Holds nothing."""
-        async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
+        async with grpc.aio.insecure_channel(self._target) as channel:
             return await agent_pb2_grpc.AgentLocalStub(channel).RequestPermit(
                 agent_pb2.PermitRequest(
                     action=action, units=units, dry_run=True, holder=self.holder
@@ -81,7 +84,7 @@ class PermitClient:
     ) -> AsyncIterator[HeldPermit]:
         """Hold a permit for the block. leader_only: only the group's leader is granted one
         (`not_leader` elsewhere); `held.epoch` is then the fencing epoch to pass along."""
-        async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
+        async with grpc.aio.insecure_channel(self._target) as channel:
             stub = agent_pb2_grpc.AgentLocalStub(channel)
             decision = await stub.RequestPermit(
                 agent_pb2.PermitRequest(

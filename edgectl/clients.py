@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 
@@ -120,7 +121,7 @@ async def agent_channel(
     """A channel to the local agent's Unix socket (AgentLocal and JournalLocal)."""
     check_socket_access(socket)
     async with grpc.aio.insecure_channel(
-        f"unix:{socket}",
+        "unix:" + quote(str(socket), safe="/"),  # a URI to grpc-core: '%' must be escaped
         options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
     ) as channel:
         yield channel, Call(f"agent {label}", timeout_s)

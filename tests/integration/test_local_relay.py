@@ -7,6 +7,7 @@ import shutil
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 import pytest
@@ -58,7 +59,7 @@ class Served:
         self.server.add_generic_rpc_handlers(
             (grpc.method_handlers_generic_handler(f"{PACKAGE}.AgentLocal", handlers),)
         )
-        self.server.add_insecure_port(f"unix:{self.relay.grpc_path}")
+        self.server.add_insecure_port(self.relay.grpc_target)
         await self.server.start()
         await self.relay.start()
         return self
@@ -83,7 +84,7 @@ async def served() -> AsyncIterator[Served]:
 
 def channel(path: Path) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(
-        f"unix:{path}",
+        "unix:" + quote(str(path), safe="/"),
         options=[
             ("grpc.use_local_subchannel_pool", 1),  # one connection per channel
             ("grpc.max_receive_message_length", 8 << 20),
@@ -109,6 +110,21 @@ async def test_grpc_reports_the_relays_bound_client_path_as_the_peer(served: Ser
     async with channel(served.relay.public) as ch:
         other = (await status(ch)).split(b"|")[0].decode()
     assert other != peer
+
+
+@pytest.mark.parametrize("name", ["with space", "pct%41", "ünï"])
+async def test_a_socket_directory_with_any_name_still_identifies_callers(name: str) -> None:
+    """grpc-core percent-encodes the peer path; the registry must still find the caller."""
+    root = short_tmpdir() / name
+    root.mkdir()
+    served = await Served(root).start()
+    try:
+        async with channel(served.relay.public) as ch:
+            peer = (await status(ch)).split(b"|")[0].decode()
+        assert peer.startswith("unix:")
+    finally:
+        await served.stop()
+        shutil.rmtree(root.parent, ignore_errors=True)
 
 
 async def test_an_rpc_missing_from_the_permission_table_is_refused(served: Served) -> None:
