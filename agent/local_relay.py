@@ -71,20 +71,16 @@ def user_name(uid: int) -> str:
 
 def _supplementary_groups(sock: socket.socket, uid: int, gid: int) -> frozenset[int]:
     """The groups the peer had when it connected (SO_PEERGROUPS); without that socket
-    option, the groups the user database gives the uid."""
+    option, or for a caller in more groups than Python's getsockopt buffer holds (1024
+    bytes: 256 groups), the groups the user database gives the uid."""
     if sys.platform == "linux" and platform.machine() in _GENERIC_SOCKET_ABI:
-        size = 64
-        while True:
-            try:
-                raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 4 * size)
-                return frozenset(struct.unpack(f"{len(raw) // 4}I", raw))
-            except OSError as exc:
-                if exc.errno == errno.ERANGE and size < 65536:  # more groups than fit
-                    size *= 16
-                    continue
-                if exc.errno != errno.ENOPROTOOPT:  # a kernel before 4.13
-                    raise
-                break
+        try:
+            raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, 1024)
+            return frozenset(struct.unpack(f"{len(raw) // 4}I", raw))
+        except OSError as exc:
+            # ENOPROTOOPT: a kernel before 4.13; ERANGE: more groups than fit.
+            if exc.errno not in (errno.ENOPROTOOPT, errno.ERANGE):
+                raise
     name = user_name(uid)
     if name.startswith("uid "):
         return frozenset()

@@ -4,7 +4,10 @@ server: what they rely on from grpcio, and what they refuse."""
 import asyncio
 import os
 import shutil
+import socket
 import stat
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import quote
@@ -14,7 +17,7 @@ import pytest
 
 from agent.local_auth import AccessPolicy, LocalCaller, RoleGroups
 from agent.local_gate import LocalGate
-from agent.local_relay import CallerRegistry, LocalRelay, private_dir_for
+from agent.local_relay import CallerRegistry, LocalRelay, peer_caller, private_dir_for
 from tests.procs import short_tmpdir
 
 PACKAGE = "autonomyops.edge.v1"
@@ -193,3 +196,37 @@ async def wait_for(check, timeout_s: float = 5.0) -> None:  # type: ignore[no-un
     while not check():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="setting another process's groups needs root")
+@pytest.mark.parametrize(("count", "seen"), [(3, 3), (300, None)])
+def test_a_callers_groups_come_from_the_kernel_or_else_the_group_database(
+    count: int, seen: int | None
+) -> None:
+    """Up to 256 supplementary groups come from SO_PEERGROUPS as the caller had them; a
+    caller in more (beyond Python's getsockopt buffer) gets its uid's groups from the
+    user database instead of being refused."""
+    root = short_tmpdir()
+    path = root / "s.sock"
+    try:
+        with socket.socket(socket.AF_UNIX) as server:
+            server.bind(str(path))
+            server.listen()
+            code = (
+                f"import os, socket, sys; os.setgroups(range(50000, 50000 + {count})); "
+                f"s = socket.socket(socket.AF_UNIX); s.connect({str(path)!r}); sys.stdin.read()"
+            )
+            child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+            try:
+                conn, _ = server.accept()
+                with conn:
+                    caller = peer_caller(conn, 1)
+            finally:
+                child.communicate(b"", timeout=30)
+        assert caller.pid == child.pid
+        if seen is not None:
+            assert caller.groups == frozenset(range(50000, 50000 + count))
+        else:
+            assert caller.groups == frozenset(os.getgrouplist("root", 0))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
