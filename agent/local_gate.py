@@ -120,7 +120,7 @@ class LocalGate(grpc.aio.ServerInterceptor):
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )
-        return handler
+        return None  # a handler of no known kind is never served ungated (UNIMPLEMENTED)
 
     def _admitter(
         self, method: str, permission: Permission | None
