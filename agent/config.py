@@ -1,6 +1,7 @@
 """The agent's configuration (agent.toml), typed and validated before anything starts."""
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,23 @@ def _labels(value: dict[str, str]) -> str | None:
     if bad:
         return f"label values of one line, at most 256 characters (see {', '.join(bad)})"
     return None
+
+
+# A group is named as in /etc/group, or given as a numeric gid (for groups without a name).
+_GROUP_RE = re.compile(r"^(\d{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$")
+# The agent binds private sockets beside its public one (see agent/local_relay.py): their
+# paths, the public path plus this many characters, must fit in a sockaddr_un (107 bytes).
+PRIVATE_PATH_EXTRA = 21
+MAX_SOCKET_PATH = 107 - PRIVATE_PATH_EXTRA
+
+
+def _groups(value: list[str]) -> str | None:
+    bad = [g for g in value if not _GROUP_RE.fullmatch(g)]
+    return f"group names or numeric gids (e.g. edge-operators or 990); not {bad}" if bad else None
+
+
+def _between(low: int, high: int) -> Callable[[int], str | None]:
+    return lambda v: None if low <= v <= high else f"a number in [{low}, {high}]"
 
 
 @dataclass(frozen=True)
@@ -181,12 +199,51 @@ class ReplicationSection:
 
 
 @dataclass(frozen=True)
+class LocalSection:
+    """Who may do what on the local socket (agent/local_auth.py). Root and the agent's own
+    user are always node operators; everyone else needs a group below."""
+
+    operator_groups: list[str] = setting(
+        ["edge-operators"],
+        "Groups whose members are node operators on the local socket: local e-stop engage and "
+        "release, certificate rotation, journal recovery, any permit. Members also need the "
+        "socket's group to connect.",
+        _groups,
+    )
+    workload_groups: list[str] = setting(
+        ["edge-workloads"],
+        "Groups whose members are workloads: ask for, watch and release their own permits, "
+        "read status. The default is also the socket directory's group (systemd/tmpfiles.d).",
+        _groups,
+    )
+    journal_append_groups: list[str] = setting(
+        [],
+        "Groups whose members may read and append to the replicated journal besides node "
+        "operators. Empty: only node operators.",
+        _groups,
+    )
+    max_permits_per_caller: int = setting(
+        64, "Most permits one local user (uid) may hold at once.", _between(1, 100_000)
+    )
+    max_permits_total: int = setting(
+        1024, "Most permits the agent holds at once, for all callers.", _between(1, 1_000_000)
+    )
+    max_connections_per_caller: int = setting(
+        32,
+        "Most open connections to the local socket per user; node operators are not "
+        "counted, so a busy workload cannot lock edgectl out.",
+        _between(1, 10_000),
+    )
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     agent: AgentSection = field(default_factory=AgentSection)
     link: LinkSection = field(default_factory=LinkSection)
     safety: SafetySection = field(default_factory=SafetySection)
     renewal: RenewalSection = field(default_factory=RenewalSection)
     replication: ReplicationSection = field(default_factory=ReplicationSection)
+    local: LocalSection = field(default_factory=LocalSection)
 
     def problems(self) -> list[str]:
         found = []
@@ -196,8 +253,13 @@ class AgentConfig:
             found.append("[link].stream_refresh_s must be below [link].stream_max_age_s")
         if self.renewal.retry_initial_s > self.renewal.retry_max_s:
             found.append("[renewal].retry_initial_s must not exceed [renewal].retry_max_s")
-        if len(str(self.agent.socket)) > 100:
-            found.append(f"[agent].socket path is too long for a Unix socket: {self.agent.socket}")
+        if len(str(self.agent.socket)) > MAX_SOCKET_PATH:
+            found.append(
+                f"[agent].socket path is too long: at most {MAX_SOCKET_PATH} characters (the "
+                f"agent binds private sockets beside it), got {self.agent.socket}"
+            )
+        if self.local.max_permits_per_caller > self.local.max_permits_total:
+            found.append("[local].max_permits_per_caller must not exceed [local].max_permits_total")
         return found
 
     @property

@@ -1,8 +1,14 @@
 """The agent's local API on a Unix socket: what edgectl and workloads on the node ask.
 
-Access is the socket's file permissions (mode [agent].socket_mode, group of the
-directory); there is no TLS on a local socket. A held permit lives until it is released,
-revoked, or its watcher goes away (a workload that died does not keep its permit).
+There is no TLS on a local socket. Two fences decide who gets in: the socket's file
+permissions (mode [agent].socket_mode, group of its directory) decide who may connect;
+then every RPC passes the local gate (agent/local_gate.py), which knows each caller from
+the kernel (agent/local_relay.py) and allows what its role allows (agent/local_auth.py).
+
+A held permit belongs to the local user that asked for it: only that user or a node
+operator may watch or release it. It lives until it is released, revoked, its watcher
+goes away, or the connection that asked for it closes (a workload that died does not
+keep its permit, watched or not).
 """
 
 import asyncio
@@ -14,18 +20,27 @@ from pathlib import Path
 
 import grpc
 
+from agent.config import LocalSection
 from agent.credentials import NodeCredentials
 from agent.journal_api import JournalLocalService, JournalParts
+from agent.local_auth import AccessPolicy, LocalCaller, Permission, Role, check, owns, roles_of
+from agent.local_gate import LocalGate, caller_of, resolve_policy
+from agent.local_relay import CallerRegistry, LocalRelay
+from agent.permits import HeldPermit, PermitOwner, PermitTable
 from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.status import LinkStatus
 from edgecommon import grpcopts, pki
 from edgecommon.boundary import RequestBoundary
-from edgecommon.errors import Conflict, EdgeError
+from edgecommon.errors import Conflict, EdgeError, PermissionDenied
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, replication_pb2_grpc
 from edgecommon.reasons import check_reason
 from edgecommon.rpc import handle_errors
 from edgecommon.version import GRPC_VERSION, PRODUCT_VERSION, PYTHON_VERSION
+
+log = logging.getLogger("edge-agent.local")
+# The services served on the local socket; every method of each is in local_auth.LOCAL_RPCS.
+LOCAL_SERVICE_NAMES = ("autonomyops.edge.v1.AgentLocal", "autonomyops.edge.v1.JournalLocal")
 
 
 @dataclass
@@ -47,10 +62,36 @@ class NodeFacts:
         return True, ""
 
 
+def _operator(claimed: str, caller: LocalCaller) -> str:
+    """Who a local stop is recorded as: the caller the kernel names, and what edgectl
+    claimed (AUTONOMY_OPERATOR) when that differs."""
+    if not claimed or claimed == caller.user:
+        return caller.user
+    return f"{claimed} (local user {caller.user})"
+
+
 class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
-    def __init__(self, facts: NodeFacts) -> None:
+    def __init__(self, facts: NodeFacts, callers: CallerRegistry, policy: AccessPolicy) -> None:
         self.facts = facts
         self.safety = facts.safety
+        self.callers = callers
+        self.policy = policy
+
+    def _own_permit(self, permit_id: str, context: grpc.aio.ServicerContext) -> HeldPermit | None:
+        """The permit if the caller may touch it (its own, or a node operator); None if no
+        such permit is held; PermissionDenied for another user's permit."""
+        permit = self.safety.permits.get(permit_id)
+        if permit is None:
+            return None
+        caller = caller_of(self.callers, context)
+        owner = permit.owner
+        if owns(caller, owner.uid if owner else None):
+            return permit
+        decision = check(caller, Permission.PERMIT_ANY, self.policy)
+        if not decision.allowed:
+            whose = f"{owner.user} (uid {owner.uid})" if owner else "the agent itself"
+            raise PermissionDenied(f"permit {permit_id} belongs to {whose}: {decision.detail}")
+        return permit
 
     @handle_errors
     async def Status(
@@ -113,8 +154,14 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def RequestPermit(
         self, request: agent_pb2.PermitRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.PermitDecision:
+        caller = caller_of(self.callers, context)
         decision, held = self.safety.request(
-            request.action, request.units, request.holder, request.dry_run, request.leader_only
+            request.action,
+            request.units,
+            request.holder,
+            request.dry_run,
+            request.leader_only,
+            PermitOwner(caller.uid, caller.user, caller.connection),
         )
         lead = self.safety.leadership
         epoch = lead.epoch if request.leader_only and decision.granted and lead else 0
@@ -155,7 +202,11 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def WatchPermit(
         self, request: agent_pb2.WatchPermitRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.PermitEvent]:
-        permit = self.safety.permits.get(request.permit_id)
+        try:
+            permit = self._own_permit(request.permit_id, context)
+        except PermissionDenied as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(exc))
+            return
         if permit is None:
             await context.abort(
                 grpc.StatusCode.NOT_FOUND,
@@ -180,9 +231,9 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def ReleasePermit(
         self, request: agent_pb2.ReleasePermitRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.ReleasePermitResponse:
-        return agent_pb2.ReleasePermitResponse(
-            released=self.safety.permits.release(request.permit_id)
-        )
+        permit = self._own_permit(request.permit_id, context)
+        released = permit is not None and self.safety.permits.release(permit.permit_id)
+        return agent_pb2.ReleasePermitResponse(released=released)
 
     @handle_errors
     async def GetEstop(
@@ -194,34 +245,93 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def EngageLocalStop(
         self, request: agent_pb2.LocalStopRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EstopState:
-        await self.safety.engage_local(check_reason(request.reason), request.operator)
+        operator = _operator(request.operator, caller_of(self.callers, context))
+        await self.safety.engage_local(check_reason(request.reason), operator)
         return self.safety.state()
 
     @handle_errors
     async def ReleaseLocalStop(
         self, request: agent_pb2.LocalStopRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.EstopState:
-        await self.safety.release_local(check_reason(request.reason))
+        operator = _operator(request.operator, caller_of(self.callers, context))
+        await self.safety.release_local(f"{check_reason(request.reason)} (by {operator})")
         return self.safety.state()
 
 
+class LocalServer:
+    """The gRPC server on the private socket and the relay in front of it."""
+
+    def __init__(self, relay: LocalRelay, server: grpc.aio.Server, gate: LocalGate) -> None:
+        self.relay = relay
+        self.server = server
+        self.gate = gate
+
+    async def stop(self, grace_s: float) -> None:
+        """No new connections; calls in flight get `grace_s` to finish; then every
+        relayed connection ends."""
+        await self.relay.stop_accepting()
+        await self.server.stop(grace_s)
+        await self.relay.close()
+
+
 async def start_local_server(
-    path: Path, mode: int, facts: NodeFacts, journal: JournalParts | None = None
-) -> grpc.aio.Server:
+    path: Path,
+    mode: int,
+    facts: NodeFacts,
+    journal: JournalParts | None = None,
+    access: LocalSection | None = None,
+) -> LocalServer:
+    access = access or LocalSection()
+    policy, problems = resolve_policy(access)
+    for problem in problems:
+        log.warning("local access: %s", problem)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)  # a socket left by a previous run
+    callers = CallerRegistry()
+    gate = LocalGate(callers, policy)
+    permits = facts.safety.permits
+    relay = LocalRelay(
+        path,
+        mode,
+        callers,
+        max_per_caller=access.max_connections_per_caller,
+        exempt=lambda caller: Role.OPERATOR in roles_of(caller, policy),
+        on_closed=lambda caller: _release_connection(permits, caller),
+    )
+    relay.prepare()
     server = grpc.aio.server(
-        interceptors=[RequestBoundary(logging.getLogger("edge-agent.local"))],
+        # The boundary first (as on the hub): what does not decode or holds a field nothing
+        # may store is refused before the gate looks at it.
+        interceptors=[RequestBoundary(log), gate],
         options=[
             ("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES),
             ("grpc.max_send_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES),
         ],
     )
-    agent_pb2_grpc.add_AgentLocalServicer_to_server(AgentLocalService(facts), server)
+    agent_pb2_grpc.add_AgentLocalServicer_to_server(
+        AgentLocalService(facts, callers, policy), server
+    )
     replication_pb2_grpc.add_JournalLocalServicer_to_server(
         JournalLocalService(journal or JournalParts()), server
     )
-    server.add_insecure_port(f"unix:{path}")
+    server.add_insecure_port(relay.grpc_target)
     await server.start()
-    path.chmod(mode)
-    return server
+    await relay.start()
+    log.info(
+        "local access: node operators are root, %s and groups %s; workloads groups %s; "
+        "journal writers groups %s",
+        policy.agent_user,
+        policy.operators.describe(),
+        policy.workloads.describe(),
+        policy.journal_writers.describe(),
+    )
+    return LocalServer(relay, server, gate)
+
+
+def _release_connection(permits: PermitTable, caller: LocalCaller) -> None:
+    released = permits.release_connection(caller.connection)
+    if released:
+        log.info(
+            "released %d permit(s) of %s: its connection closed without releasing them",
+            len(released),
+            caller,
+        )

@@ -18,7 +18,7 @@ from agent.leadership import LeaseKeeper
 from agent.link import HubLink, credential_problem
 from agent.local_api import NodeFacts, start_local_server
 from agent.peer import start_peer_server
-from agent.permits import PermitTable
+from agent.permits import PermitLimits, PermitTable
 from agent.renewal import Renewer
 from agent.replica import ReplicaLoop
 from agent.replication import Replication
@@ -146,7 +146,9 @@ async def _serve(
         SwitchFile(config.safety.node_switch_file, config.safety.switch_default),
         clock,
         config.safety,
-        PermitTable(),
+        PermitTable(
+            PermitLimits(config.local.max_permits_per_caller, config.local.max_permits_total)
+        ),
         config.link.startup_sync_timeout_s,
     )
     await safety.load()
@@ -163,7 +165,9 @@ async def _serve(
     parts = JournalParts()
     server = await listening(
         f"the local socket {config.agent.socket}",
-        start_local_server(config.agent.socket, config.agent.socket_mode, facts, parts),
+        start_local_server(
+            config.agent.socket, config.agent.socket_mode, facts, parts, config.local
+        ),
     )
     log.info("local API on %s", config.agent.socket)
 

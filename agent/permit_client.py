@@ -11,8 +11,12 @@ reason (`estop`, `autonomy_disabled`). While the block runs, the permit is watch
 the agent revokes it (an emergency stop, autonomy switched off) the block's task is
 cancelled and PermitRevoked is raised from the `async with` — unless the workload passed
 cancel_on_revoke=False, in which case it checks `held.revoked` itself. Leaving the block
-releases the permit. If the workload process dies, its watch stream ends and the agent
-drops the permit.
+releases the permit. A permit lives no longer than the connection that asked for it: if
+the workload process dies, the agent drops its permits (watched or not).
+
+The workload's user must be in the agent socket's group (`edge-workloads` with the
+systemd setup) and in a group of [local].workload_groups; the agent knows it by its uid
+and refuses other users' permits (docs/operators.md, "Local access on a node").
 """
 
 import asyncio
@@ -20,6 +24,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import grpc
 
@@ -55,10 +60,12 @@ class PermitClient:
         self.socket = socket
         self.holder = holder
         self.timeout_s = timeout_s
+        # grpc-core reads the target as a URI: a '%' in the path must be escaped.
+        self._target = "unix:" + quote(str(socket), safe="/")
 
     async def check(self, action: str, units: int = 1) -> agent_pb2.PermitDecision:
         """Would a permit be granted now? Holds nothing."""
-        async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
+        async with grpc.aio.insecure_channel(self._target) as channel:
             return await agent_pb2_grpc.AgentLocalStub(channel).RequestPermit(
                 agent_pb2.PermitRequest(
                     action=action, units=units, dry_run=True, holder=self.holder
@@ -77,7 +84,7 @@ class PermitClient:
     ) -> AsyncIterator[HeldPermit]:
         """Hold a permit for the block. leader_only: only the group's leader is granted one
         (`not_leader` elsewhere); `held.epoch` is then the fencing epoch to pass along."""
-        async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
+        async with grpc.aio.insecure_channel(self._target) as channel:
             stub = agent_pb2_grpc.AgentLocalStub(channel)
             decision = await stub.RequestPermit(
                 agent_pb2.PermitRequest(

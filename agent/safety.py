@@ -26,6 +26,7 @@ from agent.config import SafetySection
 from agent.permits import (
     Decision,
     HeldPermit,
+    PermitOwner,
     PermitTable,
     Reason,
     SafetyFacts,
@@ -182,7 +183,13 @@ class Safety:
         return decide(self.facts())
 
     def request(
-        self, action: str, units: int, holder: str, dry_run: bool, leader_only: bool = False
+        self,
+        action: str,
+        units: int,
+        holder: str,
+        dry_run: bool,
+        leader_only: bool = False,
+        owner: PermitOwner | None = None,
     ) -> tuple[Decision, HeldPermit | None]:
         units = check_request(action, units)
         decision = self.decision()
@@ -197,7 +204,7 @@ class Safety:
             epoch = lead.epoch
         if not decision.granted or dry_run:
             return decision, None
-        return decision, self.permits.grant(action, units, holder, self.clock.wall(), epoch)
+        return decision, self.permits.grant(action, units, holder, self.clock.wall(), epoch, owner)
 
     def stepped_down(self, why: str) -> None:
         """Leadership ended: leader-only permits end with it."""

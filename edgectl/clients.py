@@ -1,16 +1,20 @@
 """Channels from edgectl: to the hub with the operator credential, to the local agent."""
 
 import contextlib
+import grp
+import os
 import secrets
+import stat
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import grpc
 
 from edgecommon import grpcopts, pki
-from edgecommon.errors import CredentialError, Unreachable
+from edgecommon.errors import CredentialError, PermissionDenied, Unreachable
 from edgecommon.pb import (
     agent_pb2_grpc,
     audit_pb2_grpc,
@@ -115,16 +119,39 @@ async def agent_channel(
     socket: Path, label: str, timeout_s: float
 ) -> AsyncIterator[tuple[grpc.aio.Channel, Call]]:
     """A channel to the local agent's Unix socket (AgentLocal and JournalLocal)."""
-    if not socket.exists():
-        raise Unreachable(
-            f"agent socket {socket} does not exist: is edge-agent running on this node? "
-            "(choose another with --node or --socket)"
-        )
+    check_socket_access(socket)
     async with grpc.aio.insecure_channel(
-        f"unix:{socket}",
+        "unix:" + quote(str(socket), safe="/"),  # a URI to grpc-core: '%' must be escaped
         options=[("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES)],
     ) as channel:
         yield channel, Call(f"agent {label}", timeout_s)
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def check_socket_access(socket: Path) -> None:
+    """Say why the agent's socket cannot be used before gRPC says only 'unavailable': the
+    file modes are the agent's first fence, and the fix is a group membership."""
+    for place, wanted in [*((d, os.X_OK) for d in reversed(socket.parents)), (socket, os.W_OK)]:
+        try:
+            st = place.stat()
+        except FileNotFoundError:
+            raise Unreachable(
+                f"agent socket {socket} does not exist: is edge-agent running on this node? "
+                "(choose another with --node or --socket)"
+            ) from None
+        if not os.access(place, wanted):
+            group = _group_name(st.st_gid)
+            raise PermissionDenied(
+                f"cannot use the agent socket {socket}: {place} is group {group}, mode "
+                f"{stat.S_IMODE(st.st_mode):o}, and this user is not in group {group}; ask an "
+                f"administrator to run 'usermod -aG {group} USER' (then log in again)"
+            )
 
 
 @contextlib.asynccontextmanager

@@ -194,7 +194,7 @@ def test_agent_socket_directory_is_writable_and_made_by_tmpfiles() -> None:
     made = {fields[1]: fields for fields in tmpfiles if fields and fields[0] == "d"}
 
     assert last(unit, "Service", "ReadWritePaths") == "/run/edge-agent"
-    assert made["/run/edge-agent"][2:5] == ["2750", "edge-agent", "edge-operators"]
+    assert made["/run/edge-agent"][2:5] == ["2750", "edge-agent", "edge-workloads"]
 
 
 def test_sysusers_and_tmpfiles_apply_to_a_fresh_root(tmp_path: Path) -> None:
@@ -214,11 +214,11 @@ def test_sysusers_and_tmpfiles_apply_to_a_fresh_root(tmp_path: Path) -> None:
     uids = name_to_id(root / "etc/passwd")
     gids = name_to_id(root / "etc/group")
     assert {"edge-hub", "edge-agent"} <= uids.keys()
-    assert {"edge-hub", "edge-agent", "edge-operators"} <= gids.keys()
+    assert {"edge-hub", "edge-agent", "edge-operators", "edge-workloads"} <= gids.keys()
     for path, mode, owner, group in [
         ("etc/edge-hub", 0o750, "root", "edge-hub"),
         ("etc/edge-agent", 0o750, "root", "edge-agent"),
-        ("run/edge-agent", 0o2750, "edge-agent", "edge-operators"),
+        ("run/edge-agent", 0o2750, "edge-agent", "edge-workloads"),
     ]:
         st = (root / path).stat()
         assert stat.S_IMODE(st.st_mode) == mode, path
