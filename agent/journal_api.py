@@ -11,6 +11,7 @@ from agent.credentials import NodeCredentials
 from agent.peer import PeerService, append_result
 from agent.replica import ReplicaLoop
 from agent.replication import Replication, entry_pb
+from edgecommon.boundary import BadRequest
 from edgecommon.errors import Conflict, EdgeError, InvalidArgument
 from edgecommon.pb import replication_pb2, replication_pb2_grpc
 from edgecommon.rpc import handle_errors, status_of
@@ -74,10 +75,18 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
             results.put_nowait(result)
 
         async def take() -> None:
+            refused: BadRequest | None = None
             async with asyncio.TaskGroup() as tg:
-                async for request in request_iterator:
-                    tg.create_task(one(request))
+                try:
+                    async for request in request_iterator:
+                        tg.create_task(one(request))
+                except BadRequest as exc:
+                    # Appends already taken finish and are answered; then the stream
+                    # ends with the refusal (the request boundary answers it).
+                    refused = exc
             results.put_nowait(None)
+            if refused is not None:
+                raise refused
 
         async with asyncio.TaskGroup() as tg:
             tg.create_task(take())

@@ -291,3 +291,23 @@ def test_local_caller_name_fields_are_bounded(node_fleet: Fleet) -> None:
         )
     assert code is grpc.StatusCode.INVALID_ARGUMENT
     assert "holder" in details
+
+
+def test_a_refused_message_in_an_append_stream_lets_the_appends_before_it_finish(
+    node_fleet: Fleet,
+) -> None:
+    """Each append taken before the bad message is answered; then the stream ends with
+    INVALID_ARGUMENT naming the field."""
+    fleet = node_fleet
+    good = [replication_pb2.AppendRequest(key=f"k{i}", value=b"v", request_id=i) for i in (1, 2, 3)]
+    bad = replication_pb2.AppendRequest(key="bad\x00key", value=b"v", request_id=2**64 - 1)
+    with grpc.insecure_channel(f"unix:{fleet.socket('node-a')}") as channel:
+        call = replication_pb2_grpc.JournalLocalStub(channel).AppendStream(
+            iter([*good, bad]), timeout=20
+        )
+        answered = []
+        with pytest.raises(grpc.RpcError) as err:
+            answered.extend(result.request_id for result in call)
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert "field key" in err.value.details()
+    assert sorted(answered) == [1, 2, 3]
