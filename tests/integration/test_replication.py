@@ -535,7 +535,12 @@ def test_a_heartbeat_claiming_an_impossible_commit_index_is_refused_and_failover
     assert new in q["sync_set"]
     after = quorum(fleet)
     assert after["commit_index"] < huge
-    assert append(fleet, new, "k", "after failover").code == 0
+    # The new leader's sync set forms once the hub's plan for it reaches the replica.
+    wait_until(
+        "appends commit after the failover",
+        lambda: append(fleet, new, "k", "after failover").code == 0,
+        20,
+    )
     if lie == "commit_beyond_its_own_journal":
         # Refused, reported as a bad peer once (not once per heartbeat), and shown.
         lines = [line for line in fleet.hub.output().splitlines() if "bad peer" in line]
