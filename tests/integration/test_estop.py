@@ -188,7 +188,7 @@ def test_switch_flips_within_a_tick_and_reports_its_source(stop_fleet: Fleet) ->
     write_switch(fleet.fleet_switch_file, True, "back", "test", "now")
     wait_until("node-a back", lambda: permit(fleet, "node-a")[0] == 0)
     # node-b reads its own switch file on its own tick, which may come after node-a's.
-    code, decision = wait_until(
+    _, decision = wait_until(
         "node-b off by its own switch",
         lambda: (p := permit(fleet, "node-b"))[0] == 4 and "on this node" in p[1]["detail"] and p,
     )
