@@ -179,7 +179,7 @@ def test_agent_stops_itself_when_cut_off_too_long(running_fleet: Fleet) -> None:
 def test_switch_flips_within_a_tick_and_reports_its_source(stop_fleet: Fleet) -> None:
     fleet = stop_fleet
     write_switch(fleet.fleet_switch_file, False, "maintenance", "test", "now")
-    code, decision = wait_until(
+    _, decision = wait_until(
         "fleet switch off on node-a", lambda: (p := permit(fleet, "node-a"))[0] == 4 and p
     )
     assert decision["reason"] == "autonomy_disabled"
