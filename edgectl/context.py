@@ -85,9 +85,14 @@ def user_context_dir(environ: Mapping[str, str]) -> Path:
 
 
 def find_dev_dir(start: Path) -> Path | None:
+    """The nearest dev fleet directory at or above `start` that this user can read (another
+    user's dev fleet, 0700, is not this user's context)."""
     for directory in (start, *start.parents):
-        if (directory / DEV_DIR_NAME / "context.json").exists():
-            return directory / DEV_DIR_NAME
+        try:
+            if (directory / DEV_DIR_NAME / "context.json").exists():
+                return directory / DEV_DIR_NAME
+        except PermissionError:
+            continue
     return None
 
 

@@ -255,9 +255,9 @@ def test_caller_in_no_role_is_refused_even_when_the_socket_mode_lets_it_in(
 
 
 def edgectl_as(
-    fleet: Fleet, node: str, groups: list[int], *args: str
+    fleet: Fleet, node: str, groups: list[int], *args: str, cwd: Path = ROOT
 ) -> subprocess.CompletedProcess[str]:
-    """edgectl run by `nobody` with `groups`, against the node's socket."""
+    """edgectl run by `nobody` with `groups`, against the node's socket, from `cwd`."""
     return subprocess.run(
         [
             sys.executable,
@@ -272,8 +272,8 @@ def edgectl_as(
         ],
         capture_output=True,
         text=True,
-        cwd=ROOT,
-        env=clean_env(HOME="/nonexistent"),
+        cwd=cwd,
+        env=clean_env(HOME="/nonexistent", PYTHONPATH=str(ROOT)),
         timeout=60,
     )
 
@@ -377,3 +377,19 @@ def test_an_unwatched_permit_is_released_when_its_holder_is_killed(node: Fleet) 
         lambda: local_state(fleet, "node-1")["held_permits"] == 0,
         timeout_s=10,
     )
+
+
+def test_edgectl_run_beside_another_users_dev_fleet_ignores_it(node: Fleet) -> None:
+    """Defect: a workload user running edgectl in a directory holding root's dev fleet
+    (.edge-dev, 0700) got a PermissionError traceback instead of an answer."""
+    fleet = node
+    other = fleet.root / "someone-elses-project"
+    dev = other / ".edge-dev"
+    dev.mkdir(parents=True)
+    (dev / "context.json").write_text("{}")
+    dev.chmod(0o700)
+    other.chmod(0o755)
+    done = edgectl_as(fleet, "node-1", WORKLOAD, "permit", "check", "move_arm", cwd=other)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode in (0, 4), (done.stdout, done.stderr)
+    assert "move_arm on" in done.stdout
