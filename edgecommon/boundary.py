@@ -14,7 +14,6 @@ It must never raise anything but an abort at a caller, and never log a traceback
 a caller sent.
 """
 
-import functools
 import inspect
 import logging
 import math
@@ -22,7 +21,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -84,17 +83,27 @@ class _Kind(IntEnum):
     DOUBLE = 5
 
 
-@dataclass(frozen=True)
-class _Rule:
+class _Rule(NamedTuple):
     kind: _Kind
     limit: int = MAX_TEXT
     repeated: bool = False
 
 
-@functools.cache
+# Field descriptor -> its rule, filled as fields are first seen (a memo of facts that never
+# change: the descriptors are fixed when the generated code loads).
+_RULES: dict[FieldDescriptor, _Rule] = {}
+
+
 def _rule(descriptor: FieldDescriptor) -> _Rule:
     """How to check one field; worked out once per field, since requests on hot paths
     (heartbeats, permits) are checked one by one."""
+    rule = _RULES.get(descriptor)
+    if rule is None:
+        rule = _RULES[descriptor] = _work_out_rule(descriptor)
+    return rule
+
+
+def _work_out_rule(descriptor: FieldDescriptor) -> _Rule:
     repeated = descriptor.is_repeated
     if descriptor.type == FieldDescriptor.TYPE_STRING:
         key = f"{descriptor.containing_type.name}.{descriptor.name}"
@@ -112,9 +121,38 @@ def _rule(descriptor: FieldDescriptor) -> _Rule:
     return _Rule(_Kind.SKIP)
 
 
+def _clean(message: Message) -> bool:
+    """Whether every field of `message` is acceptable: the hot path (every heartbeat, every
+    permit), kept to plain loops; _find says what is wrong once this says something is."""
+    rules = _RULES
+    for descriptor, value in message.ListFields():
+        kind, limit, repeated = rules.get(descriptor) or _rule(descriptor)
+        if kind is _Kind.SKIP:
+            continue
+        if kind is _Kind.MAP:
+            if _find_in_map(descriptor, value):
+                return False
+            continue
+        for item in value if repeated else (value,):
+            if kind is _Kind.TEXT:
+                if len(item) > limit or _FORBIDDEN.search(item):
+                    return False
+            elif kind is _Kind.MESSAGE:
+                if not _clean(item):
+                    return False
+            elif kind is _Kind.UNSIGNED_64:
+                if item > MAX_INT64:
+                    return False
+            elif not math.isfinite(item):
+                return False
+    return True
+
+
 def _find(message: Message) -> tuple[str, str] | None:
     """(dotted field name, problem) of the first unacceptable field, or None. Names are
     built only on the way out of a failure."""
+    if _clean(message):
+        return None
     for descriptor, value in message.ListFields():
         rule = _rule(descriptor)
         if rule.kind is _Kind.SKIP:
