@@ -5,6 +5,7 @@ Every wait is bounded; every process started is stopped by its fixture.
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,10 +22,30 @@ ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 30.0
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_PORTS = random.Random()  # seeded from the OS: each xdist worker draws its own sequence
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free now and below the kernel's ephemeral range: a port the kernel handed out
+    for port 0 can be handed out again (to another process's outgoing connection or port-0
+    listener) before the process under test binds it; ports below the range never are."""
+    high = _ephemeral_low() - 1
+    for _ in range(200):
+        port = _PORTS.randint(20000, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port found below the ephemeral range")
 
 
 def short_tmpdir() -> Path:

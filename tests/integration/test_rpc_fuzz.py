@@ -16,7 +16,6 @@ The methods come from the service descriptors, so an RPC is covered the day it i
 
 import math
 import re
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from edgecommon.pb import (
     replication_pb2,
 )
 from edgecommon.peerwire import peer_options
-from tests.procs import Fleet, fleet_fixture
+from tests.procs import Fleet, fleet_fixture, free_port
 
 HUB_SERVICES = [
     link_pb2.DESCRIPTOR.services_by_name["Link"],
@@ -220,12 +219,6 @@ def _secure(address: str, paths: tuple[Path, Path, Path] | None, ca: Path, name:
     return grpc.secure_channel(address, creds, options=options)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def targets() -> Iterator[dict[str, Any]]:
     for fleet in fleet_fixture():
@@ -235,7 +228,7 @@ def targets() -> Iterator[dict[str, Any]]:
 def _targets(fleet: Fleet) -> Iterator[dict[str, Any]]:
     fleet.start_hub()
     fleet.bootstrap_operator()
-    peer_port = _free_port()
+    peer_port = free_port()
     fleet.start_agent(
         NODE,
         fleet.token(NODE, GROUP),
