@@ -10,13 +10,12 @@ import argparse
 from typing import Any
 
 from edgecommon.pb import rbac_pb2
+from edgecommon.permissions import BUILTIN_ROLES, PERMISSIONS, assignment_scope, require_permission
 from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import rbac
 from edgectl.confirm import confirm
 from edgectl.output import Column, iso
-from hub.rbac.permissions import BUILTIN_ROLES, PERMISSIONS
-from hub.rbac.policy import assignment_scope, require_permission
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ import grpc
 from edgecommon.errors import InvalidArgument, NotFound
 from edgecommon.identity import Kind, name_problem
 from edgecommon.pb import rbac_pb2, rbac_pb2_grpc
+from edgecommon.permissions import require_permission
 from edgecommon.rpc import handle_errors
 from edgecommon.scope import ScopeKind
 from hub.auth import PeerVerifier
@@ -19,7 +20,6 @@ from hub.rbac.policy import (
     check,
     new_assignment,
     new_role,
-    require_permission,
 )
 
 

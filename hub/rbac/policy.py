@@ -6,15 +6,19 @@ assignment covers everything; a `group:G` assignment covers group G and its node
 the fleet as a whole. Nothing else allows: no assignment, no permission.
 """
 
-import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from edgecommon.errors import InvalidArgument
 from edgecommon.identity import name_problem
-from edgecommon.scope import Scope, ScopeKind, parse_scope
-from hub.rbac.permissions import BUILTIN_DESCRIPTIONS, BUILTIN_ROLES, PERMISSIONS
+from edgecommon.permissions import (
+    BUILTIN_DESCRIPTIONS,
+    BUILTIN_ROLES,
+    assignment_scope,
+    require_permission,
+)
+from edgecommon.scope import Scope, ScopeKind
 
 FLEET = Scope(ScopeKind.FLEET)
 
@@ -108,16 +112,6 @@ def check(policy: Policy, operator: str, permission: str, target: Target) -> Dec
     return Decision(False, operator, permission, target.scope, reason)
 
 
-def require_permission(name: str) -> str:
-    if name in PERMISSIONS:
-        return name
-    close = difflib.get_close_matches(name, PERMISSIONS, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise InvalidArgument(
-        f"unknown permission {name!r}{hint}; 'edgectl rbac permissions' lists them"
-    )
-
-
 def require_role_name(name: str) -> str:
     if problem := name_problem("role", name):
         raise InvalidArgument(problem)
@@ -133,16 +127,6 @@ def new_role(name: str, permissions: Iterable[str], description: str = "") -> Ro
     if not perms:
         raise InvalidArgument(f"role {name} needs at least one --permission")
     return Role(name, perms, description)
-
-
-def assignment_scope(text: str) -> Scope:
-    """Assignments are fleet-wide or for one group."""
-    scope = parse_scope(text or "fleet")
-    if scope.kind is ScopeKind.NODE:
-        raise InvalidArgument(
-            f"assignment scope {text!r}: roles are assigned fleet-wide or per group (group:G)"
-        )
-    return scope
 
 
 def new_assignment(policy: Policy, operator: str, role: str, scope_text: str) -> Assignment:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, EdgeError, NotFound
+from edgecommon.permissions import BUILTIN_ROLES, assignment_scope
 from hub.rbac import files
-from hub.rbac.permissions import BUILTIN_ROLES
-from hub.rbac.policy import Assignment, Policy, Role, assignment_scope, require_role_name
+from hub.rbac.policy import Assignment, Policy, Role, require_role_name
 from hub.store.base import AssignmentRecord, HubStore, RoleRecord
 
 log = logging.getLogger("edge-hub.rbac")

@@ -8,19 +8,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edgecommon.errors import InvalidArgument
+from edgecommon.permissions import (
+    BUILTIN_ROLES,
+    PERMISSIONS,
+    assignment_scope,
+    require_permission,
+)
 from edgecommon.scope import Scope, ScopeKind
-from hub.rbac.permissions import BUILTIN_ROLES, PERMISSIONS
 from hub.rbac.policy import (
     FLEET,
     Assignment,
     Policy,
     Target,
-    assignment_scope,
     check,
     covers,
     new_assignment,
     new_role,
-    require_permission,
 )
 
 GROUP_A = Scope(ScopeKind.GROUP, "site-a")

@@ -4,8 +4,8 @@ import re
 from pathlib import Path
 
 from edgecommon.pb import audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2, replication_pb2
+from edgecommon.permissions import BUILTIN_ROLES, PERMISSIONS
 from hub import server
-from hub.rbac.permissions import BUILTIN_ROLES, PERMISSIONS
 from hub.rpc_permissions import NODE_METHODS, OPERATOR_RULES
 
 

@@ -1,10 +1,18 @@
-"""The permission catalog and the built-in roles.
+"""The permission catalogue, the built-in roles, and the checks of the names an operator types.
 
 A permission is named after the action it allows (`estop.engage`). Roles are sets of
 permissions; `viewer`, `operator` and `admin` are built in and cannot be changed.
+
+The hub decides with these (hub/rbac/policy.py) and edgectl names them (`rbac permissions`,
+`rbac check`), so they live here, where both may import them; the decision itself stays in
+the hub. Pure data and pure functions: nothing here reads a file or the clock.
 """
 
+import difflib
 from types import MappingProxyType
+
+from edgecommon.errors import InvalidArgument
+from edgecommon.scope import Scope, ScopeKind, parse_scope
 
 PERMISSIONS: MappingProxyType[str, str] = MappingProxyType(
     {
@@ -66,3 +74,24 @@ BUILTIN_DESCRIPTIONS: MappingProxyType[str, str] = MappingProxyType(
         "admin": "every permission, including RBAC, audit, revocation and the CA",
     }
 )
+
+
+def require_permission(name: str) -> str:
+    """`name` if it is a permission; otherwise InvalidArgument naming the closest one."""
+    if name in PERMISSIONS:
+        return name
+    close = difflib.get_close_matches(name, PERMISSIONS, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise InvalidArgument(
+        f"unknown permission {name!r}{hint}; 'edgectl rbac permissions' lists them"
+    )
+
+
+def assignment_scope(text: str) -> Scope:
+    """Assignments are fleet-wide or for one group."""
+    scope = parse_scope(text or "fleet")
+    if scope.kind is ScopeKind.NODE:
+        raise InvalidArgument(
+            f"assignment scope {text!r}: roles are assigned fleet-wide or per group (group:G)"
+        )
+    return scope
