@@ -18,6 +18,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from edgecommon.audit_record import (
+    AuditEvent,
+    AuditFilter,
+    csv_header,
+    export_dict,
+    to_csv_row,
+    to_jsonl_line,
+)
 from edgecommon.clock import SystemClock
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
@@ -27,8 +35,7 @@ from edgectl.app import App
 from edgectl.clients import audit
 from edgectl.confirm import confirm
 from edgectl.output import Column, iso
-from hub.audit.event import AuditEvent, AuditFilter, NewEvent
-from hub.audit.export import csv_header, export_dict, to_csv_row, to_jsonl_line
+from hub.audit.event import NewEvent
 from hub.audit.pg_log import PgAuditLog
 
 PG_ENV = "AUTONOMY_AUDIT_PG_URL"

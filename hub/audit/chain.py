@@ -23,11 +23,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from edgecommon.audit_record import AUDIT_PRUNE
 from hub.audit.event import GENESIS_HASH, AuditEvent, NewEvent, quantize_time
 
 MAX_PROBLEMS = 100
 _CANONICAL = json.JSONEncoder(ensure_ascii=True, separators=(",", ":")).encode
-PRUNE_ACTION = "audit.prune"
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ class _Link:
 
 
 def _link(index: int, e: AuditEvent) -> _Link:
-    note = e.detail if e.action == PRUNE_ACTION else ""
+    note = e.detail if e.action == AUDIT_PRUNE else ""
     prev, own = _key(e.prev_hash), _key(e.hash)
     if event_hash(e) == e.hash:
         return _Link(index, e.seq, e.seq, True, prev, own, note)
@@ -386,7 +386,7 @@ class ChainChecker:
         if anchor is not None and confirm_anchor and not self._confirmed(anchor):
             problems.append(
                 f"the prune anchor at seq {anchor.seq} is not confirmed by an "
-                f"{PRUNE_ACTION} event in the log: the anchor was edited or written "
+                f"{AUDIT_PRUNE} event in the log: the anchor was edited or written "
                 "outside a prune"
             )
         if len(problems) > MAX_PROBLEMS:

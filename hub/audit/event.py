@@ -1,5 +1,7 @@
-"""Audit events: what callers hand in (NewEvent), what is stored (AuditEvent), how to ask
-for them back (AuditFilter), and the errors of the audit package.
+"""Audit events on the writing side: what callers hand in (NewEvent), its validation and
+that of filters, the stored form's decoding, and the errors of the audit package. What is
+stored (AuditEvent) and how to ask for it (AuditFilter) are shared with every reader and
+come from edgecommon.audit_record.
 
     EdgeError
     ├── InvalidArgument        a bad event field or filter (nothing is stored)
@@ -13,11 +15,28 @@ timestamptz and the JSON lines of the file log hold exactly the value that was h
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
+from edgecommon.audit_record import EVENT_FIELDS, OUTCOMES, AuditEvent, AuditFilter
 from edgecommon.errors import InvalidArgument, Unreachable
 
-OUTCOMES = ("attempt", "success", "failure", "denied", "bypassed")
+# The record types are shared with every reader (edgecommon.audit_record); the hub's audit
+# package names them from here, beside what only a writer needs.
+__all__ = [
+    "EVENT_FIELDS",
+    "GENESIS_HASH",
+    "MAX_FIELD_CHARS",
+    "MAX_TEXT_CHARS",
+    "OUTCOMES",
+    "AuditEvent",
+    "AuditFilter",
+    "AuditUnavailable",
+    "NewEvent",
+    "event_from_dict",
+    "quantize_time",
+    "validate_filter",
+    "validate_new_event",
+]
+
 GENESIS_HASH = "0" * 64
 MAX_FIELD_CHARS = 1024
 MAX_TEXT_CHARS = 16384  # reason and detail may carry an error message or a prune summary
@@ -39,57 +58,7 @@ class NewEvent:
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class AuditEvent:
-    seq: int
-    time: float
-    operator: str
-    action: str
-    target: str
-    scope: str
-    outcome: str
-    request_id: str
-    reason: str
-    detail: str
-    prev_hash: str
-    hash: str
-
-    @property
-    def time_us(self) -> int:
-        return round(self.time * 1_000_000)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in EVENT_FIELDS}
-
-
-EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(AuditEvent))
 _TEXT_FIELDS = tuple(f.name for f in dataclasses.fields(NewEvent))
-
-
-@dataclass(frozen=True)
-class AuditFilter:
-    """Events with since <= time < until, matching every non-empty field, seq > after_seq,
-    at most `limit` of them (0 = all), in ascending seq."""
-
-    since: float | None = None
-    until: float | None = None
-    operator: str = ""
-    action: str = ""
-    outcome: str = ""
-    target: str = ""
-    after_seq: int = 0
-    limit: int = 1000
-
-    def matches(self, event: AuditEvent) -> bool:
-        return (
-            event.seq > self.after_seq
-            and (self.since is None or event.time >= self.since)
-            and (self.until is None or event.time < self.until)
-            and (not self.operator or event.operator == self.operator)
-            and (not self.action or event.action == self.action)
-            and (not self.outcome or event.outcome == self.outcome)
-            and (not self.target or event.target == self.target)
-        )
 
 
 def quantize_time(unix: float) -> float:

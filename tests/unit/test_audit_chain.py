@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgecommon.audit_record import csv_header, to_csv_row, to_jsonl_line
 from edgecommon.errors import InvalidArgument
 from hub.audit.chain import (
     Anchor,
@@ -31,7 +32,6 @@ from hub.audit.event import (
     validate_filter,
     validate_new_event,
 )
-from hub.audit.export import csv_header, to_csv_row, to_jsonl_line
 
 T0 = 1_790_000_000.0
 
