@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from edgecommon.audit_record import AUDIT_PRUNE
 from edgecommon.clock import Clock
 from edgecommon.errors import InvalidArgument
 from edgecommon.identity import Kind
@@ -120,7 +121,7 @@ class AuditService(audit_pb2_grpc.AuditServicer):
         days = request.older_than_s / 86400
         event = NewEvent(
             operator=me.name,
-            action="audit.prune",
+            action=AUDIT_PRUNE,
             target="audit-log",
             scope="fleet",
             outcome="success",

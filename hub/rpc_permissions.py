@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from edgecommon.audit_record import CERT_RENEW, ENROLL
+
 PACKAGE = "autonomyops.edge.v1"
 
 # Node RPCs: called with a node certificate (or, for Certs, an operator renewing its own)
@@ -32,8 +34,8 @@ class SecurityEvent:
 
 
 SECURITY_EVENTS = {
-    f"/{PACKAGE}.Link/Enroll": SecurityEvent("enroll", "token"),
-    f"/{PACKAGE}.Certs/Renew": SecurityEvent("cert.renew", "peer"),
+    f"/{PACKAGE}.Link/Enroll": SecurityEvent(ENROLL, "token"),
+    f"/{PACKAGE}.Certs/Renew": SecurityEvent(CERT_RENEW, "peer"),
 }
 PUBLIC_SERVICES = frozenset({"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"})
 

@@ -20,6 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from edgecommon import grpcopts
+from edgecommon.audit_record import RBAC_RELOAD, STATE_REINITIALIZE
 from edgecommon.boundary import RequestBoundary
 from edgecommon.clock import Clock
 from edgecommon.daemon import (
@@ -223,7 +224,7 @@ async def open_audit(config: HubConfig, clock: Clock) -> AuditEmitter:
 async def audit_reload(audit: AuditEmitter, directory: str, ok: bool, detail: str) -> None:
     event = NewEvent(
         operator="hub",
-        action="rbac.reload",
+        action=RBAC_RELOAD,
         target=directory,
         scope="fleet",
         outcome="success" if ok else "failure",
@@ -275,7 +276,7 @@ async def audit_reinitialized(audit: AuditEmitter, done: list[Reinitialized]) ->
     for item in done:
         event = NewEvent(
             operator="hub",
-            action="state.reinitialize",
+            action=STATE_REINITIALIZE,
             target=str(item.path),
             scope="fleet",
             outcome="success",
