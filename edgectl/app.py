@@ -5,8 +5,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgecommon.cli.context_dir import Context
+from edgecommon.cli.output import Renderer
 from edgectl import context as ctx
-from edgectl.output import Renderer
 
 
 @dataclass
@@ -17,10 +18,10 @@ class App:
     cwd: Path
 
     @property
-    def context(self) -> ctx.Context:
+    def context(self) -> Context:
         return ctx.resolve(self.args.context, self.environ, self.cwd)
 
-    def hub(self, context: ctx.Context) -> str:
+    def hub(self, context: Context) -> str:
         return ctx.hub_address(self.args.hub, self.environ, context)
 
     @property

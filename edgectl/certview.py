@@ -6,7 +6,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from edgecommon import pki
-from edgectl.output import iso
+from edgecommon.cli.output import iso
 
 
 def key_type(cert: x509.Certificate) -> str:

@@ -14,6 +14,7 @@ from urllib.parse import quote
 import grpc
 
 from edgecommon import grpcopts, pki
+from edgecommon.cli.context_dir import Context
 from edgecommon.errors import CredentialError, PermissionDenied, Unreachable
 from edgecommon.pb import (
     agent_pb2_grpc,
@@ -24,7 +25,6 @@ from edgecommon.pb import (
     replication_pb2_grpc,
 )
 from edgecommon.rpc import raise_from_rpc
-from edgectl.context import Context
 
 
 def operator_credentials(context: Context) -> grpc.ChannelCredentials:

@@ -26,15 +26,15 @@ from edgecommon.audit_record import (
     to_csv_row,
     to_jsonl_line,
 )
+from edgecommon.cli import exitcodes
+from edgecommon.cli.confirm import confirm
+from edgecommon.cli.output import Column, iso
 from edgecommon.clock import SystemClock
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
 from edgecommon.pb import audit_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import audit
-from edgectl.confirm import confirm
-from edgectl.output import Column, iso
 from hub.audit.event import NewEvent
 from hub.audit.pg_log import PgAuditLog
 

@@ -13,15 +13,15 @@ import time
 from pathlib import Path
 
 from edgecommon.autonomy_file import write_switch
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Column, iso
 from edgecommon.clock import stamp
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
 from edgecommon.pb import agent_pb2, fleet_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet, local_agent
 from edgectl.context import agent_socket
-from edgectl.output import Column, iso
 
 LOCAL_POLL_S = 0.05
 

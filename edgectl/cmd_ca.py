@@ -10,12 +10,12 @@ unless --force).
 import argparse
 from typing import Any
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.confirm import confirm
+from edgecommon.cli.output import Column, iso
 from edgecommon.pb import certs_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import certs
-from edgectl.confirm import confirm
-from edgectl.output import Column, iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

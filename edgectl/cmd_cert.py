@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from edgecommon import pki
+from edgecommon.cli import exitcodes
+from edgecommon.cli.confirm import confirm
+from edgecommon.cli.context_dir import Context
+from edgecommon.cli.output import Column, ago, iso
 from edgecommon.config import parse_duration
 from edgecommon.errors import CredentialError, InvalidArgument
 from edgecommon.identity import Kind
 from edgecommon.pb import agent_pb2, certs_pb2, fleet_pb2
 from edgecommon.version import PRODUCT_VERSION
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.certview import describe
 from edgectl.clients import certs, fleet, local_agent
-from edgectl.confirm import confirm
-from edgectl.context import Context, agent_socket
-from edgectl.output import Column, ago, iso
+from edgectl.context import agent_socket
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -12,15 +12,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from edgecommon import config as config_loader
 from edgecommon import pki
+from edgecommon.cli import exitcodes
+from edgecommon.cli.context_dir import Context, write_operator_credential
+from edgecommon.cli.output import Column
 from edgecommon.errors import EdgeError, InvalidArgument
 from edgecommon.identity import name_problem
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, fleet_pb2
-from edgectl import devfleet, exitcodes
+from edgectl import devfleet
 from edgectl.app import App
 from edgectl.clients import fleet
-from edgectl.cmd_operator import issue_bootstrap_credential, write_operator_credential
-from edgectl.context import DEV_DIR_NAME, Context
-from edgectl.output import Column
+from edgectl.cmd_operator import issue_bootstrap_credential
+from edgectl.context import DEV_DIR_NAME
 from hub.config import HubConfig
 
 READY_TIMEOUT_S = 30.0

@@ -7,15 +7,15 @@ destructive direction and asks to confirm the scope unless --force.
 import argparse
 import getpass
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.confirm import confirm
+from edgecommon.cli.output import Column, iso
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
 from edgecommon.pb import agent_pb2, fleet_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet, local_agent
-from edgectl.confirm import confirm
 from edgectl.context import agent_socket
-from edgectl.output import Column, iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

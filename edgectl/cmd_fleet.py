@@ -3,11 +3,11 @@
 import argparse
 import time
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Column, ago, iso
 from edgecommon.pb import fleet_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet
-from edgectl.output import Column, ago, iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -4,13 +4,13 @@ import argparse
 import base64
 import sys
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Column, iso
 from edgecommon.errors import InvalidArgument
 from edgecommon.pb import replication_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import local_journal, replication
 from edgectl.context import agent_socket
-from edgectl.output import Column, iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

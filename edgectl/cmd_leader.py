@@ -2,14 +2,14 @@
 
 import argparse
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Column
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
 from edgecommon.pb import agent_pb2, fleet_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet, local_agent
 from edgectl.context import agent_socket
-from edgectl.output import Column
 
 
 def register(sub: argparse._SubParsersAction) -> None:

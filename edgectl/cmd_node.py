@@ -3,12 +3,12 @@
 import argparse
 import time
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import ago, iso
 from edgecommon.pb import agent_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import local_agent
 from edgectl.context import agent_socket
-from edgectl.output import ago, iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

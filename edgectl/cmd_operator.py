@@ -15,16 +15,17 @@ from pathlib import Path
 
 from edgecommon import config as config_loader
 from edgecommon import pki, tokens
+from edgecommon.cli import exitcodes
+from edgecommon.cli.context_dir import Context, refuse_overwrite, write_operator_credential
 from edgecommon.clock import utc
 from edgecommon.enroll_client import request_certificate
 from edgecommon.errors import CredentialError, InvalidArgument
 from edgecommon.identity import Identity, Kind, name_problem
 from edgecommon.pb import fleet_pb2
 from edgecommon.sqlite_file import prepare_async
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet
-from edgectl.context import Context, user_context_dir
+from edgectl.context import user_context_dir
 from hub.config import HubConfig
 from hub.credentials import CredentialPaths, load_ca
 from hub.state_files import state_layout
@@ -71,32 +72,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _target_dir(app: App) -> Path:
     return app.args.dir or user_context_dir(app.environ)
-
-
-def _refuse_overwrite(context: Context, force: bool) -> None:
-    if context.key_path.exists() and not force:
-        raise InvalidArgument(
-            f"{context.key_path} already exists; pass --force to replace that credential"
-        )
-
-
-def write_operator_credential(
-    directory: Path,
-    hub: str,
-    enroll_address: str,
-    name: str,
-    key: pki.PrivateKey,
-    cert_pem: bytes,
-    bundle_pem: bytes,
-) -> Context:
-    context = Context.load(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pki.atomic_write(context.ca_path, bundle_pem, 0o644)
-    pki.atomic_write(context.cert_path, cert_pem, 0o644)
-    pki.write_private_key(context.key_path, key)
-    context.hub, context.enroll_address, context.operator = hub, enroll_address, name
-    context.save()
-    return context
 
 
 async def issue_bootstrap_credential(
@@ -150,7 +125,7 @@ async def bootstrap(app: App) -> int:
         raise InvalidArgument(problem)
     hub_config = config_loader.load(HubConfig, app.args.hub_config, os.environ)
     directory = _target_dir(app)
-    _refuse_overwrite(Context.load(directory), app.args.force)
+    refuse_overwrite(Context.load(directory), app.args.force)
     key, cert_pem, bundle_pem = await issue_bootstrap_credential(hub_config, app.args.name)
     context = write_operator_credential(
         directory,
@@ -185,7 +160,7 @@ async def login(app: App) -> int:
     if join.subject.kind is not Kind.OPERATOR:
         raise InvalidArgument(f"this token is for {join.subject}, not an operator")
     directory = _target_dir(app)
-    _refuse_overwrite(Context.load(directory), app.args.force)
+    refuse_overwrite(Context.load(directory), app.args.force)
     hub = app.hub(Context(directory))
     enroll_address = app.args.enroll_address or f"{hub.rpartition(':')[0]}:7444"
     key = pki.generate_key()

@@ -2,8 +2,8 @@
 
 import argparse
 
+from edgecommon.cli import exitcodes
 from edgecommon.pb import agent_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import local_agent
 from edgectl.context import agent_socket

@@ -2,11 +2,11 @@
 
 import argparse
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Column
 from edgecommon.pb import replication_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import replication
-from edgectl.output import Column
 
 
 def register(sub: argparse._SubParsersAction) -> None:

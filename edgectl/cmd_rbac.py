@@ -9,13 +9,13 @@ there, and these commands only read.
 import argparse
 from typing import Any
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.confirm import confirm
+from edgecommon.cli.output import Column, iso
 from edgecommon.pb import rbac_pb2
 from edgecommon.permissions import BUILTIN_ROLES, PERMISSIONS, assignment_scope, require_permission
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import rbac
-from edgectl.confirm import confirm
-from edgectl.output import Column, iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -2,12 +2,12 @@
 
 import argparse
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Column
 from edgecommon.pb import replication_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import local_journal, replication
 from edgectl.context import agent_socket
-from edgectl.output import Column
 
 
 def register(sub: argparse._SubParsersAction) -> None:

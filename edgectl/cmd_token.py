@@ -2,13 +2,13 @@
 
 import argparse
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import iso
 from edgecommon.config import parse_duration
 from edgecommon.errors import InvalidArgument
 from edgecommon.pb import fleet_pb2
-from edgectl import exitcodes
 from edgectl.app import App
 from edgectl.clients import fleet
-from edgectl.output import iso
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -1,7 +1,7 @@
 """Where edgectl finds the hub, its operator credential and the node's agent.
 
 A context is a directory holding context.json and the operator credential
-(operator.key 0600, operator.crt, ca.crt). edgectl uses the first of:
+(edgecommon/cli/context_dir.py). edgectl uses the first of:
 
   1. --context DIR, or AUTONOMY_CONTEXT
   2. .edge-dev/ in the current directory or a parent (written by `edgectl dev up`)
@@ -11,70 +11,14 @@ A context is a directory holding context.json and the operator credential
 The hub address is --hub, else AUTONOMY_ORCHESTRATOR_URL, else the context's.
 """
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from edgecommon import pki
-from edgecommon.errors import CredentialError, InvalidArgument
+from edgecommon.cli.context_dir import Context
+from edgecommon.errors import InvalidArgument
 
 DEV_DIR_NAME = ".edge-dev"
 DEFAULT_AGENT_SOCKET = Path("/run/edge-agent/agent.sock")
-
-
-@dataclass
-class Context:
-    directory: Path
-    hub: str = ""
-    enroll_address: str = ""
-    operator: str = ""
-    agents: dict[str, str] = field(default_factory=dict)
-    # AUTONOMY_OPERATOR, sent with every hub call: the hub refuses it unless it matches
-    # the credential. Never saved.
-    claimed_operator: str = ""
-
-    @property
-    def key_path(self) -> Path:
-        return self.directory / "operator.key"
-
-    @property
-    def cert_path(self) -> Path:
-        return self.directory / "operator.crt"
-
-    @property
-    def ca_path(self) -> Path:
-        return self.directory / "ca.crt"
-
-    @property
-    def file(self) -> Path:
-        return self.directory / "context.json"
-
-    def save(self) -> None:
-        data = asdict(self)
-        data.pop("directory")
-        data.pop("claimed_operator")
-        pki.atomic_write(
-            self.file, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600
-        )
-
-    @classmethod
-    def load(cls, directory: Path) -> "Context":
-        try:
-            data = json.loads((directory / "context.json").read_text())
-            return cls(
-                directory=directory,
-                hub=str(data.get("hub", "")),
-                enroll_address=str(data.get("enroll_address", "")),
-                operator=str(data.get("operator", "")),
-                agents=dict(data.get("agents", {})),
-            )
-        except FileNotFoundError:
-            return cls(directory=directory)
-        except (OSError, ValueError, AttributeError) as exc:
-            raise CredentialError(
-                f"context file {directory / 'context.json'} is unreadable ({exc}); fix or remove it"
-            ) from None
 
 
 def user_context_dir(environ: Mapping[str, str]) -> Path:

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgecommon.cli import exitcodes
+from edgecommon.cli.output import Renderer
 from edgecommon.errors import EdgeError
 from edgecommon.version import PRODUCT_VERSION
-from edgectl import exitcodes
 from edgectl.app import App
-from edgectl.output import Renderer
 
 EPILOG = (
     "exit codes: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 denied, 5 partial. "

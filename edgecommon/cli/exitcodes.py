@@ -1,4 +1,5 @@
-"""edgectl's exit codes, documented in docs/edgectl.md."""
+"""The exit codes of edgectl and of edge-hub's admin commands (documented in docs/edgectl.md),
+and the one mapping from the error tree (edgecommon/errors.py) to them."""
 
 from edgecommon import errors
 

@@ -1,4 +1,5 @@
-"""The one renderer: tables for people (default), JSON for scripts (--output json).
+"""The one renderer of edgectl and edge-hub's admin commands: tables for people (default),
+JSON for scripts (--output json).
 
 JSON is the data only, keys stable, times as ISO 8601 UTC strings, durations in seconds.
 """
