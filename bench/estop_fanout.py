@@ -85,8 +85,8 @@ from edgecommon.clock import SystemClock
 from edgecommon.daemon import setup_logging
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import fleet_pb2, fleet_pb2_grpc
-from edgectl.cmd_operator import issue_bootstrap_credential
 from edgectl.devfleet import free_port
+from hub.admin import issue_bootstrap_credential
 from hub.config import HubConfig
 from hub.credentials import CredentialPaths, load_ca
 

@@ -1,4 +1,8 @@
-"""edgectl dev up|down: a hub and agents on loopback, enrolled over real mTLS."""
+"""edgectl dev up|down: a hub and agents on loopback, enrolled over real mTLS.
+
+The hub and the agents are their own entry points, started as processes; so is the dev
+operator's credential (`edge-hub bootstrap-operator`, which signs with the dev hub's CA).
+"""
 
 import argparse
 import asyncio
@@ -10,20 +14,17 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from edgecommon import config as config_loader
 from edgecommon import pki
 from edgecommon.cli import exitcodes
-from edgecommon.cli.context_dir import Context, write_operator_credential
+from edgecommon.cli.context_dir import Context
 from edgecommon.cli.output import Column
 from edgecommon.errors import EdgeError, InvalidArgument
 from edgecommon.identity import name_problem
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, fleet_pb2
-from edgectl import devfleet
+from edgectl import devfleet, hubcmd
 from edgectl.app import App
 from edgectl.clients import fleet
-from edgectl.cmd_operator import issue_bootstrap_credential
 from edgectl.context import DEV_DIR_NAME
-from hub.config import HubConfig
 
 READY_TIMEOUT_S = 30.0
 
@@ -67,11 +68,11 @@ def _hub_toml(directory: Path) -> str:
     )
 
 
-def _agent_toml(node_dir: Path, hub: HubConfig, node: str) -> str:
+def _agent_toml(node_dir: Path, hub: devfleet.DevHub, node: str) -> str:
     return (
         f"# dev fleet agent {node}, written by 'edgectl dev up'\n[agent]\n"
         f'state_dir = "{node_dir / "state"}"\n'
-        f'hub = "{hub.hub.listen}"\nenroll_address = "{hub.hub.enroll_listen}"\n'
+        f'hub = "{hub.listen}"\nenroll_address = "{hub.enroll_listen}"\n'
         f'join_token_file = "{node_dir / "join-token"}"\n'
         f'socket = "{node_dir / "agent.sock"}"\n'
         f'labels = {{ dev = "true", node = "{node}" }}\n'
@@ -79,15 +80,15 @@ def _agent_toml(node_dir: Path, hub: HubConfig, node: str) -> str:
     )
 
 
-async def _wait_hub_ready(hub: HubConfig, started: devfleet.Managed) -> None:
-    ca = hub.hub.state_dir / "pki" / "ca.crt"
+async def _wait_hub_ready(hub: devfleet.DevHub, started: devfleet.Managed) -> None:
+    ca = hub.ca_cert
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if not devfleet.alive(started):
             raise EdgeError(f"edge-hub exited; its log says:\n{devfleet.log_tail(started.log)}")
         if ca.exists():
             creds = grpc.ssl_channel_credentials(root_certificates=ca.read_bytes())
-            async with grpc.aio.secure_channel(hub.hub.enroll_listen, creds) as channel:
+            async with grpc.aio.secure_channel(hub.enroll_listen, creds) as channel:
                 try:
                     answer = await health_pb2_grpc.HealthStub(channel).Check(
                         health_pb2.HealthCheckRequest(), timeout=1.0
@@ -131,6 +132,14 @@ async def _wait_agents(agents: dict[str, Path], started: list[devfleet.Managed])
         )
 
 
+async def _bootstrap_operator(app: App, hub: devfleet.DevHub, directory: Path) -> None:
+    """The dev operator's credential, from the dev hub's CA, written as the dev context."""
+    words = ["bootstrap-operator", f"--config={hub.file}", "--name=dev-admin", f"--dir={directory}"]
+    done = await hubcmd.captured(words, app.environ, app.cwd)
+    if done.code != 0:
+        raise EdgeError(f"edge-hub bootstrap-operator failed: {done.stderr.strip()}")
+
+
 async def dev_up(app: App) -> int:
     args = app.args
     for what, value in (("group", args.group),):
@@ -151,8 +160,8 @@ async def dev_up(app: App) -> int:
     if not hub_file.exists():
         hub_file.parent.mkdir(parents=True, exist_ok=True)
         hub_file.write_text(_hub_toml(directory))
-    hub = config_loader.load(HubConfig, hub_file, {})
-    for address in (hub.hub.listen, hub.hub.enroll_listen):
+    hub = devfleet.DevHub.read(hub_file)
+    for address in (hub.listen, hub.enroll_listen):
         if not devfleet.port_free(int(address.rpartition(":")[2])):
             raise EdgeError(
                 f"port {address} of the dev hub is taken; free it or run "
@@ -169,24 +178,15 @@ async def dev_up(app: App) -> int:
     table.save(started)
     await _wait_hub_ready(hub, hub_proc)
 
+    if not Context.load(directory).key_path.exists():
+        await _bootstrap_operator(app, hub, directory)
     context = Context.load(directory)
-    if not context.key_path.exists():
-        key, cert_pem, bundle_pem = await issue_bootstrap_credential(hub, "dev-admin")
-        context = write_operator_credential(
-            directory,
-            hub.hub.listen,
-            hub.hub.enroll_listen,
-            "dev-admin",
-            key,
-            cert_pem,
-            bundle_pem,
-        )
     nodes = [f"node-{i}" for i in range(1, args.nodes + 1)]
     agents = {node: directory / node / "agent.sock" for node in nodes}
     context.agents = {node: str(path) for node, path in agents.items()}
-    context.hub = hub.hub.listen
+    context.hub = hub.listen
     context.save()
-    async with fleet(context, hub.hub.listen, app.timeout_s) as (stub, call):
+    async with fleet(context, hub.listen, app.timeout_s) as (stub, call):
         for node in nodes:
             node_dir = directory / node
             node_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -220,7 +220,7 @@ async def _summary(app: App, directory: Path) -> int:
     context = Context.load(directory)
     processes = devfleet.ProcessTable(directory).load()
     hub_file = directory / "hub" / "hub.toml"
-    hub_http = config_loader.load(HubConfig, hub_file, {}).http.listen if hub_file.exists() else ""
+    hub_http = devfleet.DevHub.read(hub_file).http_listen if hub_file.exists() else ""
     rows = [
         {
             "name": p.name,

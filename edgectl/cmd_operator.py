@@ -1,36 +1,29 @@
 """Operator credentials: bootstrap the first admin on the hub host, log in with a token.
 
 `operator bootstrap` needs read access to the hub's CA key, i.e. it runs on the hub
-host as the hub's user; it signs locally and records the certificate in the hub store.
+host as the hub's user; it runs `edge-hub bootstrap-operator` (hub/admin.py), which signs
+there and records the certificate in the hub store.
+
 Every further operator gets a token from an existing one (`edgectl token create
 --operator NAME`) and runs `edgectl login --token ... --hub HOST:PORT`: the key is
 generated on their machine and never leaves it.
 """
 
 import argparse
-import datetime as dt
-import os
-import time
 from pathlib import Path
 
-from edgecommon import config as config_loader
 from edgecommon import pki, tokens
 from edgecommon.cli import exitcodes
 from edgecommon.cli.context_dir import Context, refuse_overwrite, write_operator_credential
 from edgecommon.clock import utc
 from edgecommon.enroll_client import request_certificate
-from edgecommon.errors import CredentialError, InvalidArgument
-from edgecommon.identity import Identity, Kind, name_problem
+from edgecommon.errors import InvalidArgument
+from edgecommon.identity import Kind
 from edgecommon.pb import fleet_pb2
-from edgecommon.sqlite_file import prepare_async
+from edgectl import hubcmd
 from edgectl.app import App
 from edgectl.clients import fleet
 from edgectl.context import user_context_dir
-from hub.config import HubConfig
-from hub.credentials import CredentialPaths, load_ca
-from hub.state_files import state_layout
-from hub.store.base import AssignmentRecord, CertificateRecord
-from hub.store.sqlite import SqliteStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -40,7 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bootstrap",
         help="on the hub host: write the first admin credential",
         description="Sign an operator credential with the hub's CA directly (needs read "
-        "access to the hub's state directory) and make it the current context.",
+        "access to the hub's state directory; runs edge-hub bootstrap-operator) and make it "
+        "the current context.",
     )
     b.add_argument("--hub-config", type=Path, help="the hub's hub.toml (default: its defaults)")
     b.add_argument("--name", default="admin", help="operator name (default admin)")
@@ -74,85 +68,15 @@ def _target_dir(app: App) -> Path:
     return app.args.dir or user_context_dir(app.environ)
 
 
-async def issue_bootstrap_credential(
-    hub_config: HubConfig, name: str
-) -> tuple[pki.PrivateKey, bytes, bytes]:
-    paths = CredentialPaths.under(hub_config.hub.state_dir)
-    if not paths.ca_key.exists():
-        raise CredentialError(
-            f"no hub CA at {paths.ca_key}: start edge-hub once first, or pass --hub-config"
-        )
-    ca_key, ca_cert = load_ca(paths)
-    key = pki.generate_key()
-    now = dt.datetime.now(dt.UTC)
-    cert = pki.issue_for_key(
-        ca_key,
-        ca_cert,
-        key,
-        Identity(Kind.OPERATOR, name),
-        hub_config.hub.trust_domain,
-        now,
-        dt.timedelta(hours=hub_config.certs.operator_lifetime_h),
-    )
-    # The same start-up check as edge-hub's: never write into a damaged or lost database.
-    await prepare_async(state_layout(hub_config), False, time.time)
-    store = SqliteStore(hub_config.db_path)
-    await store.open()
-    try:
-        await store.record_certificate(
-            CertificateRecord(
-                serial=pki.serial_hex(cert),
-                kind="operator",
-                subject_id=name,
-                group="",
-                not_after_unix=cert.not_valid_after_utc.timestamp(),
-                issued_unix=now.timestamp(),
-                fingerprint=pki.fingerprint(cert),
-                ca_fingerprint=pki.fingerprint(ca_cert),
-            )
-        )
-        if not hub_config.rbac.dir:
-            await store.add_assignment(
-                AssignmentRecord(name, "admin", "fleet", "operator bootstrap", now.timestamp())
-            )
-    finally:
-        await store.close()
-    return key, pki.pem(cert), pki.pem(ca_cert)
-
-
 async def bootstrap(app: App) -> int:
-    if problem := name_problem("operator", app.args.name):
-        raise InvalidArgument(problem)
-    hub_config = config_loader.load(HubConfig, app.args.hub_config, os.environ)
-    directory = _target_dir(app)
-    refuse_overwrite(Context.load(directory), app.args.force)
-    key, cert_pem, bundle_pem = await issue_bootstrap_credential(hub_config, app.args.name)
-    context = write_operator_credential(
-        directory,
-        hub_config.hub.listen,
-        hub_config.hub.enroll_listen,
-        app.args.name,
-        key,
-        cert_pem,
-        bundle_pem,
-    )
-    rbac_dir = hub_config.rbac.dir
-    data = {
-        "operator": app.args.name,
-        "context": str(directory),
-        "hub": context.hub,
-        "role": None if rbac_dir else "admin",
-    }
-    grant = (
-        f"RBAC is managed in {rbac_dir}: assign a role to {app.args.name} there"
-        if rbac_dir
-        else "role admin on fleet"
-    )
-    app.out.text(
-        data,
-        f"operator {app.args.name} credential written to {directory}; hub {context.hub}; {grant}",
-    )
-    return exitcodes.OK
+    """`edge-hub bootstrap-operator`, run here: only the hub's entry point reads its CA key and
+    writes its store. Its output and exit code are this command's."""
+    words = ["bootstrap-operator", f"--name={app.args.name}", f"--dir={_target_dir(app)}"]
+    if app.args.hub_config is not None:
+        words.append(f"--config={app.args.hub_config}")
+    if app.args.force:
+        words.append("--force")
+    return await hubcmd.passthrough([*words, f"--output={app.out.fmt}"], app.environ, app.cwd)
 
 
 async def login(app: App) -> int:

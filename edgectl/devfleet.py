@@ -7,6 +7,9 @@
 
 Processes are started detached (their own session) and recorded with their start time,
 so `dev down` stops exactly them and never a process that reused a pid.
+
+hub.toml is written by `dev up` and read back here with tomllib, only for the addresses and
+the state directory `dev up` put there: edgectl does not import the hub's config loader.
 """
 
 import json
@@ -16,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,6 +37,40 @@ class Managed:
     pid: int
     create_time: float
     log: str
+
+
+@dataclass(frozen=True)
+class DevHub:
+    """Where the dev hub listens and keeps its state, as `dev up` wrote it into hub.toml."""
+
+    file: Path
+    state_dir: Path
+    listen: str
+    enroll_listen: str
+    http_listen: str
+
+    @property
+    def ca_cert(self) -> Path:
+        """The hub's CA certificate, written under its state directory at its first start."""
+        return self.state_dir / "pki" / "ca.crt"
+
+    @classmethod
+    def read(cls, file: Path) -> "DevHub":
+        try:
+            data = tomllib.loads(file.read_text())
+            hub, http = data["hub"], data["http"]
+            return cls(
+                file,
+                Path(hub["state_dir"]),
+                str(hub["listen"]),
+                str(hub["enroll_listen"]),
+                str(http["listen"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise EdgeError(
+                f"{file} is not the dev hub's file as 'edgectl dev up' writes it ({exc!r}); "
+                "'edgectl dev down --purge' starts over"
+            ) from None
 
 
 def free_port() -> int:

@@ -6,7 +6,6 @@ operator's credential. Exit codes: 0 ok, 1 failed, 2 usage, 3 unreachable, 4 den
 """
 
 import argparse
-import asyncio
 import importlib
 import os
 import sys
@@ -15,7 +14,6 @@ from pathlib import Path
 
 from edgecommon.cli import exitcodes
 from edgecommon.cli.output import Renderer
-from edgecommon.errors import EdgeError
 from edgecommon.version import PRODUCT_VERSION
 from edgectl.app import App
 
@@ -164,17 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prog}: error: --timeout must be greater than 0", file=sys.stderr)
         return exitcodes.USAGE
     app = App(args, Renderer(args.output), os.environ, Path.cwd())
-    try:
-        return asyncio.run(args.func(app))
-    except EdgeError as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
-        return exitcodes.exit_code(exc)
-    except KeyboardInterrupt:
-        return exitcodes.FAILED
-    except BrokenPipeError:
-        # The reader went away (edgectl ... | head): say nothing more, as a pipe expects.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return exitcodes.FAILED
+    return exitcodes.run(prog, args.func(app))
 
 
 if __name__ == "__main__":

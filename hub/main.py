@@ -1,4 +1,10 @@
-"""edge-hub: the fleet's central service."""
+"""edge-hub: the fleet's central service, and the admin commands that need its own files.
+
+Without a command, edge-hub runs the service. The commands (hub/admin.py) run on the hub
+host as the hub's user and exit: `bootstrap-operator` writes the first operator's
+credential, `audit` reads or prunes the PostgreSQL audit log directly. edgectl runs them
+as a subprocess for `operator bootstrap`, `audit ... --pg-url` and `dev up`.
+"""
 
 import argparse
 import asyncio
@@ -13,14 +19,21 @@ from edgecommon.clock import SystemClock
 from edgecommon.daemon import install_signal_handlers, run_daemon, setup_logging
 from edgecommon.errors import ConfigError
 from edgecommon.version import PRODUCT_VERSION
+from hub import admin
 from hub.config import HubConfig
-from hub.server import SHUTDOWN_BOUND_S, serve
 
 log = logging.getLogger("edge-hub")
+USAGE = """edge-hub [--config hub.toml] [--check-config] [--reinitialize]
+       edge-hub COMMAND ... (bootstrap-operator, audit; COMMAND --help says more)"""
+DESCRIPTION = (
+    "The fleet's central service; with a command, one of the admin commands that need the "
+    "hub's own files (its CA key, its store, the audit database): run those on the hub host "
+    "as the hub's user."
+)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="edge-hub", description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-hub", usage=USAGE, description=DESCRIPTION)
     parser.add_argument("--config", type=Path, help="hub.toml (defaults apply without one)")
     parser.add_argument(
         "--check-config", action="store_true", help="validate the configuration and exit"
@@ -33,7 +46,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "restored",
     )
     parser.add_argument("--version", action="version", version=f"edge-hub {PRODUCT_VERSION}")
-    return parser.parse_args(argv)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="admin commands")
+    admin.register(sub)
+    return parser
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command and (args.check_config or args.reinitialize):
+        parser.error("--check-config and --reinitialize are for running the service")
+    return args
 
 
 def load_config(path: Path | None) -> HubConfig:
@@ -41,6 +64,10 @@ def load_config(path: Path | None) -> HubConfig:
 
 
 async def run(config: HubConfig, reinitialize: bool = False) -> None:
+    # Imported here, not at the top: the service's modules take about a second to import,
+    # and the admin commands (edgectl runs them as subprocesses) need none of them.
+    from hub.server import SHUTDOWN_BOUND_S, serve
+
     stop = asyncio.Event()
     install_signal_handlers(stop, "edge-hub", SHUTDOWN_BOUND_S)
     await serve(config, SystemClock(), random.Random(), stop, reinitialize)
@@ -48,6 +75,8 @@ async def run(config: HubConfig, reinitialize: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.command:
+        return admin.run(args)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

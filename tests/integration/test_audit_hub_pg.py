@@ -106,3 +106,48 @@ def test_unreachable_postgresql_falls_back_to_the_file_log(fleet: Fleet) -> None
     segments = sorted((fleet.hub_state / "audit").glob("*.jsonl"))
     text = "".join(p.read_text() for p in segments)
     assert '"reason":"db down"' in text
+
+
+def test_direct_export_and_prune_pass_edgectls_flags_through_to_edge_hub(
+    fleet: Fleet, pg_database: str
+) -> None:
+    fleet.start_hub(env={"AUTONOMY_AUDIT_PG_URL": pg_database})
+    fleet.bootstrap_operator()
+    engaged = fleet.edgectl("estop", "engage", "--scope", "fleet", "--reason", "export, me")
+    assert engaged.code == OK, engaged.stderr
+    for fmt in ("jsonl", "csv"):
+        words = ("audit", "export", "--format", fmt, "--action", "estop.engage")
+        via_hub = fleet.edgectl(*words)
+        direct = fleet.edgectl(*words, "--pg-url", pg_database)
+        assert via_hub.code == direct.code == OK, direct.stderr
+        assert direct.stdout == via_hub.stdout
+        assert len(direct.stdout.splitlines()) == (3 if fmt == "csv" else 2)
+    to_file = fleet.edgectl("audit", "export", "--file", "trail.jsonl", "--pg-url", pg_database)
+    assert to_file.code == OK, to_file.stderr
+    assert "written to trail.jsonl" in to_file.stderr
+    assert '"reason":"export, me"' in (fleet.root / "trail.jsonl").read_text()
+
+    unconfirmed = fleet.edgectl("audit", "prune", "--older-than", "1d", "--pg-url", pg_database)
+    assert unconfirmed.code == 2
+    assert "--force" in unconfirmed.stderr
+    pruned = fleet.edgectl(
+        "-o",
+        "json",
+        "audit",
+        "prune",
+        "--older-than",
+        "1d",
+        "--reason=-yearly",
+        "--force",
+        "--pg-url",
+        pg_database,
+        env=clean_env(AUTONOMY_OPERATOR="carol"),
+    )
+    assert pruned.code == OK, pruned.stderr
+    assert pruned.json["removed"] == 0
+    assert pruned.json["backend"].startswith("postgresql://")
+    recorded = fleet.edgectl("-o", "json", "audit", "query", "--action", "audit.prune")
+    [event] = recorded.json["events"]
+    assert (event["seq"], event["operator"]) == (pruned.json["event_seq"], "carol")
+    assert event["reason"] == "-yearly"
+    assert "direct database access" in event["detail"]

@@ -135,6 +135,51 @@ def test_further_operator_logs_in_with_a_token(running_fleet: Fleet) -> None:
     assert "--force" in again.stderr
 
 
+def test_edge_hub_bootstraps_an_operator_and_edgectl_bootstrap_runs_it(fleet: Fleet) -> None:
+    fleet.start_hub()
+    direct = fleet.root / "direct"
+    done = run_daemon(
+        "hub.main",
+        "bootstrap-operator",
+        "--config",
+        str(fleet.hub_toml),
+        "--name",
+        "alice",
+        "--dir",
+        str(direct),
+        "-o",
+        "json",
+    )
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    assert written == {
+        "operator": "alice",
+        "context": str(direct),
+        "hub": fleet.listen,
+        "role": "admin",
+    }
+    assert sorted(p.name for p in direct.iterdir()) == [
+        "ca.crt",
+        "context.json",
+        "operator.crt",
+        "operator.key",
+    ]
+    assert (direct / "operator.key").stat().st_mode & 0o777 == 0o600
+    who = fleet.edgectl("--context", str(direct), "-o", "json", "operator", "whoami")
+    assert who.code == 0, who.stderr
+    assert who.json["operator"] == "alice"
+
+    words = ("operator", "bootstrap", "--hub-config", str(fleet.hub_toml), "--dir", str(direct))
+    again = fleet.edgectl(*words, "--name", "bob")
+    assert again.code == 2
+    assert "--force" in again.stderr
+    replaced = fleet.edgectl(*words, "--name", "bob", "--force")
+    assert replaced.code == 0, replaced.stderr
+    assert f"operator bob credential written to {direct}" in replaced.stdout
+    who = fleet.edgectl("--context", str(direct), "-o", "json", "operator", "whoami")
+    assert who.json["operator"] == "bob"
+
+
 def test_autonomy_is_the_same_cli(tmp_path: Path) -> None:
     autonomy = Path(sys.executable).with_name("autonomy")
     if not autonomy.exists():

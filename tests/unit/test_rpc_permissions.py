@@ -1,12 +1,14 @@
-"""Every RPC the hub serves has a permission mapping (or is a node or public RPC)."""
+"""Every RPC the hub serves has a permission mapping (or is a node or public RPC), and every
+action it audits is named in the shared catalogues (edgecommon)."""
 
 import re
 from pathlib import Path
 
+from edgecommon.audit_record import AUDIT_PRUNE, HUB_ACTIONS
 from edgecommon.pb import audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2, replication_pb2
 from edgecommon.permissions import BUILTIN_ROLES, PERMISSIONS
 from hub import server
-from hub.rpc_permissions import NODE_METHODS, OPERATOR_RULES
+from hub.rpc_permissions import NODE_METHODS, OPERATOR_RULES, SECURITY_EVENTS
 
 
 def test_every_served_rpc_has_a_permission_mapping() -> None:
@@ -26,3 +28,11 @@ def test_every_served_rpc_has_a_permission_mapping() -> None:
     for rule in OPERATOR_RULES.values():
         assert rule.permission is None or rule.permission in PERMISSIONS
     assert set(BUILTIN_ROLES["admin"]) == set(PERMISSIONS)
+
+
+def test_audited_node_rpcs_are_named_in_the_audit_catalogue() -> None:
+    for path, event in SECURITY_EVENTS.items():
+        assert event.action in HUB_ACTIONS, f"{path} is audited as {event.action!r}"
+    # An operator's request is recorded under its permission; the hub's own actions must not
+    # read as one, except the prune, which is both.
+    assert set(HUB_ACTIONS) & set(PERMISSIONS) == {AUDIT_PRUNE}
