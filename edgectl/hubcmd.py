@@ -44,5 +44,5 @@ async def captured(words: Sequence[str], environ: Mapping[str, str], cwd: Path) 
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await proc.communicate()
-    assert proc.returncode is not None  # communicate() waited for the exit
-    return Finished(proc.returncode, out.decode(errors="replace"), err.decode(errors="replace"))
+    code = await proc.wait()  # communicate() waited for the exit: this only reads its code
+    return Finished(code, out.decode(errors="replace"), err.decode(errors="replace"))

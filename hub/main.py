@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
         "restored",
     )
     parser.add_argument("--version", action="version", version=f"edge-hub {PRODUCT_VERSION}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="admin commands")
+    # prog: the sub-commands' usage starts "edge-hub", not with the two-line USAGE above.
+    sub = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="admin commands", prog="edge-hub"
+    )
     admin.register(sub)
     return parser
 
