@@ -45,8 +45,10 @@ async def _direct(app: App, command: str, *extra: str) -> int | None:
     url = audit_view.pg_url(app.args.pg_url, app.environ)
     if not url:
         return None
-    words = [*audit_view.forward_argv(command, app.args), f"--pg-url={url}", *extra]
-    return await hubcmd.passthrough([*words, f"--output={app.out.fmt}"], app.environ, app.cwd)
+    words = [*audit_view.forward_argv(command, app.args), *extra, f"--output={app.out.fmt}"]
+    # The URL goes by the environment, never on a command line: it may hold a password.
+    environ = {**app.environ, audit_view.PG_ENV: url}
+    return await hubcmd.passthrough(words, environ, app.cwd)
 
 
 def query_request(f: AuditFilter) -> audit_pb2.AuditQueryRequest:
