@@ -72,6 +72,9 @@ class GroupLease:
     switchover: Switchover | None = None
     released_mono: float | None = None
     granted_mono: float | None = None
+    # Who was granted the current epoch; kept when the lease expires or is released
+    # (the journal's eligibility rule asks, hub/quorum.py).
+    epoch_holder: str = ""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -102,7 +105,10 @@ class LeaseManager:
         for rec in await self.store.list_leases():
             expires = mono + (rec.expires_unix - wall) if rec.holder else 0.0
             self.groups[rec.group] = GroupLease(
-                rec.group, Lease(rec.holder, rec.epoch, expires), rec.paused
+                rec.group,
+                Lease(rec.holder, rec.epoch, expires),
+                rec.paused,
+                epoch_holder=rec.holder,
             )
 
     def _group(self, group: str) -> GroupLease:
@@ -181,6 +187,7 @@ class LeaseManager:
                     raise
             if decision.verdict is Verdict.GRANTED:
                 g.granted_mono = now
+                g.epoch_holder = node_id
                 g.switchover = None
                 g.changed.set()
                 log.warning(

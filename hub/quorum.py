@@ -46,6 +46,9 @@ class GroupFacts:
     restore_max_lag_entries: int = 1000
     max_async_lag_entries: int = 1000
     journal_in_use: bool = True  # the hub has heard of an entry in this group's journal
+    # Who was granted the group's latest epoch, also once that lease expired or was
+    # released ("": not known, e.g. after a release and a hub restart).
+    epoch_holder: str = ""
 
     def member(self, node_id: str) -> MemberFacts | None:
         return next((m for m in self.members if m.node_id == node_id), None)
@@ -143,9 +146,13 @@ def ineligible_because(g: GroupFacts, node: str) -> str | None:
     if not g.journal_in_use:
         return None
     # While the sync set is still forming, the joining members are the ones the leader
-    # waits for: an entry acknowledged then is on them, maybe on nobody else.
+    # waits for: an entry acknowledged then is on them, maybe on nobody else. The holder of
+    # the latest epoch is not waited for, yet it holds every committed entry: it held them
+    # when it took over (it was eligible) and appended every one committed since. Without
+    # this, a leader whose lease lapsed while a sync replica was down could never take it
+    # back, and the group would stay leaderless until that replica returned.
     holders = g.sync_set or g.joining
-    if g.min_sync > 0 and holders and node not in holders:
+    if g.min_sync > 0 and holders and node not in holders and node != g.epoch_holder:
         which = ", ".join(g.sync_set) if g.sync_set else f"forming: {', '.join(holders)} joining"
         return f"not in the sync set ({which}): may lack committed entries"
     if m.last_index < g.commit_index:

@@ -202,6 +202,7 @@ class ReplicationManager:
             restore_max_lag_entries=c.restore_max_lag_entries,
             max_async_lag_entries=c.max_async_lag_entries,
             journal_in_use=g.in_use,
+            epoch_holder=lease.epoch_holder if lease else "",
         )
 
     # --- the cadence -------------------------------------------------------------------

@@ -358,3 +358,16 @@ def fleet_fixture() -> Iterator[Fleet]:
         fleet.stop()
         if not os.environ.get("AUTONOMY_TEST_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
+
+
+LOG_TAIL_LINES = 60
+
+
+def log_tails(fleet: Fleet) -> list[tuple[str, str]]:
+    """The last lines each process of `fleet` logged, for a failing test's report."""
+    procs = ([fleet.hub] if fleet.hub is not None else []) + list(fleet.agents.values())
+    tails = []
+    for proc in procs:
+        lines = proc.output().splitlines()[-LOG_TAIL_LINES:]
+        tails.append((f"log of {proc.name} (last {len(lines)} lines)", "\n".join(lines)))
+    return tails

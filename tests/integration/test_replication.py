@@ -258,6 +258,40 @@ def test_losing_a_sync_replica_in_strict_mode_blocks_appends_and_restore_brings_
     assert "nothing to restore" in nothing.json["restore"]
 
 
+def test_a_leader_whose_lease_lapsed_while_its_sync_replica_was_down_takes_it_back(
+    group: Fleet,
+) -> None:
+    """Strict mode, the only sync replica dead, the leader frozen past its lease: nobody else
+    holds every committed entry, but the leader does, so it must lead again (a later epoch)
+    rather than leave the group leaderless until the dead replica returns."""
+    fleet = group
+    q = quorum(fleet)
+    leader, sync = q["leader"], q["sync_set"][0]
+    assert append(fleet, leader, "k", "before").code == 0
+    fleet.agents[sync].kill()
+    fleet.agents[leader].signal(signal.SIGSTOP)
+    try:
+        wait_until("the lease lapsed", lambda: quorum(fleet)["leader"] is None)
+    finally:
+        fleet.agents[leader].signal(signal.SIGCONT)
+    back = wait_until(
+        f"{leader} leads again", lambda: (s := quorum(fleet))["leader"] == leader and s
+    )
+    assert back["epoch"] > q["epoch"]
+    refused = wait_until(
+        "appends refused for the lost replica, not for want of a leader",
+        lambda: (
+            (r := append(fleet, leader, "k", "refused")).code != 0
+            and "quorum lost" in r.stderr
+            and r
+        ),
+    )
+    assert sync in refused.stderr
+    done = fleet.edgectl("--output", "json", "quorum", "restore", "--group", "site-a")
+    assert done.code == 0, done.stderr
+    wait_until("appends resume", lambda: append(fleet, leader, "k", "after").code == 0)
+
+
 def test_a_cut_off_old_leader_that_appended_is_found_diverged_and_rewound(fleet: Fleet) -> None:
     fleet.start_hub(FAST_LEASE + FAST_REPLICATION)
     fleet.bootstrap_operator()

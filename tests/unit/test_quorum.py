@@ -111,7 +111,22 @@ def test_a_node_behind_the_commit_index_is_not_eligible() -> None:
     assert "4, 9 are committed" in why
 
 
-OPS = ("append", "pull", "step", "failover", "crash", "revive", "restore", "tick")
+def test_the_holder_of_the_latest_epoch_stays_eligible_outside_the_sync_set() -> None:
+    """Its lease lapsed while its only sync replica is down: it alone may take it back."""
+    members = [member("a", last_index=9), member("b", online=False, last_index=9), member("c")]
+    lapsed = GroupFacts("g", "", 3, 9, tuple(members), ("b",), epoch_holder="a")
+    assert ineligible_because(lapsed, "a") is None
+    assert "not in the sync set" in (ineligible_because(lapsed, "c") or "")
+    unknown = GroupFacts("g", "", 3, 9, tuple(members), ("b",))
+    assert "not in the sync set" in (ineligible_because(unknown, "a") or "")
+    # Still refused when it lacks committed entries (its state was lost) or diverged.
+    wiped = GroupFacts("g", "", 3, 9, (member("a", last_index=2),), ("b",), epoch_holder="a")
+    assert "2, 9 are committed" in (ineligible_because(wiped, "a") or "")
+    bent = GroupFacts("g", "", 3, 9, (member("a", diverged_at=4),), ("b",), epoch_holder="a")
+    assert "diverged" in (ineligible_because(bent, "a") or "")
+
+
+OPS = ("append", "pull", "step", "failover", "lapse", "crash", "revive", "restore", "tick")
 MODEL_NODES = ("a", "b", "c")
 
 
@@ -152,7 +167,9 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
     hub_commit = 0
     in_use = False
 
-    def group() -> GroupFacts:
+    def group(current: str | None = None) -> GroupFacts:
+        """What the hub knows; `current` is who holds a valid lease (the leader by default,
+        "" when its lease lapsed)."""
         ms = [
             MemberFacts(
                 n,
@@ -166,7 +183,7 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
         ]
         return GroupFacts(
             "g",
-            leader,
+            leader if current is None else current,
             epoch,
             hub_commit,
             tuple(ms),
@@ -175,6 +192,7 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             min_sync,
             True,
             journal_in_use=in_use,
+            epoch_holder=leader,
         )
 
     def leader_view() -> SyncView:
@@ -211,15 +229,17 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             pulled.pop(node, None)
         elif op == "revive":
             online[node] = True
-        elif op == "failover" and leader:
-            online[leader] = False
+        elif op in ("failover", "lapse") and leader:
+            # failover: the leader is gone. lapse: its lease ran out while it stayed up (a
+            # stall); any eligible node may win, itself included.
+            if op == "failover":
+                online[leader] = False
             pending.clear()
             # Survivors report before the lease can expire (the hub's timing rule).
             seen.update({n: length[n] for n in MODEL_NODES if online[n]})
             in_use = in_use or any(seen.values())
-            g = group()
+            g = group(current="")
             eligible = [n for n in MODEL_NODES if online[n] and ineligible_because(g, n) is None]
-            eligible = [n for n in eligible if n != leader]
             if not eligible:
                 continue
             # Positions the hub sees are stale: any eligible node may win, not only the longest.
