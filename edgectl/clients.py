@@ -1,14 +1,15 @@
 """Channels from edgectl: to the hub with the operator credential, to the local agent."""
 
 import contextlib
+import functools
 import grp
 import os
 import secrets
 import stat
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import grpc
@@ -25,6 +26,8 @@ from edgecommon.pb import (
     replication_pb2_grpc,
 )
 from edgecommon.rpc import raise_from_rpc
+
+S = TypeVar("S")  # a generated gRPC stub class
 
 
 def operator_credentials(context: Context) -> grpc.ChannelCredentials:
@@ -91,30 +94,6 @@ async def hub_channel(
 
 
 @contextlib.asynccontextmanager
-async def fleet(
-    context: Context, address: str, timeout_s: float
-) -> AsyncIterator[tuple[fleet_pb2_grpc.FleetStub, Call]]:
-    async with hub_channel(context, address, timeout_s) as (channel, call):
-        yield fleet_pb2_grpc.FleetStub(channel), call
-
-
-@contextlib.asynccontextmanager
-async def rbac(
-    context: Context, address: str, timeout_s: float
-) -> AsyncIterator[tuple[rbac_pb2_grpc.RbacStub, Call]]:
-    async with hub_channel(context, address, timeout_s) as (channel, call):
-        yield rbac_pb2_grpc.RbacStub(channel), call
-
-
-@contextlib.asynccontextmanager
-async def audit(
-    context: Context, address: str, timeout_s: float
-) -> AsyncIterator[tuple[audit_pb2_grpc.AuditStub, Call]]:
-    async with hub_channel(context, address, timeout_s) as (channel, call):
-        yield audit_pb2_grpc.AuditStub(channel), call
-
-
-@contextlib.asynccontextmanager
 async def agent_channel(
     socket: Path, label: str, timeout_s: float
 ) -> AsyncIterator[tuple[grpc.aio.Channel, Call]]:
@@ -155,33 +134,28 @@ def check_socket_access(socket: Path) -> None:
 
 
 @contextlib.asynccontextmanager
-async def local_agent(
-    socket: Path, label: str, timeout_s: float
-) -> AsyncIterator[tuple[agent_pb2_grpc.AgentLocalStub, Call]]:
-    async with agent_channel(socket, label, timeout_s) as (channel, call):
-        yield agent_pb2_grpc.AgentLocalStub(channel), call
-
-
-@contextlib.asynccontextmanager
-async def certs(
-    context: Context, address: str, timeout_s: float
-) -> AsyncIterator[tuple[certs_pb2_grpc.CertsStub, Call]]:
-    """The hub's Certs service with the operator credential."""
+async def hub_stub(
+    stub: Callable[[grpc.aio.Channel], S], context: Context, address: str, timeout_s: float
+) -> AsyncIterator[tuple[S, Call]]:
+    """A stub of one of the hub's services over a channel with the operator credential."""
     async with hub_channel(context, address, timeout_s) as (channel, call):
-        yield certs_pb2_grpc.CertsStub(channel), call
+        yield stub(channel), call
 
 
 @contextlib.asynccontextmanager
-async def replication(
-    context: Context, address: str, timeout_s: float
-) -> AsyncIterator[tuple[replication_pb2_grpc.ReplicationStub, Call]]:
-    async with hub_channel(context, address, timeout_s) as (channel, call):
-        yield replication_pb2_grpc.ReplicationStub(channel), call
-
-
-@contextlib.asynccontextmanager
-async def local_journal(
-    socket: Path, label: str, timeout_s: float
-) -> AsyncIterator[tuple[replication_pb2_grpc.JournalLocalStub, Call]]:
+async def agent_stub(
+    stub: Callable[[grpc.aio.Channel], S], socket: Path, label: str, timeout_s: float
+) -> AsyncIterator[tuple[S, Call]]:
+    """A stub of one of the local agent's services over its Unix socket."""
     async with agent_channel(socket, label, timeout_s) as (channel, call):
-        yield replication_pb2_grpc.JournalLocalStub(channel), call
+        yield stub(channel), call
+
+
+# Each used as `async with fleet(context, address, timeout_s) as (stub, call)`.
+fleet = functools.partial(hub_stub, fleet_pb2_grpc.FleetStub)
+rbac = functools.partial(hub_stub, rbac_pb2_grpc.RbacStub)
+audit = functools.partial(hub_stub, audit_pb2_grpc.AuditStub)
+certs = functools.partial(hub_stub, certs_pb2_grpc.CertsStub)
+replication = functools.partial(hub_stub, replication_pb2_grpc.ReplicationStub)
+local_agent = functools.partial(agent_stub, agent_pb2_grpc.AgentLocalStub)
+local_journal = functools.partial(agent_stub, replication_pb2_grpc.JournalLocalStub)
