@@ -18,10 +18,11 @@ would ever advance the clock). Start it (`running`), advance the clock, then loo
 import asyncio
 import contextlib
 import datetime as dt
+import inspect
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -178,15 +179,25 @@ async def running(coro: Coroutine[Any, Any, None]) -> AsyncIterator[asyncio.Task
             await task
 
 
-async def eventually(what: str, check: Callable[[], bool], within_s: float = EVENTUALLY_S) -> None:
-    """Wait (in real time, bounded) until `check()` holds: for work the component handed to
-    a thread, such as a SQLite write, that no clock advance can hurry."""
+async def eventually(
+    what: str,
+    check: Callable[[], bool] | Callable[[], Awaitable[bool]],
+    within_s: float = EVENTUALLY_S,
+) -> None:
+    """Wait (in real time, bounded) until `check()` holds (it may be a coroutine function,
+    to read a store): for work the component handed to a thread, such as a SQLite write,
+    that no clock advance can hurry."""
     deadline = time.monotonic() + within_s
-    while not check():
+    while not await _holds(check):
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {within_s:g}s: {what}")
         # A real pause outside the loop: the loop meanwhile takes what threads hand back.
         await asyncio.to_thread(time.sleep, 0.001)
+
+
+async def _holds(check: Callable[[], bool] | Callable[[], Awaitable[bool]]) -> bool:
+    answer = check()
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 # --- the hub side: sessions and what reaches them ----------------------------------------
