@@ -15,6 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import grpc
 import pytest
@@ -24,7 +25,7 @@ from agent.credentials import NodeCredentials
 from agent.link import HubLink
 from agent.permits import PermitTable, Reason
 from agent.safety import Safety
-from agent.state_db import AgentStateDB
+from agent.state_db import AgentStateDB, LatchedStop
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
 from edgecommon import pki
@@ -143,14 +144,33 @@ class ScriptedHub(link_pb2_grpc.LinkServicer):
             raise AssertionError(f"not within {WAIT_S:g}s: {what}") from None
 
 
+class Disk:
+    """The real agent.db, whose latch writes a test may hold in flight (a slow flash disk)
+    to see what the agent does meanwhile."""
+
+    def __init__(self, db: AgentStateDB) -> None:
+        self.db = db
+        self.writing = asyncio.Event()  # a latch write has started
+        self.may_finish = asyncio.Event()  # cleared: latch writes wait until it is set
+        self.may_finish.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.db, name)
+
+    async def latch(self, stop: LatchedStop) -> None:
+        self.writing.set()
+        await self.may_finish.wait()
+        await self.db.latch(stop)
+
+
 @dataclass
 class Agent:
-    db: AgentStateDB
+    disk: Disk
     safety: Safety
     config: AgentConfig
 
     async def latched(self) -> list[str]:
-        return sorted(s.stop_id for s in await self.db.stops())
+        return sorted(s.stop_id for s in await self.disk.db.stops())
 
 
 @pytest.fixture
@@ -162,8 +182,9 @@ async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
     )
     db = AgentStateDB(tmp_path / "agent.db")
     await db.open()
+    disk = Disk(db)
     safety = Safety(
-        db,
+        cast(AgentStateDB, disk),
         SwitchFile(config.safety.node_switch_file, config.safety.switch_default),
         SystemClock(),
         config.safety,
@@ -172,7 +193,7 @@ async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
     )
     await safety.load()
     try:
-        yield Agent(db, safety, config)
+        yield Agent(disk, safety, config)
     finally:
         await db.close()
 
@@ -240,14 +261,23 @@ async def test_inv_estop_01_stops_in_the_registration_answer_are_on_disk_before_
     assert agent.safety.decision().reason is Reason.ESTOP
 
 
-async def test_a_stop_on_the_stream_is_latched_then_acknowledged_and_its_release_unlatches_it(
+async def test_inv_estop_01_a_stop_on_the_stream_is_acknowledged_only_once_it_is_on_disk(
     certs: Pki, agent: Agent
 ) -> None:
-    hub = scripted(agent)
+    hub = scripted(agent, registered(heartbeat_interval_s=0.02))
     link = build(agent.config, certs.node, agent.safety)
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("registered", lambda: bool(hub.streams))
+        agent.disk.may_finish.clear()
         hub.push(link_pb2.HubMessage(estop=command("stop-3")))
+        async with asyncio.timeout(WAIT_S):
+            await agent.disk.writing.wait()
+        # The agent's messages leave in order: two heartbeats sent after the write began
+        # would follow an acknowledgement queued before it.
+        beats = len(hub.said("heartbeat"))
+        await hub.until("two more heartbeats", lambda: len(hub.said("heartbeat")) >= beats + 2)
+        assert hub.said("estop_ack") == []
+        agent.disk.may_finish.set()
         await hub.until("the stop's acknowledgement", lambda: bool(hub.said("estop_ack")))
         assert agent.safety.decision().reason is Reason.ESTOP
         hub.push(link_pb2.HubMessage(estop_release=link_pb2.EstopRelease(stop_id="stop-3")))
