@@ -85,12 +85,16 @@ class FakeClock:
             self._wall_at_zero += step
 
     @contextlib.contextmanager
-    def drives(self, loop: asyncio.AbstractEventLoop) -> Iterator["FakeClock"]:
+    def drives(
+        self, loop: asyncio.AbstractEventLoop, stall_after_s: float = STALL_AFTER_S
+    ) -> Iterator["FakeClock"]:
         """Make this clock the loop's time while the block runs.
 
         asyncio schedules every timer by `loop.time()`; pointing that at this clock is all
         virtual time takes. The loop must have no timers yet (they would be on the real
-        clock). A watchdog stops the loop if the test stalls for STALL_AFTER_S real seconds.
+        clock). A watchdog stops the loop (and sets `stalled`) once the block has run for
+        `stall_after_s` real seconds: a test that waits on this clock without advancing it
+        fails instead of hanging.
         """
         if not isinstance(loop, asyncio.BaseEventLoop):
             raise TypeError(f"a FakeClock drives asyncio's own event loop, not {loop!r}")
@@ -98,7 +102,7 @@ class FakeClock:
             raise RuntimeError("the loop already has timers on the real clock")
         loop.time = self.monotonic  # type: ignore[method-assign]
         self._loop = loop
-        watchdog = threading.Timer(STALL_AFTER_S, self._stop_stalled, (loop,))
+        watchdog = threading.Timer(stall_after_s, self._stop_stalled, (loop,))
         watchdog.daemon = True
         watchdog.start()
         try:
