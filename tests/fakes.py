@@ -1,4 +1,5 @@
-"""What component tests fake, and nothing more: time, randomness, and the hub's sender.
+"""What component tests fake, and nothing more: time, randomness, and the hub's sender
+(plus `FailingStore`, which makes a real store fail on demand).
 
 Everything else is real: a component under test gets a real SQLite store in the test's
 tmp_path, a real registry with sessions attached the way hub/link_service.py attaches
@@ -217,12 +218,10 @@ def node_certificate(node: str, group: str) -> x509.Certificate:
     )
 
 
-def connect(
-    registry: Registry, node: str, group: str, register: link_pb2.Register | None = None
-) -> Session:
+def connect(registry: Registry, node: str, group: str) -> Session:
     """Open a session for `node` the way the Link service does when its stream registers."""
     identity = Identity(Kind.NODE, node, group)
-    return registry.attach(identity, node_certificate(node, group), register or link_pb2.Register())
+    return registry.attach(identity, node_certificate(node, group), link_pb2.Register())
 
 
 def received(session: Session) -> list[link_pb2.HubMessage]:
@@ -254,7 +253,8 @@ class Sent:
 @dataclass
 class FakeSender:
     """The hub's sender (`send(message, scope) -> node ids queued for`) without streams:
-    it records every message and who in scope was connected to get it."""
+    it records every message and who in scope was connected to get it. `where` narrows the
+    nodes further; it takes the name of the real sender's keyword-only filter, if it has one."""
 
     connected: dict[str, str] = field(default_factory=dict)  # node id -> group
     sent: list[Sent] = field(default_factory=list)

@@ -1,12 +1,14 @@
-"""The fake clock the component tests rely on (tests/fakes.py): time moves only when a test
-moves it, timers fire at their own times in order, and a test that waits on it for ever
-fails instead of hanging."""
+"""The fakes the component tests rely on (tests/fakes.py). The clock: time moves only when a
+test moves it, timers fire at their own times in order, and a test that waits on it for
+ever fails instead of hanging. The sender: what it returns and records."""
 
 import asyncio
 
 import pytest
 
-from tests.fakes import T0, FakeClock, running
+from edgecommon.pb import link_pb2
+from edgecommon.scope import parse_scope
+from tests.fakes import T0, FakeClock, FakeSender, running
 
 
 async def test_timers_fire_only_when_time_is_advanced_past_them_each_at_its_own_time(
@@ -70,3 +72,20 @@ def test_a_test_waiting_on_a_clock_nobody_advances_is_stopped() -> None:
             task.cancel()
         loop.run_until_complete(asyncio.sleep(0))
         loop.close()
+
+
+def test_the_fake_sender_queues_for_the_connected_nodes_in_scope_and_records_the_send() -> None:
+    sender = FakeSender()
+    for node, group in (("a1", "site-a"), ("a2", "site-a"), ("b1", "site-b")):
+        sender.connect(node, group)
+    sender.disconnect("a2")
+    stop = link_pb2.HubMessage(estop=link_pb2.EstopCommand(stop_id="stop-1"))
+    assert sender.send(stop, parse_scope("group:site-a")) == ("a1",)
+    assert sender.send(stop, parse_scope("fleet"), where=lambda node: node != "a1") == ("b1",)
+    assert [(s.scope.kind.value, s.node_ids) for s in sender.sent] == [
+        ("group", ("a1",)),
+        ("fleet", ("b1",)),
+    ]
+    assert sender.received("a1") == [stop]
+    assert sender.received("a1") == []  # read once
+    assert sender.received("a2") == []
