@@ -269,7 +269,8 @@ async def test_the_node_switch_file_is_read_again_on_the_safety_cadence(
 async def test_leader_only_permits_need_the_lease_and_end_with_it(
     db: AgentStateDB, clock: FakeClock, switch_file: Path
 ) -> None:
-    safety = build(db, clock, switch_file, leadership=Lease(7, "node-b", mine=False))
+    lease = Lease(7, "node-b", mine=False)
+    safety = build(db, clock, switch_file, leadership=lease)
     await safety.load()
     await hub_heard(safety)
     decision, held = safety.request("valve.open", 1, "ctl", False, leader_only=True)
@@ -278,8 +279,7 @@ async def test_leader_only_permits_need_the_lease_and_end_with_it(
         "not the group's leader (node-b is)",
         None,
     )
-    assert safety.leadership is not None
-    safety.leadership = Lease(8, "node-a", mine=True)
+    lease.epoch, lease.leader, lease.mine = 8, "node-a", True  # this node won the lease
     fenced = permit(safety, leader_only=True)
     plain = permit(safety)
     assert fenced.epoch == 8
