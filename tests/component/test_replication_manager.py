@@ -177,6 +177,22 @@ async def test_inv_repl_01_after_the_leader_dies_only_the_sync_replica_is_grante
     assert (granted.verdict, granted.epoch) == ("granted", 2)
 
 
+async def test_inv_repl_01_a_leader_whose_lease_lapsed_while_its_sync_replica_is_down_gets_it_back(
+    hub_store: SqliteStore, clock: FakeClock
+) -> None:
+    """The holder of the latest epoch holds every committed entry: a stall past its ttl
+    while b (the only sync replica) is down must not leave the group leaderless."""
+    g = await formed(hub_store, clock)
+    g.hub.registry.detach(g.sessions["b"], "stream closed")
+    await clock.advance(TTL_S)  # a stalled past its lease; it and c heartbeat again
+    g.leader_beat()
+    g.replica_beats("c")
+    refused = await g.hub.leases.renew("c", GROUP, 0)
+    assert refused.reason == "not eligible: not in the sync set (b): may lack committed entries"
+    back = await g.hub.leases.renew("a", GROUP, 0)
+    assert (back.verdict, back.epoch, back.leader) == ("granted", 2, "a")
+
+
 async def test_inv_repl_01_a_replica_behind_the_commit_index_may_not_take_over(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
