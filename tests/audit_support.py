@@ -1,4 +1,5 @@
-"""Shared by the audit log tests: a fake clock, sample events, an opened log."""
+"""Shared by the audit log tests: sample events, an opened log (the fake clock is
+tests.fakes.FakeClock)."""
 
 import contextlib
 import os
@@ -6,20 +7,9 @@ from collections.abc import AsyncIterator
 
 from hub.audit.backend import AuditLog
 from hub.audit.event import AuditEvent, NewEvent
+from tests.fakes import T0, FakeClock
 
 PG_URL = os.environ.get("AUTONOMY_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-T0 = 1_790_000_000.0
-
-
-class FakeClock:
-    def __init__(self, wall: float = T0) -> None:
-        self.now = wall
-
-    def wall(self) -> float:
-        return self.now
-
-    def monotonic(self) -> float:
-        return self.now - T0
 
 
 def ev(i: int, **kw: str) -> NewEvent:

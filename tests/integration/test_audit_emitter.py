@@ -11,7 +11,8 @@ from hub.audit.emitter import AuditEmitter
 from hub.audit.event import AuditFilter, AuditUnavailable, NewEvent
 from hub.audit.file_log import FileAuditLog
 from hub.audit.pg_log import PgAuditLog
-from tests.integration.test_audit_logs import PG_URL, FakeClock, ev, free_port, pg_schema
+from tests.fakes import FakeClock
+from tests.integration.test_audit_logs import PG_URL, ev, free_port, pg_schema
 from tests.tcpproxy import TcpProxy
 
 __all__ = ["pg_schema"]  # the fixture, imported for this module's tests

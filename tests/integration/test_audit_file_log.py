@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from hub.audit.event import AuditEvent, AuditFilter, AuditUnavailable
 from hub.audit.file_log import FileAuditLog
-from tests.audit_support import T0, FakeClock, ev, fill, opened
+from tests.audit_support import ev, fill, opened
+from tests.fakes import T0, FakeClock
 
 # -- file only ------------------------------------------------------------------------------
 

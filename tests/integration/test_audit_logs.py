@@ -24,7 +24,8 @@ from hub.audit.chain import seal
 from hub.audit.event import AuditEvent, AuditFilter, AuditUnavailable
 from hub.audit.file_log import FileAuditLog
 from hub.audit.pg_log import PgAuditLog, to_timestamp
-from tests.audit_support import PG_URL, T0, FakeClock, ev, fill, opened
+from tests.audit_support import PG_URL, ev, fill, opened
+from tests.fakes import T0, FakeClock
 
 
 async def _pg_problem() -> str:

@@ -18,7 +18,7 @@ from hub.leases import LeaseManager
 from hub.registry import Registry
 from hub.replication import ReplicationManager
 from hub.store.sqlite import SqliteStore
-from tests.audit_support import FakeClock
+from tests.fakes import FakeClock
 
 
 @pytest.fixture
