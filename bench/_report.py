@@ -32,9 +32,6 @@ class Summary:
     max: float
     n: int
 
-    def scaled(self, factor: float) -> "Summary":
-        return Summary(self.median * factor, self.p99 * factor, self.max * factor, self.n)
-
 
 def percentile(values: list[float], q: float) -> float:
     """Nearest rank: the smallest value with at least q of all values at or below it."""
@@ -42,9 +39,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def summarize(values: Iterable[float], scale: float = 1.0) -> Summary | None:
-    """None for no values; NaN values (a measurement that did not happen) are left out."""
-    kept = [v * scale for v in values if v == v]
+def summarize(values: Iterable[float | None], scale: float = 1.0) -> Summary | None:
+    """Each value times `scale`; None for no values. None and NaN values (a measurement that
+    did not happen) are left out."""
+    kept = [v * scale for v in values if v is not None and v == v]
     if not kept:
         return None
     return Summary(statistics.median(kept), percentile(kept, 0.99), max(kept), len(kept))
@@ -136,6 +134,7 @@ class Report:
         self.sections: list[Section] = []
         self.notes: list[str] = []
         self.failures: list[str] = []
+        self.printed: set[int] = set()  # ids of the sections already printed
         self.machine: dict[str, Any] = {
             "cores": psutil.cpu_count(),
             "nice": os.nice(0),
@@ -160,6 +159,7 @@ class Report:
         """Print a finished section now (long runs show their tables as they go)."""
         if not self.as_json:
             print(table(section) + "\n", flush=True)
+        self.printed.add(id(section))
 
     def start(self) -> None:
         m = self.machine
@@ -170,13 +170,13 @@ class Report:
                 flush=True,
             )
 
-    def finish(self, printed: set[int]) -> None:
+    def finish(self) -> None:
         self.machine["load_average_end"] = os.getloadavg()
         if self.as_json:
             print(json.dumps(self.data(), indent=2))
             return
         for section in self.sections:
-            if id(section) not in printed:
+            if id(section) not in self.printed:
                 print(table(section) + "\n")
         for text in self.notes:
             print(f"note: {text}")

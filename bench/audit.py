@@ -268,7 +268,7 @@ async def scenario(run: Run) -> None:
             ):
                 await admin.execute(f"DROP SCHEMA {name['nspname']} CASCADE")
             await admin.close()
-    run.print_section(section)
+    run.report.print_section(section)
 
 
 def parser() -> argparse.ArgumentParser:

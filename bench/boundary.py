@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 import harness
-from harness import Agent, Hub, Run, at_least, progress
+from harness import Agent, Run, at_least, progress
 
 from edgecommon.boundary import decode
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, link_pb2
@@ -87,7 +87,7 @@ async def bare_floor(run: Run) -> list[float]:
 
 
 async def agent_path(run: Run) -> list[float]:
-    hub = Hub.create(run, "hub")
+    hub = run.hub("hub")
     await hub.start_with_operator()
     agent = await Agent.enroll(hub, "node-a", "site-a")
     try:
@@ -126,7 +126,7 @@ async def scenario(run: Run) -> None:
         harness.summarize(ours),
         harness.summarize(bare),
     )
-    run.print_section(section)
+    run.report.print_section(section)
 
 
 def parser() -> argparse.ArgumentParser:

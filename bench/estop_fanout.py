@@ -233,7 +233,7 @@ async def run_ours(run: Run, hub: Hub, n: int) -> list[Trial]:
     trials: list[Trial] = []
     try:
         ours = Ours(run, hub, workers, n)
-        await connect_all(run, workers, n, f"ours N={n}: agents connected")
+        await connect_all(run, workers, n, "agents connected")
         await ours.all_online()
         if (connects := (await workers.status()).connects) > n:
             run.report.note(f"ours N={n}: {connects - n} extra connects while all connected")
@@ -301,7 +301,7 @@ async def run_floor(run: Run, hub: Hub, n: int) -> dict[str, list[Trial]]:
     address = f"127.0.0.1:{port}"
     clients = await harness.simulated_agents(run, "clients", n, address, hub, **worker_spec(run))
     try:
-        await connect_all(run, clients, n, f"floor N={n}: clients connected")
+        await connect_all(run, clients, n, "clients connected")
         if (registered := (await server.ask({"cmd": "status"}))["registered"]) != n:
             raise BenchError(f"floor: the server sees {registered}/{n} streams")
         await asyncio.sleep(run.args.settle_first)
@@ -340,14 +340,13 @@ def add_rows(run: Run, n: int, ours: list[Trial], floor: dict[str, list[Trial]])
             f"EstopStatus answer for the stop: {max(sizes):,} bytes "
             f"(the hub sends at most {grpcopts.MAX_LINK_MESSAGE_BYTES:,})"
         )
-    run.print_section(section)
+    run.report.print_section(section)
 
 
 async def scenario(run: Run) -> None:
     run.report.note(f"agents' SQLite files on {harness.filesystem_of(run.root)}")
     for n in run.args.agents:
-        hub = Hub.create(
-            run,
+        hub = run.hub(
             f"hub-{n}",
             sections=f"[link]\nheartbeat_interval_s = {run.args.heartbeat_s}\n"
             f"offline_after_s = {5 * run.args.heartbeat_s}\n",

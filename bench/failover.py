@@ -65,7 +65,7 @@ async def until_leader(run: Run, hub: Hub, not_this: str = "") -> float:
 
 
 async def start_group(run: Run, name: str, lease: str) -> tuple[Hub, dict[str, Agent]]:
-    hub = Hub.create(run, name, sections=lease)
+    hub = run.hub(name, sections=lease)
     await hub.start_with_operator()
     agents = {node: await Agent.enroll(hub, node, GROUP, QUICK_RECONNECT) for node in NODES}
     for agent in agents.values():
@@ -175,7 +175,7 @@ async def scenario(run: Run) -> None:
             for agent in agents.values():
                 await agent.stop()
             await hub.close()
-    run.print_section(section)
+    run.report.print_section(section)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -350,7 +350,7 @@ async def run_side(side: Side) -> tuple[Figures, list[str]]:
 
 async def prepared_hub(run: Run, n: int, k: int) -> Hub:
     """A fresh hub, its operator, N node certificates signed by its CA; left running."""
-    hub = Hub.create(run, f"hub-{n}-{k}")
+    hub = run.hub(f"hub-{n}-{k}")
     await hub.start_with_operator()
     took = await asyncio.to_thread(harness.write_node_certs, hub, harness.fleet_identities(n))
     progress(f"signed {n} node certificates in {took:.1f}s")
@@ -363,6 +363,8 @@ async def scenario(run: Run) -> None:
         notes: list[str] = []
         for k in range(run.args.repeat):
             hub = await prepared_hub(run, n, k)
+            if run.args.side == "floor":
+                await hub.stop()  # its CA and certificates serve the floor
             result: dict[str, Figures] = {"ours": {}, "floor": {}}
             for side in (Ours(run, hub, n), Floor(run, hub, n)):
                 if run.args.side not in ("both", side.name):
@@ -389,7 +391,7 @@ async def scenario(run: Run) -> None:
                     each = ", ".join(f"{r[name].get(key, float('nan')):.2f}" for r in runs)
                     notes.append(f"per run {key} {name}: {each}")
         section.notes += notes
-        run.print_section(section)
+        run.report.print_section(section)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -308,7 +308,7 @@ async def one_round(run: Run, hub: Hub, workers: Workers) -> Round:
 
 async def scenario(run: Run) -> None:
     args = run.args
-    hub = Hub.create(run, "hub", hub_keys='log_level = "warning"', sections=HUB_SECTIONS)
+    hub = run.hub("hub", hub_keys='log_level = "warning"', sections=HUB_SECTIONS)
     await hub.start()
     await hub.wait_listening()  # listening: its CA and certificate exist
     names = [f"node-{i:05d}" for i in range(args.agents)]
@@ -362,7 +362,7 @@ async def scenario(run: Run) -> None:
         f"{teardown.count(kind)} x {kind} (after the hub's orderly close)"
         for kind in sorted(set(teardown))
     ]
-    run.print_section(section)
+    run.report.print_section(section)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -57,8 +57,7 @@ SMOKE = {
 
 async def start_group(run: Run, min_sync: int) -> tuple[Hub, dict[str, Agent], str]:
     """A hub and three agents; once the quorum is met with two sync replicas, the leader."""
-    hub = Hub.create(
-        run,
+    hub = run.hub(
         "hub-group",
         sections=LEASE + f'[replication]\ngroup_min_sync = {{ {GROUP} = "{min_sync}" }}\n',
     )
@@ -171,7 +170,7 @@ async def prefill(path: Path, count: int) -> None:
 
 async def catch_up(run: Run, behind: int) -> tuple[int, float]:
     """(entries, seconds) a new replica took to pull a leader journal `behind` entries ahead."""
-    hub = Hub.create(run, "hub-catch-up", sections=LEASE)
+    hub = run.hub("hub-catch-up", sections=LEASE)
     agents: list[Agent] = []
     try:
         await hub.start_with_operator()
@@ -323,7 +322,7 @@ async def scenario(run: Run) -> None:
         figure = f"divergence detection, {args.journal} entries"
         section.add(figure, "ms", harness.summarize(times, 1e3))
         section.notes.append(f"divergence: at most {probes} EntryHash round trips")
-    run.print_section(section)
+    run.report.print_section(section)
 
 
 def parser() -> argparse.ArgumentParser:
