@@ -1,63 +1,34 @@
 """What the request boundary and the local caller check cost, beside the bare floor.
 
-    nice .venv/bin/python bench/boundary.py [--calls 2000] [--json]
+    .venv/bin/python bench/boundary.py [--calls 2000] [--batches 50]  (and harness.py's options)
 
 Prints (median, p99, max):
   - per message, in-process: decoding a heartbeat (AgentMessage) and a PermitRequest
-    alone (the floor) and decoding plus the boundary's field check (batches of 1000,
-    time per message);
-  - a dry-run RequestPermit round trip on the agent's Unix socket (the local relay,
-    the caller check and the boundary included) against a bare grpc.aio server on a
-    Unix socket answering the same method with a constant answer (the floor), --calls
-    sequential calls each, one client, both in this machine's loopback.
-Also prints the load average and the core count; run it on a quiet machine.
+    alone (the floor) and decoding plus the boundary's field check (--batches batches of
+    1000, time per message);
+  - a dry-run RequestPermit round trip on the agent's Unix socket (the local relay, the
+    caller check and the boundary included) against bench/_floor.py's bare grpc.aio server
+    on a Unix socket answering the same method with a constant answer (the floor), --calls
+    sequential calls each, one client, both on this machine's loopback.
 """
 
 import argparse
+import asyncio
 import json
-import os
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
+import harness
+from harness import Agent, Run, at_least, progress
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edgecommon.boundary import decode
+from edgecommon.pb import agent_pb2, agent_pb2_grpc, link_pb2
 
-from edgecommon.boundary import decode  # noqa: E402
-from edgecommon.pb import agent_pb2, agent_pb2_grpc, link_pb2  # noqa: E402
-from tests.procs import fleet_fixture  # noqa: E402
-
-BARE_SERVER = """
-import asyncio, sys
-import grpc
-sys.path.insert(0, sys.argv[2])
-from edgecommon.pb import agent_pb2, agent_pb2_grpc
-
-class Bare(agent_pb2_grpc.AgentLocalServicer):
-    async def RequestPermit(self, request, context):
-        return agent_pb2.PermitDecision(granted=True, reason="granted")
-
-async def main():
-    server = grpc.aio.server()
-    agent_pb2_grpc.add_AgentLocalServicer_to_server(Bare(), server)
-    server.add_insecure_port("unix:" + sys.argv[1])
-    await server.start()
-    print("ready", flush=True)
-    await server.wait_for_termination()
-
-asyncio.run(main())
-"""
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return {"median": statistics.median(ordered), "p99": p99, "max": ordered[-1], "n": len(ordered)}
+SMOKE = {"calls": 10, "batches": 2, "timeout": 60.0}
+WARM_UP_CALLS = 100
 
 
 def heartbeat() -> bytes:
@@ -73,7 +44,9 @@ def heartbeat() -> bytes:
     return link_pb2.AgentMessage(heartbeat=beat).SerializeToString()
 
 
-def per_message(decoder, raw: bytes, checked: bool, batches: int = 50) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def per_message(
+    decoder: Callable[[bytes], object], raw: bytes, checked: bool, batches: int
+) -> harness.Summary | None:
     """Microseconds per message, one figure per batch of 1000."""
     one = (lambda: decode(decoder, raw)) if checked else (lambda: decoder(raw))
     out = []
@@ -82,86 +55,86 @@ def per_message(decoder, raw: bytes, checked: bool, batches: int = 50) -> dict[s
         for _ in range(1000):
             one()
         out.append((time.perf_counter() - start) * 1000)  # ms per 1000 = us per message
-    return stats(out)
+    return harness.summarize(out)
 
 
-def round_trips(socket: Path, calls: int) -> dict[str, float]:
-    """Milliseconds per dry-run RequestPermit, sequential."""
+def round_trips(socket: Path, calls: int) -> list[float]:
+    """Milliseconds per dry-run RequestPermit, sequential, from a blocking client."""
     request = agent_pb2.PermitRequest(action="move_arm", dry_run=True, holder="bench")
     with grpc.insecure_channel(f"unix:{socket}") as channel:
         stub = agent_pb2_grpc.AgentLocalStub(channel)
-        for _ in range(100):  # warm up: connection, caches
+        for _ in range(WARM_UP_CALLS):  # the connection, caches
             stub.RequestPermit(request, timeout=5)
         out = []
         for _ in range(calls):
             start = time.perf_counter()
             stub.RequestPermit(request, timeout=5)
             out.append((time.perf_counter() - start) * 1000)
-    return stats(out)
+    return out
 
 
-def bare_floor(calls: int) -> dict[str, float]:
-    with tempfile.TemporaryDirectory(prefix="ab-", dir="/tmp") as tmp:
-        socket = Path(tmp) / "bare.sock"
-        proc = subprocess.Popen(
-            [sys.executable, "-c", BARE_SERVER, str(socket), str(ROOT)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            if proc.stdout.readline().strip() != "ready":
-                raise SystemExit("the bare server did not start")
-            return round_trips(socket, calls)
-        finally:
-            proc.terminate()
-            proc.wait(10)
+async def bare_floor(run: Run) -> list[float]:
+    socket = run.root / "bare.sock"
+    spec_file = run.root / "permit-floor.json"
+    spec_file.write_text(json.dumps({"socket": str(socket)}))
+    argv = [str(harness.BENCH_DIR / "_floor.py"), "permit", str(spec_file)]
+    server = await run.children.python("permit-floor", argv, piped=True)
+    try:
+        await server.ready(run.args.timeout)
+        return await asyncio.to_thread(round_trips, socket, run.args.calls)
+    finally:
+        await run.children.stop(server, 10.0)
 
 
-def agent_path(calls: int) -> dict[str, float]:
-    for fleet in fleet_fixture():
-        fleet.start_hub()
-        fleet.bootstrap_operator()
-        fleet.start_agent("node-a", fleet.token("node-a"))
-        fleet.wait_connected("node-a")
-        return round_trips(fleet.socket("node-a"), calls)
-    raise SystemExit("no fleet")
+async def agent_path(run: Run) -> list[float]:
+    hub = run.hub("hub")
+    await hub.start_with_operator()
+    agent = await Agent.enroll(hub, "node-a", "site-a")
+    try:
+        await agent.wait_connected()
+        return await asyncio.to_thread(round_trips, agent.socket, run.args.calls)
+    finally:
+        await agent.stop()
+        await hub.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+async def scenario(run: Run) -> None:
+    batches = run.args.batches
     raw_beat = heartbeat()
     raw_permit = agent_pb2.PermitRequest(action="move_arm", holder="worker-7").SerializeToString()
-    report = {
-        "load_average": os.getloadavg(),
-        "cores": os.cpu_count(),
-        "heartbeat_decode_us": per_message(link_pb2.AgentMessage.FromString, raw_beat, False),
-        "heartbeat_decode_and_check_us": per_message(
-            link_pb2.AgentMessage.FromString, raw_beat, True
-        ),
-        "permit_decode_us": per_message(agent_pb2.PermitRequest.FromString, raw_permit, False),
-        "permit_decode_and_check_us": per_message(
-            agent_pb2.PermitRequest.FromString, raw_permit, True
-        ),
-        "permit_round_trip_bare_ms": bare_floor(args.calls),
-        "permit_round_trip_agent_ms": agent_path(args.calls),
-        "load_average_after": os.getloadavg(),
-    }
-    if args.json:
-        print(json.dumps(report, indent=2))
-        return
-    print(f"load average {report['load_average']}, {report['cores']} cores")
-    for key, value in report.items():
-        if isinstance(value, dict):
-            print(
-                f"{key:34} median {value['median']:8.3f}  p99 {value['p99']:8.3f}  "
-                f"max {value['max']:8.3f}  (n={value['n']})"
-            )
-    print(f"load average after {report['load_average_after']}")
+    section = run.report.section(f"per message: batches of 1000 ({batches}); round trips")
+    beat, permit = link_pb2.AgentMessage.FromString, agent_pb2.PermitRequest.FromString
+    section.add(
+        "heartbeat (AgentMessage) decoded and checked by the boundary",
+        "us",
+        per_message(beat, raw_beat, True, batches),
+        per_message(beat, raw_beat, False, batches),
+    )
+    section.add(
+        "PermitRequest decoded and checked",
+        "us",
+        per_message(permit, raw_permit, True, batches),
+        per_message(permit, raw_permit, False, batches),
+    )
+    progress("bare permit server")
+    bare = await bare_floor(run)
+    progress("through the agent")
+    ours = await agent_path(run)
+    section.add(
+        f"dry-run RequestPermit round trip ({run.args.calls} calls)",
+        "ms",
+        harness.summarize(ours),
+        harness.summarize(bare),
+    )
+    run.report.print_section(section)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = harness.options(__doc__ or "")
+    p.add_argument("--calls", type=at_least(1), default=2000)
+    p.add_argument("--batches", type=at_least(1), default=50)
+    return p
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(harness.main(parser(), SMOKE, scenario))

@@ -1,146 +1,125 @@
 """Benchmark leader failover and switchover with real hub and agent processes.
 
-    .venv/bin/python bench/failover.py [--trials 20] [--renewers 200] [--json]
+    .venv/bin/python bench/failover.py [--trials 20] [--renewers 200] [--window 10]
+        [--timings default fast]  (and harness.py's options)
 
-Prints, over --trials trials each (median, p99, max):
+A real hub and three real agents in group site-a, for each lease timing (`default`: ttl
+10 s, renew every 2 s; `fast`: ttl 2 s, renew every 0.5 s). Prints, over --trials trials
+each (median, p99, max):
   - the leaderless window of a graceful resign (the hub's own measure: from the old
-    leader's release to the new grant);
-  - time to a new leader after SIGKILL of the leader, with the default timing
-    (ttl 10 s, renew every 2 s) and with a 2 s TTL (renew every 0.5 s), measured from the
-    kill to the first LeaderStatus answer naming another leader (polled every 20 ms);
-  - the hub's CPU per 1000 lease renewals per second: --renewers simulated members
-    (own mTLS channel and certificate each, 10 per group) renewing 5 times a second for
-    10 s, hub CPU time over that window.
-Loopback only; every process is stopped at the end.
+    leader's release to the new grant), with the first timing;
+  - time to a new leader after SIGKILL of the leader, measured from the kill to the first
+    LeaderStatus answer naming another leader (polled every 20 ms), with each timing;
+  - the hub's CPU per 1000 lease renewals per second, with the first timing: --renewers
+    simulated members (own mTLS channel and certificate each, 10 per group) renewing 5
+    times a second for --window s after a warm-up of 2 s (at most --window), hub CPU time
+    over that window.
+No floor: nothing bare does what a lease does.
 """
 
 import argparse
 import asyncio
-import datetime as dt
-import json
-import signal
-import statistics
 import sys
 import time
-from pathlib import Path
 
 import grpc
-import psutil
-from cryptography.hazmat.primitives import serialization
+import harness
+from harness import QUICK_RECONNECT, Agent, BenchError, Hub, Run, at_least, progress
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edgecommon.identity import Identity, Kind
+from edgecommon.pb import fleet_pb2, link_pb2, link_pb2_grpc
+from hub.credentials import load_ca
 
-from edgecommon import pki  # noqa: E402
-from edgecommon.identity import Identity, Kind  # noqa: E402
-from edgecommon.pb import fleet_pb2, fleet_pb2_grpc, link_pb2, link_pb2_grpc  # noqa: E402
-from hub.credentials import CredentialPaths, load_ca  # noqa: E402
-from tests.procs import Fleet, fleet_fixture, wait_until  # noqa: E402
-
-DEFAULT = "[lease]\nttl_s = 10.0\nrenew_interval_s = 2.0\nrenew_deadline_s = 1.0\n"
-FAST = "[lease]\nttl_s = 2.0\nrenew_interval_s = 0.5\nrenew_deadline_s = 0.5\nmargin_s = 0.3\n"
+TIMINGS = {
+    "default": (
+        "ttl 10 s",
+        "[lease]\nttl_s = 10.0\nrenew_interval_s = 2.0\nrenew_deadline_s = 1.0\n",
+    ),
+    "fast": (
+        "ttl 2 s",
+        "[lease]\nttl_s = 2.0\nrenew_interval_s = 0.5\nrenew_deadline_s = 0.5\nmargin_s = 0.3\n",
+    ),
+}
 NODES = ("node-a", "node-b", "node-c")
+GROUP = "site-a"
+SMOKE = {"trials": 1, "renewers": 2, "window": 1.0, "timings": ["fast"], "timeout": 60.0}
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return {"median": statistics.median(ordered), "p99": p99, "max": ordered[-1], "n": len(ordered)}
-
-
-def operator_channel(fleet: Fleet) -> grpc.aio.Channel:
-    ctx = fleet.context
-    creds = grpc.ssl_channel_credentials(
-        (ctx / "ca.crt").read_bytes(),
-        (ctx / "operator.key").read_bytes(),
-        (ctx / "operator.crt").read_bytes(),
+async def leader_of(hub: Hub) -> tuple[str, int]:
+    report = await hub.operator.fleet.LeaderStatus(
+        fleet_pb2.GroupLeaderRequest(group=GROUP), timeout=5
     )
-    return grpc.aio.secure_channel(fleet.listen, creds)
-
-
-async def leader_of(stub: fleet_pb2_grpc.FleetStub) -> tuple[str, int]:
-    report = await stub.LeaderStatus(fleet_pb2.GroupLeaderRequest(group="site-a"), timeout=5)
     group = report.groups[0]
     return group.leader, group.epoch
 
 
-def start_group(fleet: Fleet, lease: str) -> None:
-    fleet.start_hub(lease)
-    fleet.bootstrap_operator()
-    for node in NODES:
-        fleet.start_agent(node, fleet.token(node))
-    for node in NODES:
-        fleet.wait_connected(node)
+async def until_leader(run: Run, hub: Hub, not_this: str = "") -> float:
+    """Monotonic time at which LeaderStatus first names a leader (other than `not_this`)."""
+
+    async def check() -> tuple[float | None, str]:
+        leader, _ = await leader_of(hub)
+        found = bool(leader) and leader != not_this
+        return (time.monotonic() if found else None), f"leader {leader or 'none'}"
+
+    return await harness.wait_until(check, run.args.timeout, "a leader", period_s=0.02)
 
 
-async def resign_windows(fleet: Fleet, trials: int) -> list[float]:
-    async with operator_channel(fleet) as channel:
-        stub = fleet_pb2_grpc.FleetStub(channel)
-        windows = []
-        for _ in range(trials):
-            await until_leader(stub)
-            report = await stub.ResignLeader(
-                fleet_pb2.ResignLeaderRequest(group="site-a", timeout_s=10), timeout=15
-            )
-            if not report.done:
-                raise RuntimeError(f"resign did not complete: {report.detail}")
-            windows.append(report.leaderless_s)
-            await asyncio.sleep(0.3)
-        return windows
+async def start_group(run: Run, name: str, lease: str) -> tuple[Hub, dict[str, Agent]]:
+    hub = run.hub(name, sections=lease)
+    await hub.start_with_operator()
+    agents = {node: await Agent.enroll(hub, node, GROUP, QUICK_RECONNECT) for node in NODES}
+    for agent in agents.values():
+        await agent.wait_connected()
+
+    async def all_online() -> tuple[bool | None, str]:
+        online = (await hub.operator.view([GROUP])).online
+        return (True if online == len(NODES) else None), f"{online} online"
+
+    await harness.wait_until(all_online, run.args.timeout, "all three online", period_s=0.05)
+    return hub, agents
 
 
-async def until_leader(stub: fleet_pb2_grpc.FleetStub, not_this: str = "") -> float:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        leader, _ = await leader_of(stub)
-        if leader and leader != not_this:
-            return time.monotonic()
-        await asyncio.sleep(0.02)
-    raise TimeoutError("no leader within 60 s")
-
-
-async def kill_failovers(fleet: Fleet, trials: int) -> list[float]:
-    async with operator_channel(fleet) as channel:
-        stub = fleet_pb2_grpc.FleetStub(channel)
-        times = []
-        for _ in range(trials):
-            await until_leader(stub)
-            leader, _ = await leader_of(stub)
-            killed = time.monotonic()
-            fleet.agents[leader].signal(signal.SIGKILL)
-            fleet.agents[leader].popen.wait(10)  # type: ignore[union-attr]
-            times.append(await until_leader(stub, not_this=leader) - killed)
-            fleet.start_agent(leader, config=fleet.agent_dir(leader) / "agent.toml")
-            await asyncio.to_thread(fleet.wait_connected, leader)
-        return times
-
-
-def renewer_creds(fleet: Fleet, n: int) -> list[grpc.ChannelCredentials]:
-    ca_key, ca_cert = load_ca(CredentialPaths.under(fleet.hub_state))
-    now = dt.datetime.now(dt.UTC)
-    out = []
-    for i in range(n):
-        key = pki.generate_key()
-        identity = Identity(Kind.NODE, f"r{i:04d}", f"g{i // 10:03d}")
-        cert = pki.issue_for_key(ca_key, ca_cert, key, identity, "edge", now, dt.timedelta(hours=1))
-        key_pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
+async def resign_windows(run: Run, hub: Hub) -> list[float]:
+    windows = []
+    for _ in range(run.args.trials):
+        await until_leader(run, hub)
+        report = await hub.operator.fleet.ResignLeader(
+            fleet_pb2.ResignLeaderRequest(group=GROUP, timeout_s=10), timeout=15
         )
-        out.append(grpc.ssl_channel_credentials(pki.pem(ca_cert), key_pem, pki.pem(cert)))
-    return out
+        if not report.done:
+            raise BenchError(f"resign did not complete: {report.detail}")
+        windows.append(report.leaderless_s)
+        await asyncio.sleep(0.3)
+    return windows
 
 
-async def renewal_cost(fleet: Fleet, renewers: int, window_s: float = 10.0) -> dict[str, float]:
-    creds = renewer_creds(fleet, renewers)
+async def kill_failovers(run: Run, hub: Hub, agents: dict[str, Agent]) -> list[float]:
+    times = []
+    for _ in range(run.args.trials):
+        await until_leader(run, hub)
+        leader, _ = await leader_of(hub)
+        killed = time.monotonic()
+        await agents[leader].kill()
+        times.append(await until_leader(run, hub, not_this=leader) - killed)
+        await agents[leader].start()
+        await agents[leader].wait_connected()
+    return times
+
+
+async def renewal_cost(run: Run, hub: Hub) -> tuple[float, float]:
+    """(renewals per second, % of a core per 1000 renewals/s) over the window."""
+    ca = load_ca(hub.pki)
+    members = [
+        harness.issue_node(ca, Identity(Kind.NODE, f"r{i:04d}", f"g{i // 10:03d}"), "edge", 1)
+        for i in range(run.args.renewers)
+    ]
+    options = [("grpc.use_local_subchannel_pool", 1)]
     channels = [
-        grpc.aio.secure_channel(fleet.listen, c, options=[("grpc.use_local_subchannel_pool", 1)])
-        for c in creds
+        grpc.aio.secure_channel(hub.listen, m.channel_credentials(), options=options)
+        for m in members
     ]
     stubs = [link_pb2_grpc.LinkStub(ch) for ch in channels]
-    count = 0
-    stop_at = 0.0
+    count, stop_at = 0, 0.0
 
     async def renew_loop(stub: link_pb2_grpc.LinkStub) -> None:
         nonlocal count
@@ -151,73 +130,68 @@ async def renewal_cost(fleet: Fleet, renewers: int, window_s: float = 10.0) -> d
             count += 1
             await asyncio.sleep(0.2)
 
+    assert hub.proc is not None
     try:
-        stop_at = time.monotonic() + 2
+        stop_at = time.monotonic() + min(2.0, run.args.window)
         await asyncio.gather(*(renew_loop(s) for s in stubs))  # warm up: connect, elect
-        hub = psutil.Process(fleet.hub.pid)
         count = 0
-        cpu0 = sum(hub.cpu_times()[:2])
-        started = time.monotonic()
-        stop_at = started + window_s
+        cpu0, started = hub.proc.cpu_s(), time.monotonic()
+        stop_at = started + run.args.window
         await asyncio.gather(*(renew_loop(s) for s in stubs))
-        elapsed = time.monotonic() - started
-        cpu = sum(hub.cpu_times()[:2]) - cpu0
+        elapsed, cpu = time.monotonic() - started, hub.proc.cpu_s() - cpu0
     finally:
         for ch in channels:
             await ch.close()
     rate = count / elapsed
-    return {
-        "renewals_per_s": rate,
-        "hub_cpu_s": cpu,
-        "core_percent_per_1000_per_s": cpu / elapsed / rate * 1000 * 100,
-    }
+    return rate, cpu / elapsed / rate * 1000 * 100
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    results: dict[str, object] = {"cores": psutil.cpu_count()}
-    for label, lease in (("default timing (ttl 10 s)", DEFAULT), ("ttl 2 s", FAST)):
-        for fleet in fleet_fixture():
-            start_group(fleet, lease)
-            wait_until("a leader", lambda f=fleet: f.fleet_status()["online"] == 3)
-            if lease is DEFAULT:
-                results["resign leaderless window"] = stats(
-                    asyncio.run(resign_windows(fleet, args.trials))
+async def scenario(run: Run) -> None:
+    section = run.report.section(f"{run.args.trials} trials each")
+    for i, timing in enumerate(run.args.timings):
+        label, lease = TIMINGS[timing]
+        progress(f"timing {timing}: {label}")
+        hub, agents = await start_group(run, f"hub-{timing}", lease)
+        try:
+            if i == 0:
+                windows = await resign_windows(run, hub)
+                section.add(
+                    f"leaderless window of a graceful resign ({label})",
+                    "ms",
+                    harness.summarize(windows, 1e3),
                 )
-                results["hub cpu per 1000 renewals/s"] = asyncio.run(
-                    renewal_cost(fleet, args.renewers)
+                rate, cost = await renewal_cost(run, hub)
+                section.add("lease renewals per second measured at", "/s", harness.one(rate))
+                section.add(
+                    f"hub CPU per 1000 renewals/s ({run.args.renewers} members)",
+                    "% core",
+                    harness.one(cost),
                 )
-            results[f"new leader after SIGKILL, {label}"] = stats(
-                asyncio.run(kill_failovers(fleet, args.trials))
+            failovers = await kill_failovers(run, hub, agents)
+            section.add(
+                f"new leader after SIGKILL, {label}", "ms", harness.summarize(failovers, 1e3)
             )
-    return results
+        finally:
+            for agent in agents.values():
+                await agent.stop()
+            await hub.close()
+    run.report.print_section(section)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--renewers", type=int, default=200)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    results = run(args)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print(f"machine: {results['cores']} cores; {args.trials} trials each")
-    print(f"{'figure':<44} {'median':>9} {'p99':>9} {'max':>9}")
-    for name, value in results.items():
-        if isinstance(value, dict) and "median" in value:
-            print(
-                f"{name:<44} {value['median'] * 1000:>7.1f}ms {value['p99'] * 1000:>7.1f}ms "
-                f"{value['max'] * 1000:>7.1f}ms"
-            )
-    cost = results["hub cpu per 1000 renewals/s"]
-    assert isinstance(cost, dict)
-    print(
-        f"hub CPU per 1000 renewals/s: {cost['core_percent_per_1000_per_s']:.1f}% of one core "
-        f"(measured at {cost['renewals_per_s']:.0f} renewals/s, {args.renewers} members)"
+def parser() -> argparse.ArgumentParser:
+    p = harness.options(__doc__ or "")
+    p.add_argument("--trials", type=at_least(1), default=20)
+    p.add_argument("--renewers", type=at_least(1), default=200)
+    p.add_argument("--window", type=at_least(0.1, float), default=10.0, help="renewal window (s)")
+    p.add_argument(
+        "--timings",
+        nargs="+",
+        choices=sorted(TIMINGS),
+        default=["default", "fast"],
+        help="lease timings, in order; the first also measures resign and renewal cost",
     )
-    return 0
+    return p
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(parser(), SMOKE, scenario))

@@ -1,70 +1,47 @@
 """Benchmark fleet-wide certificate renewal against a real hub.
 
-    .venv/bin/python bench/renewal.py [--agents 1000] [--procs 4] [--repeat 3] [--json]
+    .venv/bin/python bench/renewal.py [--agents 1000] [--procs 4] [--repeat 3] [--renew-only]
+        [--settle S] [--baseline S]  (and harness.py's options)
 
-A real hub process (`python -m hub.main`) and N simulated agents spread over P worker
-processes (started with subprocess, never forked after importing grpc). Each simulated
-agent has its own node certificate (signed here with the hub's CA instead of N
-enrollments), its own channel (grpc.use_local_subchannel_pool=1, so its own mTLS
-connection) and an open Link.Connect stream with a heartbeat every second.
+A real hub process and N simulated agents spread over P worker processes (this script's
+`_worker` mode, started as a new process, never forked after importing grpc). Each simulated
+agent has its own node certificate (signed here with the hub's CA instead of N enrollments),
+its own channel (grpc.use_local_subchannel_pool=1, so its own mTLS connection) and an open
+Link.Connect stream with a heartbeat every second.
 
-Each round, all N agents renew at once, the way edge-agent does: a new key, a CSR over
-the open mTLS connection (Certs.Renew), then a new channel with the new certificate, a
-new stream registered on it, and the old stream let go once the hub ends it (handover;
-no drop). Heartbeats keep flowing the whole time. Reported per round: time until all N
-were renewed (signatures answered) and until all N streams moved, hub signatures per
-second, hub CPU seconds, per-agent renewal latency (median/p99/max), and every RPC that
-failed: renewals, registrations on the new stream, heartbeats, and old streams that
-ended with an error instead of the hub's orderly close. Across rounds: median / p99 /
-max. Loopback only; every child is stopped and the temporary directory removed at the
-end (--keep keeps it).
+Each round, all N agents renew at once, the way edge-agent does: a new key, a CSR over the
+open mTLS connection (Certs.Renew), then a new channel with the new certificate, a new
+stream registered on it, and the old stream let go once the hub ends it (handover; no
+drop). Heartbeats keep flowing the whole time. Reported per round: time until all N were
+renewed (signatures answered) and until all N streams moved, hub signatures per second, hub
+CPU, per-agent renewal latency, and every RPC that failed: renewals, registrations on the
+new stream, heartbeats, and old streams that ended with an error instead of the hub's
+orderly close. Across rounds: median / p99 / max. "Hub CPU per agent" subtracts the hub's
+heartbeat-only CPU rate measured for --baseline s before each round. No floor.
 """
 
 import argparse
 import asyncio
-import contextlib
-import datetime as dt
-import json
-import os
-import shutil
-import signal
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
-import psutil
+import harness
+from _worker import Command, load_spec, raise_nofile, serve_commands
+from harness import Hub, Run, Workers, at_least, progress
 
 from edgecommon import grpcopts, pki
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import certs_pb2, certs_pb2_grpc, link_pb2, link_pb2_grpc
-from hub.credentials import CredentialPaths, load_ca
 
-ROOT = Path(__file__).resolve().parent.parent
 GROUP = "bench"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def summary(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.median(values):.3f} / {pct(values, 0.99):.3f} / {max(values):.3f}"
+HUB_SECTIONS = (
+    "[link]\nmax_registrations_per_s = 100000\nregistration_burst = 100000\noffline_after_s = 30\n"
+)
+SMOKE = {"agents": 2, "procs": 1, "repeat": 1, "settle": 0.2, "baseline": 0.2, "timeout": 60.0}
 
 
 # --- simulated agents (worker processes) -------------------------------------------------
@@ -211,10 +188,61 @@ class SimAgent:
         return signed, time.time()
 
 
-async def worker(spec_path: Path, index: int) -> None:
-    spec = json.loads(spec_path.read_text())
+@dataclass
+class RenewalWorker:
+    """The agents of one worker process and the commands the driver sends them."""
+
+    spec: dict[str, Any]
+    agents: list[SimAgent]
+    beats: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def connect(self) -> Command:
+        """Open every agent's stream, start heartbeats, let a connect storm settle."""
+
+        async def connect(agent: SimAgent) -> None:
+            for attempt in range(20):
+                try:
+                    agent.stream = await agent.open()
+                    return
+                except (grpc.aio.AioRpcError, RuntimeError, TimeoutError):
+                    await asyncio.sleep(0.2 * (attempt + 1))
+            raise RuntimeError(f"{agent.name} could not connect")
+
+        await asyncio.gather(*(connect(a) for a in self.agents))
+        self.beats = [asyncio.create_task(a.heartbeats()) for a in self.agents]
+        await asyncio.sleep(self.spec["settle_s"] * 3)  # streams lost in it reconnect
+        lost = sum(len(a.failures) for a in self.agents)
+        for _ in range(300):
+            if all(a.stream is not None for a in self.agents):
+                break
+            await asyncio.sleep(0.1)
+        return {"connected": len(self.agents), "lost_while_connecting": lost}
+
+    async def rotate(self) -> Command:
+        go = time.time()
+        before = [len(a.failures) for a in self.agents]
+        torn = [len(a.teardown) for a in self.agents]
+        results = await asyncio.gather(*(a.rotate(self.spec["move"]) for a in self.agents))
+        await asyncio.sleep(self.spec["settle_s"] * 2)  # heartbeats on the new streams
+        pairs = zip(self.agents, before, strict=True)
+        return {
+            "go": go,
+            "signed": [s - go for s, _ in results],
+            "moved": [m - go for _, m in results],
+            "failures": [f for a, n in pairs for f in a.failures[n:]],
+            "teardown": [f for a, n in zip(self.agents, torn, strict=True) for f in a.teardown[n:]],
+        }
+
+    async def handle(self, command: Command) -> Command:
+        if command["cmd"] == "connect":
+            return await self.connect()
+        if command["cmd"] == "rotate":
+            return await self.rotate()
+        return {"error": f"unknown command {command['cmd']!r}"}
+
+
+async def worker(spec: dict[str, Any]) -> None:
     certs = Path(spec["certs"])
-    names = spec["names"][index :: spec["procs"]]
     bundle = (certs / "ca.crt").read_bytes()
     agents = [
         SimAgent(
@@ -224,51 +252,11 @@ async def worker(spec_path: Path, index: int) -> None:
             bundle,
             spec["target"],
         )
-        for n in names
+        for n in spec["names"]
     ]
-
-    async def connect(agent: SimAgent) -> None:
-        for attempt in range(20):
-            try:
-                agent.stream = await agent.open()
-                return
-            except (grpc.aio.AioRpcError, RuntimeError, TimeoutError):
-                await asyncio.sleep(0.2 * (attempt + 1))
-        raise RuntimeError(f"{agent.name} could not connect")
-
-    await asyncio.gather(*(connect(a) for a in agents))
-    beats = [asyncio.create_task(a.heartbeats()) for a in agents]
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    await asyncio.sleep(3.0)  # let a connect storm settle; streams lost in it reconnect
-    lost = sum(len(a.failures) for a in agents)
-    for _ in range(300):
-        if all(a.stream is not None for a in agents):
-            break
-        await asyncio.sleep(0.1)
-    print(json.dumps({"ready": len(agents), "lost_while_connecting": lost}), flush=True)
-    while (await reader.readline()).strip() == b"go":
-        go = time.time()
-        before = [len(a.failures) for a in agents]
-        torn = [len(a.teardown) for a in agents]
-        results = await asyncio.gather(*(a.rotate(spec["move"]) for a in agents))
-        await asyncio.sleep(2.0)  # heartbeats on the new streams, old streams closed
-        failures = [f for a, n in zip(agents, before, strict=True) for f in a.failures[n:]]
-        teardown = [f for a, n in zip(agents, torn, strict=True) for f in a.teardown[n:]]
-        print(
-            json.dumps(
-                {
-                    "go": go,
-                    "signed": [s - go for s, _ in results],
-                    "moved": [m - go for _, m in results],
-                    "failures": failures,
-                    "teardown": teardown,
-                }
-            ),
-            flush=True,
-        )
-    for task in beats:
+    state = RenewalWorker(spec, agents)
+    await serve_commands(state.handle)
+    for task in state.beats:
         task.cancel()
     for agent in agents:
         if agent.stream is not None:
@@ -276,205 +264,130 @@ async def worker(spec_path: Path, index: int) -> None:
             await agent.stream.channel.close()
 
 
-# --- driver --------------------------------------------------------------------------------
+# --- driver ------------------------------------------------------------------------------
 
 
-def write_certificates(hub_state: Path, directory: Path, names: list[str]) -> None:
-    ca_key, ca_cert = load_ca(CredentialPaths.under(hub_state))
-    now = dt.datetime.now(dt.UTC)
-    directory.mkdir()
-    pki.write_certificates(directory / "ca.crt", [ca_cert])
-    for name in names:
-        key = pki.generate_key()
-        cert = pki.issue_for_key(
-            ca_key,
-            ca_cert,
-            key,
-            Identity(Kind.NODE, name, GROUP),
-            "edge",
-            now,
-            dt.timedelta(hours=72),
-        )
-        pki.write_private_key(directory / f"{name}.key", key)
-        pki.write_certificates(directory / f"{name}.crt", [cert])
+@dataclass(frozen=True)
+class Round:
+    renewed: int
+    all_signed_s: float
+    all_moved_s: float
+    signatures_per_s: float
+    hub_cpu_s: float
+    hub_cpu_ms_per_agent: float
+    latency: list[float]
+    failures: list[str]
+    teardown: list[str]
 
 
-def wait_for(what: str, check: Any, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
-
-
-def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    listen = f"127.0.0.1:{free_port()}"
-    state = tmp / "hub-state"
-    (tmp / "hub.toml").write_text(
-        f'[hub]\nstate_dir = "{state}"\nlisten = "{listen}"\n'
-        f'enroll_listen = "127.0.0.1:{free_port()}"\nlog_level = "warning"\n'
-        f'[http]\nlisten = ""\n[autonomy]\nfile = "{tmp / "autonomy.yaml"}"\n'
-        "[link]\nmax_registrations_per_s = 100000\nregistration_burst = 100000\n"
-        "offline_after_s = 30\n"
+async def one_round(run: Run, hub: Hub, workers: Workers) -> Round:
+    assert hub.proc is not None
+    # Baseline: the hub's CPU for heartbeats alone, subtracted from the round's.
+    idle0, t0 = hub.proc.cpu_s(), time.monotonic()
+    await asyncio.sleep(run.args.baseline)
+    idle_rate = (hub.proc.cpu_s() - idle0) / (time.monotonic() - t0)
+    cpu0, started = hub.proc.cpu_s(), time.monotonic()
+    results = await workers.ask_all({"cmd": "rotate"}, run.args.timeout)
+    cpu = hub.proc.cpu_s() - cpu0
+    extra_cpu = cpu - idle_rate * (time.monotonic() - started)
+    go = min(r["go"] for r in results)
+    signed = [r["go"] - go + s for r in results for s in r["signed"] if s == s]
+    moved = [r["go"] - go + m for r in results for m in r["moved"] if m == m]
+    return Round(
+        renewed=len(signed),
+        all_signed_s=max(signed) if signed else float("nan"),
+        all_moved_s=max(moved) if moved else float("nan"),
+        signatures_per_s=len(signed) / max(signed) if signed else 0.0,
+        hub_cpu_s=cpu,
+        hub_cpu_ms_per_agent=1000 * extra_cpu / max(len(signed), 1),
+        latency=signed,
+        failures=[f for r in results for f in r["failures"]],
+        teardown=[f for r in results for f in r["teardown"]],
     )
-    procs: list[subprocess.Popen[bytes]] = []
-    hub_log = (tmp / "hub.log").open("wb")
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "hub.main", "--config", str(tmp / "hub.toml")],
-        stdout=hub_log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    procs.append(hub)
+
+
+async def scenario(run: Run) -> None:
+    args = run.args
+    hub = run.hub("hub", hub_keys='log_level = "warning"', sections=HUB_SECTIONS)
+    await hub.start()
+    await hub.wait_listening()  # listening: its CA and certificate exist
+    names = [f"node-{i:05d}" for i in range(args.agents)]
+    identities = [Identity(Kind.NODE, name, GROUP) for name in names]
+    took = await asyncio.to_thread(harness.write_node_certs, hub, identities)
+    progress(f"signed {args.agents} node certificates in {took:.1f}s")
+    spec = {
+        "certs": str(hub.certs),
+        "target": hub.listen,
+        "move": not args.renew_only,
+        "settle_s": args.settle,
+    }
+    specs = [spec | {"names": names[i :: args.procs]} for i in range(args.procs)]
+    argv = [__file__, "_worker"]
+    workers = await Workers.start(run.children, "renewal", argv, specs, args.timeout)
     try:
-        wait_for("the hub's CA", lambda: (state / "pki" / "hub.crt").exists(), 30)
-        time.sleep(0.5)
-        names = [f"node-{i:05d}" for i in range(args.agents)]
-        write_certificates(state, tmp / "certs", names)
-        spec = {
-            "certs": str(tmp / "certs"),
-            "names": names,
-            "procs": args.procs,
-            "target": listen,
-            "move": not args.renew_only,
-        }
-        (tmp / "spec.json").write_text(json.dumps(spec))
-        workers = []
-        for i in range(args.procs):
-            w = subprocess.Popen(
-                [sys.executable, __file__, "--worker", str(tmp / "spec.json"), "--index", str(i)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=(tmp / f"worker-{i}.log").open("wb"),
-                cwd=ROOT,
-            )
-            procs.append(w)
-            workers.append(w)
-        lost_while_connecting = 0
-        for w in workers:
-            line = w.stdout.readline() if w.stdout else b""
-            if not line:
-                raise RuntimeError(f"a worker died before it was ready; see {tmp}/worker-*.log")
-            lost_while_connecting += json.loads(line)["lost_while_connecting"]
-        hub_ps = psutil.Process(hub.pid)
+        connected = await workers.ask_all({"cmd": "connect"}, args.timeout + 30)
+        lost = sum(c["lost_while_connecting"] for c in connected)
         rounds = []
-        for _ in range(args.repeat):
-            # Baseline: the hub's CPU for heartbeats alone, subtracted from the round's.
-            idle0, t0 = sum(hub_ps.cpu_times()[:2]), time.monotonic()
-            time.sleep(2.0)
-            idle_rate = (sum(hub_ps.cpu_times()[:2]) - idle0) / (time.monotonic() - t0)
-            cpu0, started = sum(hub_ps.cpu_times()[:2]), time.monotonic()
-            for w in workers:
-                if w.stdin is not None:
-                    w.stdin.write(b"go\n")
-                    w.stdin.flush()
-            results = [json.loads(w.stdout.readline()) for w in workers if w.stdout]
-            cpu = sum(hub_ps.cpu_times()[:2]) - cpu0
-            extra_cpu = cpu - idle_rate * (time.monotonic() - started)
-            go = min(r["go"] for r in results)
-            signed = [r["go"] - go + s for r in results for s in r["signed"] if s == s]
-            moved = [r["go"] - go + m for r in results for m in r["moved"] if m == m]
-            failures = [f for r in results for f in r["failures"]]
-            teardown = [f for r in results for f in r["teardown"]]
-            rounds.append(
-                {
-                    "renewed": len(signed),
-                    "all_signed_s": max(signed) if signed else float("nan"),
-                    "all_moved_s": max(moved) if moved else float("nan"),
-                    "signatures_per_s": len(signed) / max(signed) if signed else 0.0,
-                    "hub_cpu_s": cpu,
-                    "hub_cpu_ms_per_agent": 1000 * extra_cpu / max(len(signed), 1),
-                    "latency": signed,
-                    "failures": failures,
-                    "teardown": teardown,
-                }
-            )
-        for w in workers:
-            if w.stdin:
-                w.stdin.close()
-        for w in workers:
-            w.wait(30)
-        return {
-            "agents": args.agents,
-            "procs": args.procs,
-            "rounds": rounds,
-            "lost_while_connecting": lost_while_connecting,
-        }
+        for k in range(args.repeat):
+            rounds.append(await one_round(run, hub, workers))
+            progress(f"round {k + 1}: all renewed in {rounds[-1].all_signed_s:.2f}s")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                p.wait(10)
-            if p.poll() is None:
-                p.kill()
-        hub_log.close()
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        await workers.stop()
+        await hub.close()
+    what = " (renew only)" if args.renew_only else ""
+    section = run.report.section(
+        f"renewal{what}: {args.agents} agents in {args.procs} workers, {len(rounds)} round(s); "
+        "per round, median / p99 / max across rounds"
     )
-    parser.add_argument("--agents", type=int, default=1000)
-    parser.add_argument("--procs", type=int, default=4)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument(
+    for label, unit, key in (
+        ("all renewed", "s", "all_signed_s"),
+        ("all streams moved", "s", "all_moved_s"),
+        ("hub signatures per second", "/s", "signatures_per_s"),
+        ("hub CPU per round", "s", "hub_cpu_s"),
+        ("hub CPU per agent (heartbeat baseline removed)", "ms", "hub_cpu_ms_per_agent"),
+        ("renewed per round", "count", "renewed"),
+    ):
+        section.add(label, unit, harness.summarize(getattr(r, key) for r in rounds))
+    latency = [x for r in rounds for x in r.latency]
+    section.add("per agent renewal latency, all rounds", "s", harness.summarize(latency))
+    failures = [f for r in rounds for f in r.failures]
+    teardown = [f for r in rounds for f in r.teardown]
+    section.add("failed RPCs during the rotations", "count", harness.one(len(failures)))
+    section.add("errors closing superseded streams", "count", harness.one(len(teardown)))
+    section.notes.append(
+        f"streams lost while the fleet first connected (before any rotation; reconnected): {lost}"
+    )
+    section.notes += [f"{failures.count(kind)} x {kind}" for kind in sorted(set(failures))]
+    section.notes += [
+        f"{teardown.count(kind)} x {kind} (after the hub's orderly close)"
+        for kind in sorted(set(teardown))
+    ]
+    run.report.print_section(section)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = harness.options(__doc__ or "")
+    p.add_argument("--agents", type=at_least(1), default=1000)
+    p.add_argument("--procs", type=at_least(1), default=4)
+    p.add_argument("--repeat", type=at_least(1), default=3)
+    p.add_argument(
         "--renew-only",
         action="store_true",
         help="only renew (signing throughput); do not move the streams to the new certificates",
     )
-    parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.worker:
-        asyncio.run(worker(args.worker, args.index))
-        return 0
-    tmp = Path(tempfile.mkdtemp(prefix="renewal-bench-"))
-    try:
-        result = run(args, tmp)
-    finally:
-        if not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    rounds = result["rounds"]
-    load = os.getloadavg()
-    print(
-        f"renewal{' (renew only)' if args.renew_only else ''}: {result['agents']} agents in "
-        f"{result['procs']} workers, {len(rounds)} round(s); "
-        f"{os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
+    p.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="settle unit (s): 3x after the fleet connected, 2x after each round (default 1)",
     )
-    print("per round, median / p99 / max across rounds:")
-    print(f"  all renewed (s)          {summary([r['all_signed_s'] for r in rounds])}")
-    print(f"  all streams moved (s)    {summary([r['all_moved_s'] for r in rounds])}")
-    print(f"  hub signatures/s         {summary([r['signatures_per_s'] for r in rounds])}")
-    print(f"  hub CPU per round (s)    {summary([r['hub_cpu_s'] for r in rounds])}")
-    print(
-        "  hub CPU per agent (ms)   "
-        f"{summary([r['hub_cpu_ms_per_agent'] for r in rounds])}  (heartbeat baseline removed)"
-    )
-    print(f"  renewed per round        {summary([float(r['renewed']) for r in rounds])}")
-    latency = [x for r in rounds for x in r["latency"]]
-    print(f"per agent renewal latency (s), all rounds: {summary(latency)}")
-    print(
-        "streams lost while the fleet first connected (before any rotation; reconnected): "
-        f"{result['lost_while_connecting']}"
-    )
-    failures = [f for r in rounds for f in r["failures"]]
-    print(f"failed RPCs during the rotations: {len(failures)}")
-    for kind in sorted(set(failures)):
-        print(f"  {failures.count(kind)} x {kind}")
-    teardown = [f for r in rounds for f in r["teardown"]]
-    print(f"errors closing superseded streams (after the hub's orderly close): {len(teardown)}")
-    for kind in sorted(set(teardown)):
-        print(f"  {teardown.count(kind)} x {kind}")
-    return 0
+    p.add_argument("--baseline", type=float, default=2.0, help="hub heartbeat-only CPU window (s)")
+    return p
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    if sys.argv[1:2] == ["_worker"]:
+        raise_nofile()
+        asyncio.run(worker(load_spec(sys.argv[2])))
+    else:
+        sys.exit(harness.main(parser(), SMOKE, scenario))

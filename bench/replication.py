@@ -1,175 +1,163 @@
 """Benchmark the replicated journal with real hub and agent processes.
 
     .venv/bin/python bench/replication.py [--appends 2000] [--writers 16] [--seconds 10]
-                                          [--behind 100000] [--journal 1000000] [--json]
+        [--behind 100000] [--journal 1000000] [--trials 10]  (and harness.py's options)
 
 Prints:
   - commit latency (median, p99, max) of one writer appending one entry at a time on the
     leader's Unix socket, with 2 sync replicas (min_sync_replicas = 2, 3 nodes);
-  - committed appends per second with --writers concurrent writers (same group);
+  - committed appends per second with --writers concurrent writers (same group), unary
+    Append and AppendStream;
   - replica catch-up rate: a new replica pulling a leader journal --behind entries ahead,
     from its first pulled entry to the last (its status polled every 20 ms);
   - divergence detection time for journals of --journal entries: the bisection a replica
     runs over EntryHash calls (real mTLS on loopback, SQLite files on both sides), in one
     process, --trials times at random divergence points.
-Loopback only; every process is stopped at the end. The machine's load average is printed
-because the cores may be shared.
+A phase is skipped when its option is 0. No floor: the journal store alone is measured in
+docs/benchmarks.md's notes.
 """
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
-import json
-import os
 import random
 import shutil
-import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import grpc
-import psutil
-from cryptography.hazmat.primitives import serialization
+import harness
+from harness import QUICK_RECONNECT, Agent, BenchError, Hub, Run, at_least, progress
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from agent.config import ReplicationSection  # noqa: E402
-from agent.credentials import NodeCredentials  # noqa: E402
-from agent.divergence import find_divergence  # noqa: E402
-from agent.journal import GENESIS, JournalStore, Position, make_entry  # noqa: E402
-from agent.peer import peer_channel, start_peer_server  # noqa: E402
-from agent.replication import Replication  # noqa: E402
-from edgecommon import pki  # noqa: E402
-from edgecommon.clock import SystemClock  # noqa: E402
-from edgecommon.identity import Identity, Kind  # noqa: E402
-from edgecommon.pb import link_pb2, replication_pb2, replication_pb2_grpc  # noqa: E402
-from tests.procs import Fleet, fleet_fixture, wait_until  # noqa: E402
+from agent.config import AgentConfig, AgentSection
+from agent.divergence import find_divergence
+from agent.journal import GENESIS, JournalStore, Position, make_entry
+from agent.peer import peer_channel, start_peer_server
+from agent.state_db import AgentStateDB
+from edgecommon import pki
+from edgecommon.clock import SystemClock
+from edgecommon.identity import Identity, Kind
+from edgecommon.pb import link_pb2, replication_pb2, replication_pb2_grpc
 
 LEASE = "[lease]\nttl_s = 2.0\nrenew_interval_s = 0.5\nrenew_deadline_s = 0.5\nmargin_s = 0.3\n"
 NODES = ("node-a", "node-b", "node-c")
+GROUP = "site-a"
+SMOKE = {
+    "appends": 5,
+    "writers": 2,
+    "seconds": 0.5,
+    "behind": 200,
+    "journal": 1000,
+    "trials": 2,
+    "timeout": 60.0,
+}
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
-    return {"median": statistics.median(ordered), "p99": p99, "max": ordered[-1], "n": len(ordered)}
-
-
-def quorum(fleet: Fleet) -> dict:
-    r = fleet.edgectl("--output", "json", "quorum", "status", "--group", "site-a")
-    return r.json if r.code == 0 else {}
-
-
-def start_group(fleet: Fleet, min_sync: int) -> str:
-    fleet.start_hub(LEASE + f'[replication]\ngroup_min_sync = {{ site-a = "{min_sync}" }}\n')
-    fleet.bootstrap_operator()
-    for node in NODES:
-        fleet.start_agent(node, fleet.token(node))
-    for node in NODES:
-        fleet.wait_connected(node)
-    q = wait_until(
-        "quorum met", lambda: (q := quorum(fleet)) and q["met"] and len(q["sync_set"]) >= 2 and q
+async def start_group(run: Run, min_sync: int) -> tuple[Hub, dict[str, Agent], str]:
+    """A hub and three agents; once the quorum is met with two sync replicas, the leader."""
+    hub = run.hub(
+        "hub-group",
+        sections=LEASE + f'[replication]\ngroup_min_sync = {{ {GROUP} = "{min_sync}" }}\n',
     )
-    return str(q["leader"])
+    await hub.start_with_operator()
+    agents = {node: await Agent.enroll(hub, node, GROUP, QUICK_RECONNECT) for node in NODES}
+    for agent in agents.values():
+        await agent.wait_connected()
+
+    async def met() -> tuple[str | None, str]:
+        q = await hub.operator.quorum(GROUP)
+        done = q.met and len(q.sync_set) >= 2
+        return (q.leader if done else None), f"met {q.met}, sync set {list(q.sync_set)}"
+
+    leader = await harness.wait_until(met, run.args.timeout, "quorum met", period_s=0.05)
+    return hub, agents, leader
 
 
-async def ready(stub: replication_pb2_grpc.JournalLocalStub) -> None:
-    """Until the leader confirms its sync replicas (joining members become sync)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            await stub.Append(replication_pb2.AppendRequest(key="warm", value=b"up"), timeout=5)
-            return
-        except grpc.aio.AioRpcError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError("the leader never accepted an append")
+@dataclasses.dataclass
+class Writers:
+    """Appends on the leader's Unix socket."""
 
+    run: Run
+    socket: Path
 
-async def one_writer(fleet: Fleet, leader: str, appends: int) -> list[float]:
-    async with grpc.aio.insecure_channel(f"unix:{fleet.socket(leader)}") as channel:
-        stub = replication_pb2_grpc.JournalLocalStub(channel)
-        await ready(stub)
-        out = []
-        for i in range(appends):
-            t = time.perf_counter()
-            r = await stub.Append(
-                replication_pb2.AppendRequest(key="bench", value=b"x" * 100 + str(i).encode()),
-                timeout=10,
-            )
-            out.append(time.perf_counter() - t)
-            assert len(r.confirmed_by) == 2, r
-        return out
+    async def ready(self, stub: replication_pb2_grpc.JournalLocalStub) -> None:
+        """Until the leader confirms its sync replicas (joining members become sync)."""
 
-
-async def many_writers(fleet: Fleet, leader: str, writers: int, seconds: float) -> dict:
-    async with grpc.aio.insecure_channel(f"unix:{fleet.socket(leader)}") as channel:
-        stub = replication_pb2_grpc.JournalLocalStub(channel)
-        await ready(stub)
-        done = 0
-        latencies: list[float] = []
-        stop = time.perf_counter() + seconds
-
-        async def writer(w: int) -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                t = time.perf_counter()
-                await stub.Append(
-                    replication_pb2.AppendRequest(key=f"w{w}", value=b"y" * 100), timeout=10
-                )
-                latencies.append(time.perf_counter() - t)
-                done += 1
-
-        start = time.perf_counter()
-        await asyncio.gather(*(writer(w) for w in range(writers)))
-        elapsed = time.perf_counter() - start
-    return {"appends_per_s": done / elapsed, "latency": stats(latencies), "writers": writers}
-
-
-async def many_stream_writers(fleet: Fleet, leader: str, writers: int, seconds: float) -> dict:
-    """Like many_writers, each writer with its own AppendStream, one append in flight."""
-    async with grpc.aio.insecure_channel(f"unix:{fleet.socket(leader)}") as channel:
-        stub = replication_pb2_grpc.JournalLocalStub(channel)
-        await ready(stub)
-        done = 0
-        latencies: list[float] = []
-        stop = time.perf_counter() + seconds
-
-        async def writer(w: int) -> None:
-            nonlocal done
-            call = stub.AppendStream()
+        async def check() -> tuple[bool | None, str]:
             try:
-                i = 0
+                request = replication_pb2.AppendRequest(key="warm", value=b"up")
+                await stub.Append(request, timeout=5)
+            except grpc.aio.AioRpcError as err:
+                return None, err.code().name
+            return True, "accepted"
+
+        await harness.wait_until(check, self.run.args.timeout, "the leader accepts an append")
+
+    async def one_writer(self, appends: int) -> list[float]:
+        async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
+            stub = replication_pb2_grpc.JournalLocalStub(channel)
+            await self.ready(stub)
+            out = []
+            for i in range(appends):
+                t = time.perf_counter()
+                r = await stub.Append(
+                    replication_pb2.AppendRequest(key="bench", value=b"x" * 100 + str(i).encode()),
+                    timeout=10,
+                )
+                out.append(time.perf_counter() - t)
+                if len(r.confirmed_by) != 2:
+                    raise BenchError(f"an append was confirmed by {list(r.confirmed_by)}")
+            return out
+
+    async def many(self, writers: int, seconds: float, stream: bool) -> tuple[float, list[float]]:
+        """Committed appends per second and their latencies; unary or one stream each."""
+        async with grpc.aio.insecure_channel(f"unix:{self.socket}") as channel:
+            stub = replication_pb2_grpc.JournalLocalStub(channel)
+            await self.ready(stub)
+            latencies: list[float] = []
+            stop = time.perf_counter() + seconds
+
+            async def unary(w: int) -> None:
                 while time.perf_counter() < stop:
-                    i += 1
                     t = time.perf_counter()
-                    await call.write(
-                        replication_pb2.AppendRequest(key=f"s{w}", value=b"z" * 100, request_id=i)
-                    )
-                    result = await call.read()
-                    if result.error:
-                        raise RuntimeError(result.error)
+                    request = replication_pb2.AppendRequest(key=f"w{w}", value=b"y" * 100)
+                    await stub.Append(request, timeout=10)
                     latencies.append(time.perf_counter() - t)
-                    done += 1
-                await call.done_writing()
-            finally:
-                call.cancel()
 
-        start = time.perf_counter()
-        await asyncio.gather(*(writer(w) for w in range(writers)))
-        elapsed = time.perf_counter() - start
-    return {"appends_per_s": done / elapsed, "latency": stats(latencies), "writers": writers}
+            async def streamed(w: int) -> None:
+                call = stub.AppendStream()
+                try:
+                    i = 0
+                    while time.perf_counter() < stop:
+                        i += 1
+                        t = time.perf_counter()
+                        request = replication_pb2.AppendRequest(
+                            key=f"s{w}", value=b"z" * 100, request_id=i
+                        )
+                        await call.write(request)
+                        result = await call.read()
+                        if result.error:
+                            raise BenchError(result.error)
+                        latencies.append(time.perf_counter() - t)
+                    await call.done_writing()
+                finally:
+                    call.cancel()
+
+            start = time.perf_counter()
+            await asyncio.gather(*((streamed if stream else unary)(w) for w in range(writers)))
+            elapsed = time.perf_counter() - start
+        return len(latencies) / elapsed, latencies
 
 
-async def prefill(path: Path, count: int, epoch: int = 1, seed: bytes = b"") -> None:
+async def prefill(path: Path, count: int) -> None:
     store = JournalStore(path, time.time)
     await store.open()
     last, batch = GENESIS, []
     try:
         for i in range(count):
-            e = make_entry(last, epoch, "k", seed + i.to_bytes(8, "big"), 0.0)
+            e = make_entry(last, 1, "k", i.to_bytes(8, "big"), 0.0)
             batch.append(e)
             last = Position(e.index, e.epoch, e.hash)
             if len(batch) == 10_000:
@@ -180,72 +168,76 @@ async def prefill(path: Path, count: int, epoch: int = 1, seed: bytes = b"") -> 
         await store.close()
 
 
-def catch_up(fleet: Fleet, behind: int) -> dict:
-    fleet.start_hub(LEASE)
-    fleet.bootstrap_operator()
-    fleet.start_agent("node-a", fleet.token("node-a"))
-    fleet.wait_connected("node-a")
-    fleet.agents["node-a"].stop()
-    asyncio.run(prefill(fleet.agent_dir("node-a") / "state" / "journal.db", behind))
-    fleet.agents["node-a"].start()
-    fleet.wait_connected("node-a")
-    wait_until("node-a leads", lambda: quorum(fleet).get("leader") == "node-a")
-    fleet.start_agent("node-b", fleet.token("node-b"))
-    wait_until("node-b's socket", fleet.socket("node-b").exists)
-    return asyncio.run(watch_catch_up(fleet.socket("node-b"), behind))
+async def catch_up(run: Run, behind: int) -> tuple[int, float]:
+    """(entries, seconds) a new replica took to pull a leader journal `behind` entries ahead."""
+    hub = run.hub("hub-catch-up", sections=LEASE)
+    agents: list[Agent] = []
+    try:
+        await hub.start_with_operator()
+        leader = await Agent.enroll(hub, "node-a", GROUP, QUICK_RECONNECT)
+        agents.append(leader)
+        await leader.wait_connected()
+        await leader.stop()
+        await prefill(leader.state_dir / "journal.db", behind)
+        await leader.start()
+        await leader.wait_connected()
+
+        async def leads() -> tuple[bool | None, str]:
+            current = (await hub.operator.quorum(GROUP)).leader
+            return (True if current == "node-a" else None), f"leader {current or 'none'}"
+
+        await harness.wait_until(leads, run.args.timeout, "node-a leads", period_s=0.05)
+        replica = await Agent.enroll(hub, "node-b", GROUP, QUICK_RECONNECT)
+        agents.append(replica)
+        return await watch_catch_up(run, replica, behind)
+    finally:
+        for agent in agents:
+            await agent.stop()
+        await hub.close()
 
 
-async def watch_catch_up(sock: Path, behind: int) -> dict:
+async def watch_catch_up(run: Run, replica: Agent, behind: int) -> tuple[int, float]:
     """Poll the replica's status every 20 ms from its first pulled entry to the last."""
-    async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
-        stub = replication_pb2_grpc.JournalLocalStub(channel)
-        first_t = first_i = None
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            try:
-                status = await stub.ReplicaStatus(replication_pb2.ReplicaStatusRequest(), timeout=5)
-                last = status.last_index
-            except grpc.aio.AioRpcError:
-                last = 0
-            now = time.perf_counter()
-            if last and first_t is None:
-                first_t, first_i = now, last
-            if last >= behind and first_t is not None and first_i is not None:
-                elapsed = now - first_t
-                return {
-                    "entries": behind - first_i,
-                    "seconds": elapsed,
-                    "entries_per_s": (behind - first_i) / elapsed if elapsed else float("inf"),
-                }
-            await asyncio.sleep(0.02)
-    raise RuntimeError("the replica did not catch up within 600 s")
+    first: tuple[float, int] | None = None
+    deadline = time.monotonic() + max(run.args.timeout, 600.0)
+    while time.monotonic() < deadline:
+        last = 0
+        if replica.socket.exists():
+            async with grpc.aio.insecure_channel(f"unix:{replica.socket}") as channel:
+                stub = replication_pb2_grpc.JournalLocalStub(channel)
+                with_status = stub.ReplicaStatus(replication_pb2.ReplicaStatusRequest(), timeout=5)
+                try:
+                    last = (await with_status).last_index
+                except grpc.aio.AioRpcError:
+                    last = 0
+        now = time.perf_counter()
+        if last and first is None:
+            first = now, last
+        if last >= behind and first is not None:
+            return behind - first[1], now - first[0]
+        await asyncio.sleep(0.02)
+    raise BenchError("the replica did not catch up in time")
 
 
 class Lead:
+    """The leader's leadership in the divergence pair: always leading, epoch 1."""
+
     epoch, leader = 1, "n1"
 
     def is_leader(self) -> bool:
         return True
 
 
-def node_creds(ca: tuple, name: str) -> NodeCredentials:
-    ca_key, ca_cert = ca
-    key = pki.generate_key()
-    now = dt.datetime.now(dt.UTC)
-    identity = Identity(Kind.NODE, name, "g")
-    cert = pki.issue_for_key(ca_key, ca_cert, key, identity, "edge", now, dt.timedelta(hours=1))
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return NodeCredentials(identity, "edge", pem, cert, [ca_cert])
-
-
-async def divergence(root: Path, size: int, trials: int) -> dict:
+async def divergence(run: Run, size: int) -> tuple[list[float], int]:
     """Two journals of `size` entries that part at a random index; bisect over real mTLS,
-    `trials` times (same pair: the bisection's cost hardly depends on where they part)."""
+    --trials times (same pair: the bisection's cost hardly depends on where they part).
+    Returns the times and the most EntryHash round trips one bisection took."""
+    root = run.root / "divergence"
+    root.mkdir()
     rng = random.Random(7)
     ca = pki.create_ca("edge", dt.datetime.now(dt.UTC), dt.timedelta(days=1))
-    leader_creds, replica_creds = node_creds(ca, "n1"), node_creds(ca, "n2")
+    leader_node = harness.issue_node(ca, Identity(Kind.NODE, "n1", "g"), "edge", 1)
+    replica_node = harness.issue_node(ca, Identity(Kind.NODE, "n2", "g"), "edge", 1)
     leader_db, replica_db = root / "leader.db", root / "replica.db"
     await prefill(leader_db, size)
     shutil.copyfile(leader_db, replica_db)
@@ -257,23 +249,29 @@ async def divergence(root: Path, size: int, trials: int) -> dict:
         for i in range(3):
             await store.append("k", tag + i.to_bytes(8, "big"), 2)
         await store.close()
-    leader = JournalStore(leader_db, time.time)
-    replica = JournalStore(replica_db, time.time)
-    await leader.open()
-    await replica.open()
-    rep = Replication(leader, ReplicationSection(), leader_creds.identity, Lead(), SystemClock())
+    leader, replica = JournalStore(leader_db, time.time), JournalStore(replica_db, time.time)
+    state = AgentStateDB(root / "agent.db")
+    for opened in (leader, replica, state):
+        await opened.open()
+    clock = SystemClock()
+    config = AgentConfig(agent=AgentSection(state_dir=root))
+    creds = leader_node.node_credentials()
+    parts = await harness.agent_parts(config, creds, state, clock, rng, leader, Lead())
+    rep = parts.replication
+    if rep is None:
+        raise BenchError("no replication part")
     rep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1))
-    server, port, _ = await start_peer_server(rep, leader_creds, SystemClock(), "127.0.0.1:0")
+    server, port, _ = await start_peer_server(rep, creds, clock, "127.0.0.1:0")
     times, probes = [], []
     try:
-        async with peer_channel(replica_creds, f"127.0.0.1:{port}", "n1") as stub:
+        async with peer_channel(replica_node.node_credentials(), f"127.0.0.1:{port}", "n1") as stub:
             await stub.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5)
 
             async def theirs(i: int) -> bytes | None:
                 r = await stub.EntryHash(replication_pb2.EntryHashRequest(index=i), timeout=5)
                 return r.hash if r.found else None
 
-            for _ in range(trials):
+            for _ in range(run.args.trials):
                 t = time.perf_counter()
                 head = await stub.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5)
                 verdict = await find_divergence(
@@ -281,90 +279,62 @@ async def divergence(root: Path, size: int, trials: int) -> dict:
                 )
                 times.append(time.perf_counter() - t)
                 probes.append(verdict.probes)
-                assert verdict.diverged_at == split + 1, (verdict, split)
+                if verdict.diverged_at != split + 1:
+                    raise BenchError(f"bisection found {verdict.diverged_at}, not {split + 1}")
     finally:
         await server.stop(None)
-        await leader.close()
-        await replica.close()
-    return {"time": stats(times), "probes_max": max(probes), "journal_entries": size}
+        for opened in (leader, replica, state):
+            await opened.close()
+    return times, max(probes)
 
 
-def run(args: argparse.Namespace) -> dict[str, object]:
-    results: dict[str, object] = {
-        "cores": psutil.cpu_count(),
-        "load_average_at_start": os.getloadavg(),
-    }
+async def scenario(run: Run) -> None:
+    args = run.args
+    section = run.report.section("replicated journal, group of 3, min_sync_replicas = 2")
     if args.appends or args.writers:
-        for fleet in fleet_fixture():
-            leader = start_group(fleet, 2)
+        progress("commit latency and throughput")
+        hub, agents, leader = await start_group(run, 2)
+        try:
+            writers = Writers(run, agents[leader].socket)
             if args.appends:
-                results["commit latency, 1 writer, 2 sync replicas"] = stats(
-                    asyncio.run(one_writer(fleet, leader, args.appends))
-                )
-            if args.writers:
-                results[f"{args.writers} writers (unary Append), 2 sync replicas"] = asyncio.run(
-                    many_writers(fleet, leader, args.writers, args.seconds)
-                )
-                results[f"{args.writers} writers (AppendStream), 2 sync replicas"] = asyncio.run(
-                    many_stream_writers(fleet, leader, args.writers, args.seconds)
-                )
+                latencies = await writers.one_writer(args.appends)
+                section.add("commit latency, 1 writer", "ms", harness.summarize(latencies, 1e3))
+            for stream, how in ((False, "unary Append"), (True, "AppendStream")):
+                if not args.writers:
+                    continue
+                rate, latencies = await writers.many(args.writers, args.seconds, stream)
+                name = f"{args.writers} writers ({how})"
+                section.add(f"{name}: committed appends", "/s", harness.one(rate))
+                section.add(f"{name}: latency", "ms", harness.summarize(latencies, 1e3))
+        finally:
+            for agent in agents.values():
+                await agent.stop()
+            await hub.close()
     if args.behind:
-        for fleet in fleet_fixture():
-            results[f"catch-up from {args.behind} behind"] = catch_up(fleet, args.behind)
+        progress("catch-up")
+        entries, seconds = await catch_up(run, args.behind)
+        rate = entries / seconds if seconds else None
+        section.add(f"catch-up from {args.behind} behind", "entries/s", harness.one(rate))
+        section.notes.append(f"catch-up: {entries} entries pulled in {seconds:.2f} s")
     if args.journal:
-        with tempfile.TemporaryDirectory(prefix="ae-div-", dir="/tmp") as root:
-            results[f"divergence detection, {args.journal} entries"] = asyncio.run(
-                divergence(Path(root), args.journal, args.trials)
-            )
-    results["load_average_at_end"] = os.getloadavg()
-    return results
+        progress("divergence detection")
+        times, probes = await divergence(run, args.journal)
+        figure = f"divergence detection, {args.journal} entries"
+        section.add(figure, "ms", harness.summarize(times, 1e3))
+        section.notes.append(f"divergence: at most {probes} EntryHash round trips")
+    run.report.print_section(section)
 
 
-def ms(s: dict[str, float]) -> str:
-    return f"{s['median'] * 1000:.2f} / {s['p99'] * 1000:.2f} / {s['max'] * 1000:.2f} ms"
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--appends", type=int, default=2000)
-    parser.add_argument("--writers", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--behind", type=int, default=100_000)
-    parser.add_argument("--journal", type=int, default=1_000_000)
-    parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    results = run(args)
-    if args.json:
-        print(json.dumps(results, indent=2))
-        return 0
-    print(
-        f"machine: {results['cores']} cores; load average at start "
-        f"{'/'.join(f'{x:.2f}' for x in results['load_average_at_start'])}, at end "  # type: ignore[attr-defined]
-        f"{'/'.join(f'{x:.2f}' for x in results['load_average_at_end'])}"  # type: ignore[attr-defined]
-    )
-    for name, value in results.items():
-        if not isinstance(value, dict):
-            continue
-        if "median" in value:
-            print(f"{name}: median / p99 / max {ms(value)} (n={value['n']})")
-        elif "appends_per_s" in value:
-            print(
-                f"{name}: {value['appends_per_s']:.0f} committed appends/s; latency median / "
-                f"p99 / max {ms(value['latency'])}"
-            )
-        elif "entries_per_s" in value:
-            print(
-                f"{name}: {value['entries_per_s']:.0f} entries/s "
-                f"({value['entries']} entries in {value['seconds']:.2f} s)"
-            )
-        elif "probes_max" in value:
-            print(
-                f"{name}: median / p99 / max {ms(value['time'])} "
-                f"(n={value['time']['n']}, at most {value['probes_max']} round trips)"
-            )
-    return 0
+def parser() -> argparse.ArgumentParser:
+    p = harness.options(__doc__ or "")
+    p.add_argument("--appends", type=at_least(0), default=2000)
+    p.add_argument("--writers", type=at_least(0), default=16)
+    p.add_argument("--seconds", type=at_least(0.1, float), default=10.0)
+    p.add_argument("--behind", type=at_least(0), default=100_000)
+    p.add_argument("--journal", type=at_least(0), default=1_000_000)
+    p.add_argument("--trials", type=at_least(1), default=10)
+    return p
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(parser(), SMOKE, scenario))

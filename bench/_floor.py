@@ -1,12 +1,16 @@
-"""The bare-gRPC floor for bench/estop_fanout.py: grpc.aio and aiosqlite only, no product code.
+"""The bare-gRPC floor: what the product's figures are set beside, with no product logic.
 
-    python bench/_estop_bare.py server SPEC.json    one grpc.aio server, one bidi method
-    python bench/_estop_bare.py clients SPEC.json   many clients, each on its own channel
+    python bench/_floor.py server SPEC.json    one grpc.aio server, one bidi method
+    python bench/_floor.py clients SPEC.json   many clients, each on its own channel
+    python bench/_floor.py permit SPEC.json    AgentLocal.RequestPermit on a Unix socket
 
-Raw bytes on `/bench.Estop/Connect` (no protobuf). A client opens its stream, sends
+`server` and `clients` speak raw bytes on `/bench.Floor/Connect` (no protobuf) with the
+product's certificates and keepalive options (the driver copies grpcopts into the spec), so
+the two sides differ only in the code on top of grpc. A client opens its stream, sends
 `R<name>`, waits for the answer, then sends a heartbeat of about the product's size every
-spec["heartbeat_s"] from its single writer task (the agent's shape) while it reads. The
-server keeps one reader task and one outbox per stream (the hub's shape).
+spec["heartbeat_s"] from its single writer task (the agent's shape) while it reads; it
+reconnects with the agent's backoff shape. The server keeps one reader task and one outbox
+per stream (the hub's shape) and counts messages.
 
 A broadcast puts one small message on every stream's outbox:
     E<id>  latch: INSERT a row into the client's own SQLite file (WAL, synchronous=FULL,
@@ -15,71 +19,59 @@ A broadcast puts one small message on every stream's outbox:
     N<id>  latch without the durable write: ack at once
 and the server times it from the first put to the N-th ack read.
 
-Both roles talk to the driver in JSON lines: `{"ready": true}` once, then exactly one
-answer line per command line read from stdin. EOF on stdin or `{"cmd": "exit"}` ends them.
+`permit` answers every RequestPermit with a constant grant (protobuf, as any AgentLocal
+server must); the boundary bench's floor for a permit round trip.
+
+All roles speak bench/_worker.py's protocol with the driver. Clients leave at once when it
+ends (thousands of live channels make an orderly exit slow); servers stop in order.
 """
 
 import asyncio
 import contextlib
-import json
 import os
 import random
-import resource
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 import grpc
+from _worker import (
+    Command,
+    describe,
+    failure_kind,
+    load_spec,
+    raise_nofile,
+    serve_commands,
+    start_ramped,
+)
 
-METHOD = "/bench.Estop/Connect"
+from edgecommon.pb import agent_pb2, agent_pb2_grpc
+
+METHOD = "/bench.Floor/Connect"
 REGISTER_TIMEOUT_S = 10.0
 STREAM_DEADLINE_S = 7200.0
-HEARTBEAT_S = 1.0
+STOP_GRACE_S = 5.0
 BACKOFF_INITIAL_S = 0.5
-BACKOFF_CAP_S = 30.0
+BACKOFF_CAP_S = 30.0  # the agent's [link] reconnect_max_s default
 # About the size of the product's serialized Heartbeat (seq, version, 4 floats, rss).
 HEARTBEAT_BODY = b"H" + bytes(47)
 SCHEMA = "CREATE TABLE IF NOT EXISTS latch (id TEXT PRIMARY KEY)"
-
-
-def raise_nofile() -> None:
-    """Soft file-descriptor limit up to the hard one: a socket and 3 SQLite files per client."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def emit(line: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
 
 
 def options(spec: dict[str, Any], key: str) -> list[tuple[str, int | str]]:
     return [(name, value) for name, value in spec[key]]
 
 
-async def stdin_reader() -> asyncio.StreamReader:
-    reader = asyncio.StreamReader()
-    loop = asyncio.get_running_loop()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    return reader
-
-
-async def serve_commands(handle: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]) -> None:
-    """Answer the driver's commands one at a time until EOF or `exit`."""
-    commands = await stdin_reader()
-    emit({"ready": True})
-    while line := await commands.readline():
-        command = json.loads(line)
-        if command["cmd"] == "exit":
-            break
-        emit(await handle(command))
-    sys.stdout.flush()
-    os._exit(0)  # thousands of live channels make an orderly exit slow
+def server_credentials(spec: dict[str, Any]) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials(
+        [(Path(spec["key"]).read_bytes(), Path(spec["cert"]).read_bytes())],
+        root_certificates=Path(spec["ca"]).read_bytes(),
+        require_client_auth=True,
+    )
 
 
 # --- server ------------------------------------------------------------------------------
@@ -104,10 +96,13 @@ class Broadcast:
 
 @dataclass
 class FloorServer:
-    """Open streams (name -> outbox), heartbeats counted, the broadcast being timed."""
+    """Open streams (name -> outbox), messages counted, the broadcast being timed."""
 
     sessions: dict[str, asyncio.Queue[bytes | None]] = field(default_factory=dict)
+    messages: int = 0
     heartbeats: int = 0
+    first_register_wall: float = 0.0
+    last_register_wall: float = 0.0
     current: Broadcast | None = None
 
     async def connect(self, request_iterator: object, context: grpc.aio.ServicerContext) -> None:
@@ -117,12 +112,15 @@ class FloorServer:
             return
         if first is grpc.aio.EOF or not first.startswith(b"R"):
             return
+        self.messages += 1
         name = first[1:].decode()
         outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         previous = self.sessions.get(name)
         if previous is not None:
             previous.put_nowait(None)
         self.sessions[name] = outbox
+        self.last_register_wall = time.time()
+        self.first_register_wall = self.first_register_wall or self.last_register_wall
         reader = asyncio.create_task(self._read(context, outbox))
         try:
             await context.write(b"OK")
@@ -136,6 +134,7 @@ class FloorServer:
     async def _read(self, context: grpc.aio.ServicerContext, outbox: asyncio.Queue) -> None:
         try:
             while (message := await context.read()) is not grpc.aio.EOF:
+                self.messages += 1
                 if message.startswith(b"H"):
                     self.heartbeats += 1
                 elif message.startswith(b"A"):
@@ -146,7 +145,11 @@ class FloorServer:
             pass
         outbox.put_nowait(None)
 
-    async def broadcast(self, kind: str, message_id: str, timeout_s: float) -> dict[str, Any]:
+    def close_all(self) -> None:
+        for outbox in list(self.sessions.values()):
+            outbox.put_nowait(None)
+
+    async def broadcast(self, kind: str, message_id: str, timeout_s: float) -> Command:
         """Put `kind+id` on every outbox; seconds from the first put to the last ack."""
         current = Broadcast(message_id.encode(), len(self.sessions))
         self.current = current
@@ -164,9 +167,16 @@ class FloorServer:
             "t0": wall0,
         }
 
-    async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, command: Command) -> Command:
         if command["cmd"] == "status":
-            return {"registered": len(self.sessions), "heartbeats": self.heartbeats}
+            return {
+                "t": time.time(),
+                "registered": len(self.sessions),
+                "messages": self.messages,
+                "heartbeats": self.heartbeats,
+                "first": self.first_register_wall,
+                "last": self.last_register_wall,
+            }
         if command["cmd"] == "broadcast":
             return await self.broadcast(command["kind"], command["id"], command["timeout"])
         return {"error": f"unknown command {command['cmd']!r}"}
@@ -177,17 +187,34 @@ async def serve(spec: dict[str, Any]) -> None:
     server = grpc.aio.server(options=options(spec, "server_options"))
     handler = grpc.stream_stream_rpc_method_handler(state.connect)
     server.add_generic_rpc_handlers(
-        (grpc.method_handlers_generic_handler("bench.Estop", {"Connect": handler}),)
+        (grpc.method_handlers_generic_handler("bench.Floor", {"Connect": handler}),)
     )
-    creds = grpc.ssl_server_credentials(
-        [(Path(spec["key"]).read_bytes(), Path(spec["cert"]).read_bytes())],
-        root_certificates=Path(spec["ca"]).read_bytes(),
-        require_client_auth=True,
-    )
-    if server.add_secure_port(spec["listen"], creds) == 0:
+    if server.add_secure_port(spec["listen"], server_credentials(spec)) == 0:
         raise OSError(f"cannot listen on {spec['listen']}")
     await server.start()
     await serve_commands(state.handle)
+    state.close_all()
+    await server.stop(STOP_GRACE_S)
+
+
+class BarePermits(agent_pb2_grpc.AgentLocalServicer):
+    async def RequestPermit(
+        self, request: agent_pb2.PermitRequest, context: grpc.aio.ServicerContext
+    ) -> agent_pb2.PermitDecision:
+        return agent_pb2.PermitDecision(granted=True, reason="granted")
+
+
+async def serve_permits(spec: dict[str, Any]) -> None:
+    server = grpc.aio.server()
+    agent_pb2_grpc.add_AgentLocalServicer_to_server(BarePermits(), server)
+    server.add_insecure_port(f"unix:{spec['socket']}")
+    await server.start()
+
+    async def no_commands(command: Command) -> Command:
+        return {"error": f"unknown command {command['cmd']!r}"}
+
+    await serve_commands(no_commands)
+    await server.stop(STOP_GRACE_S)
 
 
 # --- clients -----------------------------------------------------------------------------
@@ -195,14 +222,16 @@ async def serve(spec: dict[str, Any]) -> None:
 
 @dataclass
 class Client:
-    """One simulated bare agent: its certificate, its own SQLite latch, its link state."""
+    """One simulated bare agent: its certificate, its own SQLite latch (if any), its link."""
 
     name: str
     key: bytes
     cert: bytes
-    db: aiosqlite.Connection
+    db: aiosqlite.Connection | None
     connected: bool = False
+    since_wall: float = 0.0
     connects: int = 0
+    heartbeats: int = 0
 
 
 async def open_db(path: Path) -> aiosqlite.Connection:
@@ -216,11 +245,11 @@ async def open_db(path: Path) -> aiosqlite.Connection:
 async def apply(client: Client, message: bytes, outbox: asyncio.Queue[bytes]) -> None:
     """Do the latch work a message asks for, then queue its ack."""
     kind, message_id = message[:1], message[1:].decode()
-    if kind == b"E":
+    if kind == b"E" and client.db is not None:
         await client.db.execute("INSERT OR IGNORE INTO latch VALUES (?)", (message_id,))
-    elif kind == b"R":
+    elif kind == b"R" and client.db is not None:
         await client.db.execute("DELETE FROM latch WHERE id = ?", (message_id,))
-    elif kind != b"N":
+    elif kind not in (b"E", b"R", b"N"):
         return
     outbox.put_nowait(b"A" + message[1:])
 
@@ -230,9 +259,10 @@ async def write_loop(call: grpc.aio.StreamStreamCall, outbox: asyncio.Queue[byte
         await call.write(await outbox.get())
 
 
-async def heartbeat_loop(outbox: asyncio.Queue[bytes], period_s: float) -> None:
+async def heartbeat_loop(client: Client, outbox: asyncio.Queue[bytes], period_s: float) -> None:
     while True:
         outbox.put_nowait(HEARTBEAT_BODY)
+        client.heartbeats += 1
         await asyncio.sleep(period_s)
 
 
@@ -241,7 +271,7 @@ async def read_loop(
 ) -> None:
     while (message := await call.read()) is not grpc.aio.EOF:
         await apply(client, message, outbox)
-    raise ConnectionError("server ended the stream")
+    raise ConnectionError("the server ended the stream")
 
 
 async def attempt(spec: dict[str, Any], ca: bytes, client: Client) -> None:
@@ -254,30 +284,17 @@ async def attempt(spec: dict[str, Any], ca: bytes, client: Client) -> None:
             await call.write(b"R" + client.name.encode())
             first = await asyncio.wait_for(call.read(), REGISTER_TIMEOUT_S)
             if first is grpc.aio.EOF:
-                raise ConnectionError("server closed the stream before registering")
-            client.connected = True
+                raise ConnectionError("the server ended the stream before registering")
+            client.connected, client.since_wall = True, time.time()
             client.connects += 1
             outbox: asyncio.Queue[bytes] = asyncio.Queue()
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(write_loop(call, outbox))
-                tg.create_task(heartbeat_loop(outbox, spec.get("heartbeat_s", HEARTBEAT_S)))
+                tg.create_task(heartbeat_loop(client, outbox, spec["heartbeat_s"]))
                 tg.create_task(read_loop(call, client, outbox))
         finally:
             client.connected = False
             call.cancel()
-
-
-async def run_client(spec: dict[str, Any], ca: bytes, client: Client, rng: random.Random) -> None:
-    """Connect forever with the product's backoff shape: uniform(0, min(cap, 0.5 * 2**n))."""
-    n = 0
-    while True:
-        before = client.connects
-        with contextlib.suppress(Exception):  # any failure: back off and retry, as the agent
-            await attempt(spec, ca, client)
-        if client.connects > before:
-            n = 0
-        await asyncio.sleep(rng.uniform(0.0, min(BACKOFF_CAP_S, BACKOFF_INITIAL_S * 2**n)))
-        n += 1
 
 
 @dataclass
@@ -287,64 +304,90 @@ class ClientPool:
     spec: dict[str, Any]
     ca: bytes
     clients: list[Client]
+    fails: Counter[str] = field(default_factory=Counter)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
-    starter: asyncio.Task[None] | None = None
+    starter: asyncio.Task[list[asyncio.Task[None]]] | None = None
+
+    async def run_client(self, client: Client, rng: random.Random) -> None:
+        """Connect forever with the agent's backoff shape: uniform(0, min(cap, 0.5 * 2**n))."""
+        n = 0
+        while True:
+            before = client.connects
+            try:
+                await attempt(self.spec, self.ca, client)
+            except Exception as exc:  # any failure: back off and retry, as the agent does
+                self.fails[failure_kind(describe(exc, limit=10_000))] += 1
+            if client.connects > before:
+                n = 0
+            cap = self.spec["reconnect_max_s"] or BACKOFF_CAP_S
+            await asyncio.sleep(rng.uniform(0.0, min(cap, BACKOFF_INITIAL_S * 2**n)))
+            n += 1
 
     async def rows(self, message_id: str) -> int:
         """How many clients hold a latch row for `message_id`, read from their databases."""
 
-        async def one(client: Client) -> int:
-            async with client.db.execute(
-                "SELECT count(*) FROM latch WHERE id = ?", (message_id,)
-            ) as cur:
+        async def one(db: aiosqlite.Connection) -> int:
+            async with db.execute("SELECT count(*) FROM latch WHERE id = ?", (message_id,)) as cur:
                 row = await cur.fetchone()
             return int(row[0]) if row else 0
 
-        return sum(await asyncio.gather(*(one(c) for c in self.clients)))
+        return sum(await asyncio.gather(*(one(c.db) for c in self.clients if c.db is not None)))
 
-    async def start(self, rate: float) -> None:
-        """Start the clients `rate` per second (connecting is not what is measured)."""
-        for i, client in enumerate(self.clients):
-            rng = random.Random(self.spec["seed"] + i)
-            self.tasks.append(asyncio.create_task(run_client(self.spec, self.ca, client, rng)))
-            await asyncio.sleep(1.0 / rate)
+    def status(self) -> Command:
+        up = [c.since_wall for c in self.clients if c.connected]
+        return {
+            "t": time.time(),
+            "connected": len(up),
+            "last": max(up, default=0.0),
+            "connects": sum(c.connects for c in self.clients),
+            "heartbeats": sum(c.heartbeats for c in self.clients),
+            "fails": dict(self.fails),
+            "ended": {},
+        }
 
-    async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, command: Command) -> Command:
         if command["cmd"] == "connect":
-            self.starter = asyncio.create_task(self.start(command["rate"]))
+            coros = [
+                self.run_client(c, random.Random(self.spec["seed"] + i))
+                for i, c in enumerate(self.clients)
+            ]
+            names = [c.name for c in self.clients]
+            self.starter = asyncio.create_task(start_ramped(coros, command["rate"], names))
             return {"ok": True}
         if command["cmd"] == "status":
-            return {
-                "connected": sum(c.connected for c in self.clients),
-                "connects": sum(c.connects for c in self.clients),
-            }
+            return self.status()
         if command["cmd"] == "rows":
             return {"rows": await self.rows(command["id"])}
         return {"error": f"unknown command {command['cmd']!r}"}
 
 
 async def clients_main(spec: dict[str, Any]) -> None:
-    certs, db_dir = Path(spec["certs"]), Path(spec["db_dir"])
-    db_dir.mkdir(parents=True, exist_ok=True)
+    certs, names = Path(spec["certs"]), spec["names"]
     ca = (certs / "ca.crt").read_bytes()
-    names = spec["names"]
-    dbs = await asyncio.gather(*(open_db(db_dir / f"{name}.db") for name in names))
+    dbs: list[aiosqlite.Connection | None] = [None] * len(names)
+    if spec["durable"]:
+        db_dir = Path(spec["state_dir"])
+        db_dir.mkdir(parents=True, exist_ok=True)
+        dbs = list(await asyncio.gather(*(open_db(db_dir / f"{name}.db") for name in names)))
     clients = [
         Client(name, (certs / f"{name}.key").read_bytes(), (certs / f"{name}.crt").read_bytes(), db)
         for name, db in zip(names, dbs, strict=True)
     ]
     await serve_commands(ClientPool(spec, ca, clients).handle)
+    sys.stdout.flush()
+    os._exit(0)  # thousands of live channels make an orderly exit slow
 
 
 def main() -> None:
-    role, spec_path = sys.argv[1], sys.argv[2]
-    spec = json.loads(Path(spec_path).read_text())
+    role, spec = sys.argv[1], load_spec(sys.argv[2])
     raise_nofile()
+    os.nice(spec.get("nice", 0))
     if role == "server":
         asyncio.run(serve(spec))
     elif role == "clients":
-        os.nice(spec.get("nice", 0))
         asyncio.run(clients_main(spec))
+    elif role == "permit":
+        asyncio.run(serve_permits(spec))
     else:
         raise SystemExit(f"unknown role {role!r}")
 
