@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import grpc
 
 from agent.credentials import NodeCredentials
-from agent.peer import PeerService, append_result
+from agent.peer import PeerService
 from agent.replica import ReplicaLoop
-from agent.replication import Replication, entry_pb
+from agent.replication import Replication, append_result, entry_pb
 from edgecommon.boundary import BadRequest
 from edgecommon.errors import Conflict, EdgeError, InvalidArgument
 from edgecommon.pb import replication_pb2, replication_pb2_grpc
@@ -49,7 +49,7 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
         self, request: replication_pb2.AppendRequest, context: grpc.aio.ServicerContext
     ) -> replication_pb2.AppendResult:
         rep = self._rep()
-        return append_result(rep, await rep.append(request.key, request.value))
+        return append_result(await rep.append(request.key, request.value), rep.me.name)
 
     async def AppendStream(
         self,
@@ -68,7 +68,8 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
 
         async def one(request: replication_pb2.AppendRequest) -> None:
             try:
-                result = append_result(rep, await rep.append(request.key, request.value))
+                outcome = await rep.append(request.key, request.value)
+                result = append_result(outcome, rep.me.name)
             except EdgeError as exc:
                 result = replication_pb2.AppendResult(error=str(exc))
             result.request_id = request.request_id

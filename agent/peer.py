@@ -22,7 +22,7 @@ import grpc
 from cryptography import x509
 
 from agent.credentials import NodeCredentials, channel_credentials
-from agent.replication import AppendOutcome, Replication, entry_pb
+from agent.replication import Replication, append_result, entry_pb
 from agent.revocations import RevokedSerials
 from edgecommon import grpcopts, pki
 from edgecommon.boundary import RequestBoundary
@@ -246,20 +246,7 @@ class PeerService(replication_pb2_grpc.PeerServicer):
         log.info(
             "entry %d appended for operator %s (through the hub)", outcome.entry.index, operator
         )
-        return append_result(self.rep, outcome)
-
-
-def append_result(rep: Replication, outcome: AppendOutcome) -> replication_pb2.AppendResult:
-    e = outcome.entry
-    return replication_pb2.AppendResult(
-        index=e.index,
-        epoch=e.epoch,
-        hash=e.hash,
-        committed=True,
-        confirmed_by=outcome.confirmed_by,
-        leader=rep.me.name,
-        mode=outcome.mode,
-    )
+        return append_result(outcome, self.rep.me.name)
 
 
 async def start_peer_server(

@@ -144,6 +144,21 @@ def entry_pb(e: Entry) -> replication_pb2.Entry:
     )
 
 
+def append_result(outcome: AppendOutcome, leader: str) -> replication_pb2.AppendResult:
+    """The answer to a committed append, the same wherever it was asked for: the local API
+    (agent/journal_api.py) and the hub's forwarded appends (agent/peer.py)."""
+    e = outcome.entry
+    return replication_pb2.AppendResult(
+        index=e.index,
+        epoch=e.epoch,
+        hash=e.hash,
+        committed=True,
+        confirmed_by=outcome.confirmed_by,
+        leader=leader,
+        mode=outcome.mode,
+    )
+
+
 def entry_of(m: replication_pb2.Entry) -> Entry:
     return Entry(m.index, m.epoch, m.prev_hash, m.hash, m.key, m.payload, m.appended_unix)
 

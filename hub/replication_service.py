@@ -1,16 +1,18 @@
-"""The Replication service: the journal's quorum and divergence for operators."""
+"""The Replication service: the journal's quorum and divergence for operators, and their
+appends, forwarded to the group's leader on the hub's pooled channel to it
+(hub/leader_channels.py)."""
 
 import logging
-from collections.abc import Callable
 
 import grpc
 
 from edgecommon.errors import Conflict
 from edgecommon.identity import Kind
 from edgecommon.pb import replication_pb2, replication_pb2_grpc
-from edgecommon.peerwire import ON_BEHALF_OF, peer_options
+from edgecommon.peerwire import ON_BEHALF_OF
 from edgecommon.rpc import handle_errors, raise_from_rpc
 from hub.auth import PeerVerifier
+from hub.leader_channels import LeaderChannels
 from hub.replication import ReplicationManager
 
 log = logging.getLogger("edge-hub.replication")
@@ -22,11 +24,11 @@ class ReplicationService(replication_pb2_grpc.ReplicationServicer):
         self,
         manager: ReplicationManager,
         verifier: PeerVerifier,
-        channel_credentials: Callable[[], grpc.ChannelCredentials],
+        leaders: LeaderChannels,
     ) -> None:
         self.manager = manager
         self.verifier = verifier
-        self.channel_credentials = channel_credentials
+        self.leaders = leaders
 
     @handle_errors
     async def QuorumStatus(
@@ -73,20 +75,14 @@ class ReplicationService(replication_pb2_grpc.ReplicationServicer):
                 + (f" ({where.leader} has not reported its peer address)" if where.leader else "")
             )
         timeout = context.time_remaining() or APPEND_TIMEOUT_S
-        async with grpc.aio.secure_channel(
-            where.peer_address,
-            self.channel_credentials(),
-            options=peer_options(where.leader),
-        ) as channel:
-            try:
-                result: replication_pb2.AppendResult = await replication_pb2_grpc.PeerStub(
-                    channel
-                ).Append(
+        try:
+            async with self.leaders.peer(request.group, where.leader, where.peer_address) as peer:
+                result: replication_pb2.AppendResult = await peer.Append(
                     replication_pb2.AppendRequest(key=request.key, value=request.value),
                     timeout=min(timeout, APPEND_TIMEOUT_S),
                     metadata=((ON_BEHALF_OF, operator.name),),
                 )
-            except grpc.aio.AioRpcError as err:
-                raise_from_rpc(err, f"leader {where.leader} at {where.peer_address}")
+        except grpc.aio.AioRpcError as err:
+            raise_from_rpc(err, f"leader {where.leader} at {where.peer_address}")
         log.info("journal entry %d of %s appended for %s", result.index, request.group, operator)
         return result

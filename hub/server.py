@@ -62,6 +62,7 @@ from hub.estop import EstopManager
 from hub.fleet_service import FleetService
 from hub.gate import Gate, GateInterceptor
 from hub.http_api import HttpAuth, read_token, start_http
+from hub.leader_channels import LeaderChannels
 from hub.leases import LeaseManager
 from hub.link_service import LinkService
 from hub.rbac.source import RbacSource
@@ -103,6 +104,7 @@ class HubParts:
     rbac: RbacSource
     gate: Gate
     audit: AuditEmitter
+    leader_channels: LeaderChannels
     replication: ReplicationManager | None = None
 
 
@@ -173,8 +175,9 @@ async def build(
     )
     rbac_pb2_grpc.add_RbacServicer_to_server(RbacService(gate, verifier, registry.groups), server)
     audit_pb2_grpc.add_AuditServicer_to_server(AuditService(audit, gate, verifier, clock), server)
+    leader_channels = LeaderChannels(trust, clock, config.certs.max_connection_age_s)
     replication_pb2_grpc.add_ReplicationServicer_to_server(
-        ReplicationService(replication, verifier, trust.channel_credentials), server
+        ReplicationService(replication, verifier, leader_channels), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -207,6 +210,7 @@ async def build(
         rbac,
         gate,
         audit,
+        leader_channels,
         replication,
     )
 
@@ -334,6 +338,7 @@ async def _serve(
         if http is not None:
             await http.cleanup()
         await parts.server.stop(None)
+        await parts.leader_channels.close()  # no call uses them once the server stopped
         await parts.registry.flush()
         await parts.estops.flush()
         await parts.gate.flush()

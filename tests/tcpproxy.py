@@ -22,6 +22,7 @@ class TcpProxy:
     _server: asyncio.base_events.Server | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
     _cut: bool = False
+    accepted: int = 0  # connections forwarded to the target, since start()
 
     @property
     def address(self) -> str:
@@ -104,6 +105,7 @@ class TcpProxy:
         except OSError:
             writer.transport.abort()
             return
+        self.accepted += 1
         self._writers |= {writer, up_writer}
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
 
