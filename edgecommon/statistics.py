@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from enum import Enum
 from typing import Any, Protocol
 
+from edgecommon.cli.output import iso
+
 
 class Observed(Protocol):
     def statistics(self) -> Any: ...
@@ -84,6 +86,26 @@ def parse(text: str) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def shown(data: Any) -> Any:
+    """The sections as edgectl's JSON shows them: a wall-clock time (a field named
+    `X_unix`) becomes `X`, an ISO 8601 UTC string (null when never), like every other
+    time edgectl prints."""
+    if isinstance(data, dict):
+        return {
+            (k.removesuffix("_unix") if _is_time(k, v) else k): (
+                iso(v) if _is_time(k, v) else shown(v)
+            )
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [shown(v) for v in data]
+    return data
+
+
+def _is_time(key: str, value: Any) -> bool:
+    return key.endswith("_unix") and isinstance(value, int | float)
+
+
 def brief(section: Mapping[str, Any], limit: int = 8) -> str:
     """One line for people: the section's states and its counters that are not zero, in
     field order, at most `limit` of them (nested tables and wall-clock times left out:
@@ -97,7 +119,8 @@ def brief(section: Mapping[str, Any], limit: int = 8) -> str:
         elif value is False or value == 0 or value == "":
             continue
         elif isinstance(value, float):
-            words.append(f"{key} {value:.3g}")
+            # Three significant digits, but never an exponent: 0.123, 9.46, 259194.
+            words.append(f"{key} {value:.3g}" if abs(value) < 1000 else f"{key} {value:.0f}")
         else:
             words.append(f"{key} {value}")
     if len(words) > limit:

@@ -72,7 +72,12 @@ async def fleet_status(app: App) -> int:
         for d, n in zip(nodes, answer.nodes, strict=True)
     ]
     hub = statistics.parse(answer.statistics_json)
-    data = {"nodes": nodes, "online": answer.online, "offline": answer.offline, "statistics": hub}
+    data = {
+        "nodes": nodes,
+        "online": answer.online,
+        "offline": answer.offline,
+        "statistics": statistics.shown(hub),
+    }
     footer = f"{answer.online} online, {answer.offline} not online, {len(nodes)} enrolled"
     app.out.table(
         data,

@@ -47,7 +47,7 @@ def status_data(s: agent_pb2.AgentStatus, now: float) -> dict[str, object]:
         "ready": s.ready,
         "not_ready_reason": s.not_ready_reason or None,
         "versions": {"agent": s.agent_version, "python": s.python_version, "grpc": s.grpc_version},
-        "statistics": statistics.parse(s.statistics_json),
+        "statistics": statistics.shown(statistics.parse(s.statistics_json)),
     }
 
 
