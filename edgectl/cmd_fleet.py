@@ -76,7 +76,7 @@ async def fleet_status(app: App) -> int:
         "nodes": nodes,
         "online": answer.online,
         "offline": answer.offline,
-        "statistics": statistics.shown(hub),
+        "statistics": statistics.shown(hub) if hub else None,  # None: a --group request
     }
     footer = f"{answer.online} online, {answer.offline} not online, {len(nodes)} enrolled"
     app.out.table(

@@ -104,7 +104,9 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             online=online,
             offline=len(views) - online,
             hub_time_unix=self.clock.wall(),
-            statistics_json=self.statistics.json(),
+            # The hub's own figures are fleet-wide (every group's leases, for one): shown
+            # only to a fleet-wide request, which RBAC allowed on the whole fleet.
+            statistics_json="" if request.group else self.statistics.json(),
         )
 
     @handle_errors

@@ -95,7 +95,6 @@ class GateStatistics:
     denied: int  # authenticated callers denied, and callers without a valid credential
     bypassed: int  # let through unchecked with enforcement off
     unrecorded: int  # actions that proceeded without an audit event (emergency stops only)
-    recent_denials: tuple[str, ...]  # the last 20, oldest first
     unauthenticated: DenialStatistics
 
 
@@ -131,7 +130,6 @@ class Gate:
             denied=c.denied,
             bypassed=c.bypassed,
             unrecorded=c.unrecorded,
-            recent_denials=tuple(c.recent_denials),
             unauthenticated=self.anonymous.statistics(),
         )
 

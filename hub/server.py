@@ -83,6 +83,9 @@ SERVICE_NAMES = (
     certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name,
     replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
 )
+# The hub's statistics sections in `edgectl fleet status` (fleet.read on the fleet). The RBAC
+# source's and the audit log's stay behind their own permissions: `edgectl rbac status`
+# (rbac.read) and `edgectl audit status` (audit.read) show them.
 HUB_SECTIONS = (
     "registry",
     "link",
@@ -92,8 +95,6 @@ HUB_SECTIONS = (
     "replication",
     "gate",
     "boundary",
-    "rbac",
-    "audit",
 )
 GRACE_S = 5.0  # for RPCs in flight when the hub stops; then they are cancelled
 # From the first SIGTERM to exit, at most: the grace, the HTTP API's, the last flushes.
@@ -178,8 +179,6 @@ async def build(
             "replication": replication,
             "gate": gate,
             "boundary": boundary,
-            "rbac": rbac,
-            "audit": audit,
         },
     )
 

@@ -230,8 +230,6 @@ async def test_the_gate_counts_allowed_denied_and_unauthenticated_requests(
             4,
             0,
         )
-        assert len(stats.recent_denials) == 2
-        assert "stranger fleet.read on fleet" in stats.recent_denials[0]
         assert (stats.unauthenticated.denied, stats.unauthenticated.recorded) == (3, 1)
         assert stats.unauthenticated.windows == 1
         await gate.flush()  # the window's count is recorded
