@@ -55,7 +55,7 @@ class NodeFacts:
     credentials: NodeCredentials | None = None
     renewer: Renewer | None = None
     # Every component's statistics() (agent.status.AGENT_SECTIONS), attached as each starts.
-    statistics: StatisticsBoard = field(default_factory=statistics_board)
+    board: StatisticsBoard = field(default_factory=statistics_board)
 
     def readiness(self) -> tuple[bool, str]:
         if self.credentials is None:
@@ -128,7 +128,7 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
         elif facts.credentials is not None:
             answer.certificate.certificate_pem = facts.credentials.cert_pem
         answer.ready, answer.not_ready_reason = facts.readiness()
-        answer.statistics_json = facts.statistics.json()
+        answer.statistics_json = facts.board.json()
         return answer
 
     @handle_errors
@@ -321,9 +321,9 @@ async def start_local_server(
     server.add_insecure_port(relay.grpc_target)
     await server.start()
     await relay.start()
-    facts.statistics.attach("local_gate", gate)
-    facts.statistics.attach("local_relay", relay)
-    facts.statistics.attach("local_boundary", boundary)
+    facts.board.attach("local_gate", gate)
+    facts.board.attach("local_relay", relay)
+    facts.board.attach("local_boundary", boundary)
     log.info(
         "local access: node operators are root, %s and groups %s; workloads groups %s; "
         "journal writers groups %s",

@@ -114,7 +114,7 @@ async def run_journal(
     clock: Clock,
     parts: JournalParts,
     rep: Replication,
-    statistics: StatisticsBoard,
+    board: StatisticsBoard,
 ) -> None:
     """Serve the Peer service and follow the leader, for as long as the agent runs."""
     c = config.replication
@@ -127,8 +127,8 @@ async def run_journal(
     forensics = Path(c.forensics_dir) if c.forensics_dir else config.agent.state_dir / "forensics"
     parts.replica = replica = ReplicaLoop(rep, creds, forensics)
     parts.replication = rep
-    statistics.attach("peer", peer)
-    statistics.attach("replica", replica)
+    board.attach("peer", peer)
+    board.attach("replica", replica)
     log.info("journal: Peer service on %s, %d entries", rep.peer_address, rep.store.last.index)
     try:
         await parts.replica.run()
@@ -160,8 +160,8 @@ async def _serve(
     revoked = RevokedSerials(db)  # before the Peer service serves anyone
     await revoked.load()
     facts = NodeFacts(status, state_dir, clock.wall(), safety)
-    facts.statistics.attach("safety", safety)
-    facts.statistics.attach("journal", journal)
+    facts.board.attach("safety", safety)
+    facts.board.attach("journal", journal)
     paths = credentials.CredentialPaths.under(state_dir)
     token = ""
     if paths.enrolled():
@@ -207,14 +207,14 @@ async def _serve(
             ("replication", rep),
             ("renewal", renewer),
         ):
-            facts.statistics.attach(name, component)
+            facts.board.attach(name, component)
         link.on_credential_problem = lambda: reenroll(config, paths, renewer, status)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run(), name="hub-link")
             tg.create_task(keeper.run(), name="lease")
             tg.create_task(renewer.run(), name="renewal")
             tg.create_task(
-                run_journal(config, facts.credentials, clock, parts, rep, facts.statistics),
+                run_journal(config, facts.credentials, clock, parts, rep, facts.board),
                 name="journal",
             )
 

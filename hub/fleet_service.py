@@ -63,10 +63,10 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         estops: EstopManager,
         fleet_switch: FleetSwitch,
         leases: LeaseManager,
-        statistics: StatisticsBoard,
+        board: StatisticsBoard,
     ) -> None:
         self.leases = leases
-        self.statistics = statistics
+        self.board = board
         self.estops = estops
         self.fleet_switch = fleet_switch
         self.enrollment = enrollment
@@ -106,7 +106,7 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             hub_time_unix=self.clock.wall(),
             # The hub's own figures are fleet-wide (every group's leases, for one): shown
             # only to a fleet-wide request, which RBAC allowed on the whole fleet.
-            statistics_json="" if request.group else self.statistics.json(),
+            statistics_json="" if request.group else self.board.json(),
         )
 
     @handle_errors

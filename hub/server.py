@@ -168,7 +168,7 @@ async def build(
     )
     boundary = RequestBoundary(log, clock)
     # What `edgectl fleet status` shows of the hub itself, section by section, in this order.
-    statistics = StatisticsBoard(
+    board = StatisticsBoard(
         HUB_SECTIONS,
         {
             "registry": registry,
@@ -197,9 +197,7 @@ async def build(
     )
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
-        FleetService(
-            enrollment, registry, verifier, clock, estops, fleet_switch, leases, statistics
-        ),
+        FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases, board),
         server,
     )
     rbac_pb2_grpc.add_RbacServicer_to_server(RbacService(gate, verifier, registry.groups), server)

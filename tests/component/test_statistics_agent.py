@@ -355,7 +355,7 @@ async def test_renewal_counts_a_failed_attempt(tmp_path: Path) -> None:
 async def local(safety: Safety) -> AsyncIterator[tuple[LocalServer, NodeFacts]]:
     root = short_tmpdir()
     facts = NodeFacts(LinkStatus(FakeClock(), "127.0.0.1:1"), root, 0.0, safety)
-    facts.statistics.attach("safety", safety)
+    facts.board.attach("safety", safety)
     server = await start_local_server(root / "agent.sock", 0o660, facts, JournalParts())
     try:
         yield server, facts
@@ -390,4 +390,4 @@ async def test_local_status_carries_every_section_and_the_local_servers_counters
     async with channel(server.relay.grpc_path) as ch:
         with pytest.raises(grpc.aio.AioRpcError):
             await agent_pb2_grpc.AgentLocalStub(ch).Status(agent_pb2.StatusRequest(), timeout=5)
-    assert facts.statistics.snapshot()["local_gate"]["denied"] == 1
+    assert facts.board.snapshot()["local_gate"]["denied"] == 1
