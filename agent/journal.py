@@ -259,6 +259,15 @@ def _record_rewind(c: sqlite3.Connection, at_unix: float, kind: str, old: int, n
     )
 
 
+@dataclass(frozen=True)
+class JournalStatistics:
+    last_index: int
+    last_epoch: int
+    batches: int  # commits of appended entries since the agent started (group commit)
+    rewinds: int  # rewinds and resyncs recorded in the journal (ever)
+    led_epochs: int  # epochs in which this node appended as leader (ever)
+
+
 class JournalStore:
     def __init__(self, path: Path, wall: Callable[[], float]) -> None:
         self.path = path
@@ -296,6 +305,12 @@ class JournalStore:
             await self._run(self._db.close)
             self._pool.shutdown(wait=True)
             self._pool = None
+
+    def statistics(self) -> JournalStatistics:
+        last = self._last
+        return JournalStatistics(
+            last.index, last.epoch, self.batches, self.rewinds, len(self.led_epochs)
+        )
 
     @property
     def last(self) -> Position:

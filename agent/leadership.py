@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 
 import grpc
 
@@ -41,6 +42,27 @@ class Timing:
     renew_interval_s: float = 2.0
     renew_deadline_s: float = 1.0
     margin_s: float = 0.5
+
+
+class LeadershipState(StrEnum):
+    LEADER = "leader"  # this node holds the lease and believes it
+    REPLICA = "replica"  # another member leads
+    LEADERLESS = "leaderless"  # no leader known (or the hub not reached)
+
+
+@dataclass(frozen=True)
+class LeadershipStatistics:
+    state: LeadershipState
+    group: str
+    leader: str  # this node when it leads
+    epoch: int  # of this node's lease, 0 when it does not lead
+    time_left_s: float  # how long this node still believes its lease
+    reason: str  # the hub's last word, or why the last renewal failed
+    renewals: int  # renewals the hub answered since the agent started
+    failures: int  # renewals that got no answer (hub unreachable, or too late)
+    late: int  # of those, answers that did not come within the deadline
+    terms: int  # times this node became leader
+    step_downs: int  # switchovers that asked this node to step down
 
 
 class LeaseKeeper:
@@ -65,6 +87,8 @@ class LeaseKeeper:
         self._was_leader = False
         self._late = False  # the previous renewal got no answer within its deadline
         self._reconnect = False  # the previous call could not reach the hub
+        # Counted for statistics(), since the agent started.
+        self._answers = self._failures = self._late_count = self._terms = self._step_downs = 0
 
     @property
     def group(self) -> str:
@@ -84,6 +108,26 @@ class LeaseKeeper:
             reason=self.reason,
         )
 
+    def statistics(self) -> LeadershipStatistics:
+        leading, now = self.is_leader(), self.clock.monotonic()
+        if leading:
+            state = LeadershipState.LEADER
+        else:
+            state = LeadershipState.REPLICA if self.leader else LeadershipState.LEADERLESS
+        return LeadershipStatistics(
+            state=state,
+            group=self.group,
+            leader=self.creds.identity.name if leading else self.leader,
+            epoch=self.epoch if leading else 0,
+            time_left_s=round(max(0.0, self.leading_until - now), 3) if leading else 0.0,
+            reason=self.reason,
+            renewals=self._answers,
+            failures=self._failures,
+            late=self._late_count,
+            terms=self._terms,
+            step_downs=self._step_downs,
+        )
+
     def nudge(self) -> None:
         self.nudged.set()
 
@@ -96,6 +140,7 @@ class LeaseKeeper:
             )
             self.on_step_down(self.reason)
         elif leading and not self._was_leader:
+            self._terms += 1
             log.warning("leading group %s at epoch %d", self.group, self.epoch)
         self._was_leader = leading
         self.changed.set()
@@ -151,6 +196,9 @@ class LeaseKeeper:
             # deadline, and from `previous_late` on the next request.
             self._late = code is grpc.StatusCode.DEADLINE_EXCEEDED
             self._reconnect = code is grpc.StatusCode.UNAVAILABLE
+            self._failures += 1
+            if self._late:
+                self._late_count += 1
             self.reason = (
                 f"renewal got no answer within its {deadline:g}s deadline"
                 if self._late
@@ -158,6 +206,7 @@ class LeaseKeeper:
             )
             return
         self._late = False
+        self._answers += 1
         self.timing = Timing(
             answer.ttl_s or self.timing.ttl_s,
             answer.renew_interval_s or self.timing.renew_interval_s,
@@ -173,6 +222,7 @@ class LeaseKeeper:
             # (the hub keeps the lease exactly that long).
             pass
         elif answer.verdict == "step_down":
+            self._step_downs += 1
             epoch = self.epoch
             self.leading_until = 0.0
             self._notice()

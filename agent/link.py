@@ -57,6 +57,22 @@ class Handover(Exception):
         self.stream = stream
 
 
+@dataclass(frozen=True)
+class HubLinkStatistics:
+    state: HubState
+    since_unix: float  # when it entered that state
+    connects: int  # streams registered since the agent started
+    disconnects: int  # registered streams that went down
+    backoffs: int  # waits before another attempt
+    heartbeats_sent: int
+    outbox: int  # messages waiting to be written to the hub
+    handovers: int  # moves of the stream to a renewed certificate
+    handover_failures: int
+    draining: int  # replaced streams still applying what the hub sent on them
+    credential_problem: bool  # this node's own credential cannot work (see last_error)
+    last_error: str
+
+
 @dataclass(eq=False)
 class _Stream:
     channel: grpc.aio.Channel
@@ -97,6 +113,23 @@ class HubLink:
         self._drains: set[asyncio.Task[None]] = set()
         self.replication: Replication | None = None
         self.revocations: RevokedSerials | None = None
+
+    def statistics(self) -> HubLinkStatistics:
+        status, serving = self.status, self._serving
+        return HubLinkStatistics(
+            state=status.state,
+            since_unix=status.since_unix,
+            connects=status.connects,
+            disconnects=status.disconnects,
+            backoffs=status.backoffs,
+            heartbeats_sent=status.heartbeats_sent,
+            outbox=serving.outbox.qsize() if serving is not None else 0,
+            handovers=status.handovers,
+            handover_failures=status.handover_failures,
+            draining=sum(1 for task in self._drains if not task.done()),
+            credential_problem=bool(status.credential_problem),
+            last_error=status.last_error,
+        )
 
     async def run(self) -> None:
         attempt = 0

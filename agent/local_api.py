@@ -15,7 +15,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -29,13 +29,14 @@ from agent.local_relay import CallerRegistry, LocalRelay
 from agent.permits import HeldPermit, PermitOwner, PermitTable
 from agent.renewal import Renewer
 from agent.safety import Safety
-from agent.status import LinkStatus
+from agent.status import LinkStatus, statistics_board
 from edgecommon import grpcopts, pki
 from edgecommon.boundary import RequestBoundary
 from edgecommon.errors import Conflict, EdgeError, PermissionDenied
 from edgecommon.pb import agent_pb2, agent_pb2_grpc, replication_pb2_grpc
 from edgecommon.reasons import check_reason
 from edgecommon.rpc import handle_errors
+from edgecommon.statistics import StatisticsBoard
 from edgecommon.version import GRPC_VERSION, PRODUCT_VERSION, PYTHON_VERSION
 
 log = logging.getLogger("edge-agent.local")
@@ -53,6 +54,8 @@ class NodeFacts:
     safety: Safety
     credentials: NodeCredentials | None = None
     renewer: Renewer | None = None
+    # Every component's statistics() (agent.status.AGENT_SECTIONS), attached as each starts.
+    board: StatisticsBoard = field(default_factory=statistics_board)
 
     def readiness(self) -> tuple[bool, str]:
         if self.credentials is None:
@@ -125,6 +128,7 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
         elif facts.credentials is not None:
             answer.certificate.certificate_pem = facts.credentials.cert_pem
         answer.ready, answer.not_ready_reason = facts.readiness()
+        answer.statistics_json = facts.board.json()
         return answer
 
     @handle_errors
@@ -288,6 +292,7 @@ async def start_local_server(
     path.parent.mkdir(parents=True, exist_ok=True)
     callers = CallerRegistry()
     gate = LocalGate(callers, policy)
+    boundary = RequestBoundary(log)
     permits = facts.safety.permits
     relay = LocalRelay(
         path,
@@ -301,7 +306,7 @@ async def start_local_server(
     server = grpc.aio.server(
         # The boundary first (as on the hub): what does not decode or holds a field nothing
         # may store is refused before the gate looks at it.
-        interceptors=[RequestBoundary(log), gate],
+        interceptors=[boundary, gate],
         options=[
             ("grpc.max_receive_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES),
             ("grpc.max_send_message_length", grpcopts.MAX_LOCAL_MESSAGE_BYTES),
@@ -316,6 +321,9 @@ async def start_local_server(
     server.add_insecure_port(relay.grpc_target)
     await server.start()
     await relay.start()
+    facts.board.attach("local_gate", gate)
+    facts.board.attach("local_relay", relay)
+    facts.board.attach("local_boundary", boundary)
     log.info(
         "local access: node operators are root, %s and groups %s; workloads groups %s; "
         "journal writers groups %s",

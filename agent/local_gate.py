@@ -80,9 +80,18 @@ def caller_of(callers: CallerRegistry, context: grpc.aio.ServicerContext) -> Loc
 
 
 @dataclass
-class GateStatistics:
+class GateCounts:
+    """Counted as calls pass, since the agent started (statistics() is the snapshot)."""
+
     allowed: int = 0
     denied: int = 0
+
+
+@dataclass(frozen=True)
+class LocalGateStatistics:
+    allowed: int  # local calls let through
+    denied: int  # refused: unidentified caller, unmapped RPC, or the caller's role
+    quiet_callers: int  # (caller, RPC) pairs whose denials are rate-limited in the log now
 
 
 class LocalGate(grpc.aio.ServerInterceptor):
@@ -97,8 +106,11 @@ class LocalGate(grpc.aio.ServerInterceptor):
         self.callers = callers
         self.policy = policy
         self.monotonic = monotonic
-        self.stats = GateStatistics()
+        self.stats = GateCounts()
         self._logged: dict[tuple[int, str], float] = {}
+
+    def statistics(self) -> LocalGateStatistics:
+        return LocalGateStatistics(self.stats.allowed, self.stats.denied, len(self._logged))
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)

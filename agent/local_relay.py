@@ -126,12 +126,28 @@ class CallerRegistry:
     def open_for(self, uid: int) -> int:
         return self._open_by_uid[uid]
 
+    def users(self) -> int:
+        """Local users with an open connection."""
+        return len(self._open_by_uid)
+
 
 @dataclass
-class RelayStatistics:
+class RelayCounts:
+    """Counted as connections come and go, since the agent started."""
+
     accepted: int = 0
     refused: int = 0  # over [local].max_connections_per_caller, or unreadable credentials
     closed: int = 0
+
+
+@dataclass(frozen=True)
+class RelayStatistics:
+    accepted: int  # local connections relayed since the agent started
+    refused: int  # over [local].max_connections_per_caller, or unreadable credentials
+    closed: int
+    open: int  # relayed connections open now
+    connecting: int  # accepted, private side not connected yet
+    callers: int  # local users with an open connection
 
 
 class _Half(asyncio.Protocol):
@@ -205,12 +221,22 @@ class LocalRelay:
         self.max_per_caller = max_per_caller
         self.exempt = exempt
         self.on_closed = on_closed
-        self.stats = RelayStatistics()
+        self.stats = RelayCounts()
         self._pairs: set[_Pair] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._next = 0
         self._server: asyncio.AbstractServer | None = None
         self._refusals_logged: set[int] = set()
+
+    def statistics(self) -> RelayStatistics:
+        return RelayStatistics(
+            accepted=self.stats.accepted,
+            refused=self.stats.refused,
+            closed=self.stats.closed,
+            open=len(self._pairs),
+            connecting=len(self._connecting),
+            callers=self.callers.users(),
+        )
 
     @property
     def grpc_path(self) -> Path:

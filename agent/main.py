@@ -44,6 +44,7 @@ from edgecommon.daemon import (
 )
 from edgecommon.errors import ConfigError, EdgeError
 from edgecommon.sqlite_file import prepare_async
+from edgecommon.statistics import StatisticsBoard
 from edgecommon.version import PRODUCT_VERSION
 
 log = logging.getLogger("edge-agent")
@@ -113,17 +114,21 @@ async def run_journal(
     clock: Clock,
     parts: JournalParts,
     rep: Replication,
+    board: StatisticsBoard,
 ) -> None:
     """Serve the Peer service and follow the leader, for as long as the agent runs."""
     c = config.replication
-    server, port, parts.peer = await listening(
+    server, port, peer = await listening(
         f"the Peer address {c.listen}", start_peer_server(rep, creds, clock, c.listen)
     )
+    parts.peer = peer
     host = c.listen.rpartition(":")[0]
     rep.peer_address = c.advertise_address or f"{host}:{port}"
     forensics = Path(c.forensics_dir) if c.forensics_dir else config.agent.state_dir / "forensics"
-    parts.replica = ReplicaLoop(rep, creds, forensics)
+    parts.replica = replica = ReplicaLoop(rep, creds, forensics)
     parts.replication = rep
+    board.attach("peer", peer)
+    board.attach("replica", replica)
     log.info("journal: Peer service on %s, %d entries", rep.peer_address, rep.store.last.index)
     try:
         await parts.replica.run()
@@ -155,6 +160,8 @@ async def _serve(
     revoked = RevokedSerials(db)  # before the Peer service serves anyone
     await revoked.load()
     facts = NodeFacts(status, state_dir, clock.wall(), safety)
+    facts.board.attach("safety", safety)
+    facts.board.attach("journal", journal)
     paths = credentials.CredentialPaths.under(state_dir)
     token = ""
     if paths.enrolled():
@@ -194,13 +201,21 @@ async def _serve(
 
         renewer = Renewer(config, paths, facts.credentials, clock, rng, [adopt])
         facts.renewer = renewer
+        for name, component in (
+            ("link", link),
+            ("leadership", keeper),
+            ("replication", rep),
+            ("renewal", renewer),
+        ):
+            facts.board.attach(name, component)
         link.on_credential_problem = lambda: reenroll(config, paths, renewer, status)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(link.run(), name="hub-link")
             tg.create_task(keeper.run(), name="lease")
             tg.create_task(renewer.run(), name="renewal")
             tg.create_task(
-                run_journal(config, facts.credentials, clock, parts, rep), name="journal"
+                run_journal(config, facts.credentials, clock, parts, rep, facts.board),
+                name="journal",
             )
 
     try:

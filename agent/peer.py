@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
 
 import grpc
 from cryptography import x509
@@ -78,6 +79,13 @@ class CertificateRevoked(Unauthenticated):
         )
 
 
+@dataclass(frozen=True)
+class PeerStatistics:
+    refused_revoked: int  # calls refused: the caller's certificate is revoked
+    ended_by_revocation: int  # calls in flight ended when their certificate was revoked
+    revoked_serials: int  # on the hub's list this node holds
+
+
 class PeerService(replication_pb2_grpc.PeerServicer):
     def __init__(self, rep: Replication, creds: NodeCredentials, clock: Clock) -> None:
         self.rep = rep
@@ -89,12 +97,8 @@ class PeerService(replication_pb2_grpc.PeerServicer):
         self._revocation = asyncio.Event()
         rep.revoked.listeners.append(self._revoked)
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "refused_revoked": self.refused_revoked,
-            "ended_by_revocation": self.ended_by_revocation,
-            "revoked_serials": len(self.rep.revoked),
-        }
+    def statistics(self) -> PeerStatistics:
+        return PeerStatistics(self.refused_revoked, self.ended_by_revocation, len(self.rep.revoked))
 
     def _revoked(self, serials: frozenset[str]) -> None:
         self._revocation.set()

@@ -113,6 +113,16 @@ class HeldPermit:
     revoke_reason: Decision | None = None
 
 
+@dataclass(frozen=True)
+class PermitStatistics:
+    held: int
+    holders: int  # local users holding at least one permit
+    granted: int  # since the agent started
+    released: int  # by their holders
+    refused_over_limit: int  # grants refused by [local].max_permits_per_caller or _total
+    revoked: dict[Reason, int]  # per reason (a stop, a switch, leadership, a closed caller)
+
+
 class PermitTable:
     """Permits granted and not yet released. Revoking ends every watcher at once."""
 
@@ -120,9 +130,22 @@ class PermitTable:
         self.limits = limits or PermitLimits()
         self._held: dict[str, HeldPermit] = {}
         self._per_uid: Counter[int] = Counter()
+        # Counted for statistics(), since the agent started.
+        self._granted = self._released = self._refused = 0
+        self._revoked: Counter[Reason] = Counter()
 
     def __len__(self) -> int:
         return len(self._held)
+
+    def statistics(self) -> PermitStatistics:
+        return PermitStatistics(
+            held=len(self._held),
+            holders=len(self._per_uid),
+            granted=self._granted,
+            released=self._released,
+            refused_over_limit=self._refused,
+            revoked={r: self._revoked[r] for r in Reason if r is not Reason.GRANTED},
+        )
 
     def grant(
         self,
@@ -138,16 +161,19 @@ class PermitTable:
         self._held[permit.permit_id] = permit
         if owner is not None:
             self._per_uid[owner.uid] += 1
+        self._granted += 1
         return permit
 
     def _check_limits(self, owner: PermitOwner | None) -> None:
         if owner is not None and self._per_uid[owner.uid] >= self.limits.per_caller:
+            self._refused += 1
             raise Overloaded(
                 f"{owner.user} (uid {owner.uid}) already holds {self._per_uid[owner.uid]} "
                 f"permits, the most [local].max_permits_per_caller = {self.limits.per_caller} "
                 "allows: release permits it no longer uses, or raise that limit in agent.toml"
             )
         if len(self._held) >= self.limits.total:
+            self._refused += 1
             raise Overloaded(
                 f"this agent already holds {len(self._held)} permits, the most "
                 f"[local].max_permits_total = {self.limits.total} allows: release permits "
@@ -169,11 +195,15 @@ class PermitTable:
         return permit
 
     def release(self, permit_id: str) -> bool:
-        return self._remove(permit_id) is not None
+        if self._remove(permit_id) is None:
+            return False
+        self._released += 1
+        return True
 
     def _revoke(self, permits: list[HeldPermit], why: Decision) -> list[HeldPermit]:
         for permit in permits:
             self._remove(permit.permit_id)
+            self._revoked[why.reason] += 1
             permit.revoke_reason = why
             permit.revoked.set()
         return permits

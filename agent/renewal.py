@@ -103,6 +103,16 @@ class RenewalStatus:
         )
 
 
+@dataclass(frozen=True)
+class RenewalStatistics:
+    state: RenewalState
+    renewals: int  # certificates renewed since the agent started
+    failures: int  # failed attempts in a row (0 after a renewal)
+    next_renewal_unix: float
+    last_renewal_unix: float
+    expires_in_s: float  # of the certificate in use
+
+
 Subscriber = Callable[[NodeCredentials], Awaitable[None]]
 
 
@@ -128,6 +138,18 @@ class Renewer:
         self._waiters: list[asyncio.Future[NodeCredentials]] = []
         self._attempt = 0
         self._schedule()
+
+    def statistics(self) -> RenewalStatistics:
+        s = self.status
+        expires = self.creds.cert.not_valid_after_utc.timestamp()
+        return RenewalStatistics(
+            state=s.state,
+            renewals=s.renewals,
+            failures=s.failures,
+            next_renewal_unix=s.next_renewal_unix,
+            last_renewal_unix=s.last_renewal_unix,
+            expires_in_s=round(expires - self.clock.wall(), 1),
+        )
 
     @property
     def target_s(self) -> float:

@@ -94,6 +94,15 @@ class Stream:
     token: bytes
 
 
+@dataclass(frozen=True)
+class ReplicaStatistics:
+    following: str  # the leader whose pull stream this replica follows ("" if none)
+    stream_epoch: int
+    recovering: bool  # a rewind or resync is running
+    resent: int  # entries the leader sent again that this replica already held
+    pull_problem: str  # why the last pull failed, until one succeeds
+
+
 class ReplicaLoop:
     def __init__(self, rep: Replication, creds: NodeCredentials, forensics_dir: Path) -> None:
         self.rep = rep
@@ -104,6 +113,16 @@ class ReplicaLoop:
         self.stream: Stream | None = None  # loaded from journal.db when the loop starts
         self.resent = 0  # entries the leader sent again, already held (counted positions)
         self._reported = ""  # the last pull failure logged (each distinct one once)
+
+    def statistics(self) -> ReplicaStatistics:
+        stream = self.stream
+        return ReplicaStatistics(
+            following=stream.leader if stream is not None else "",
+            stream_epoch=stream.epoch if stream is not None else 0,
+            recovering=self.recovering,
+            resent=self.resent,
+            pull_problem=self._reported,
+        )
 
     def _should_pull(self, plan: Plan) -> bool:
         me = self.rep.me.name

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from agent.config import ReplicationSection
@@ -56,6 +57,28 @@ class Leadership(Protocol):
     leader: str
 
     def is_leader(self) -> bool: ...
+
+
+class JournalRole(StrEnum):
+    LEADER = "leader"
+    REPLICA = "replica"
+    DIVERGED = "diverged"  # stopped pulling: its journal and the leader's disagree
+    IDLE = "idle"  # no leader known
+
+
+@dataclass(frozen=True)
+class ReplicationStatistics:
+    role: JournalRole
+    plan_revision: int  # of the hub's replication plan last received
+    leader: str
+    sync_members: int  # the plan's sync set and joining members
+    min_sync: int
+    commit_index: int  # as leader (0 otherwise)
+    replicas: int  # as leader: replicas whose pulls it counts
+    pull_streams: int  # as leader: replicas' pull streams it remembers
+    waiting_appends: int  # as leader: appends waiting for sync replicas
+    diverged_at: int
+    bad_peer: str
 
 
 @dataclass(frozen=True)
@@ -196,6 +219,31 @@ class Replication:
         self._led_epoch = 0
         self._base = 0  # the last index when this leadership began
         self._streams: dict[bytes, PullStream] = {}
+
+    def statistics(self) -> ReplicationStatistics:
+        # Read without `leading()`: a snapshot must not start a new leadership's counting.
+        lead = self.leadership
+        leading = lead.is_leader()
+        current = leading and lead.epoch == self._led_epoch
+        if leading:
+            role = JournalRole.LEADER
+        elif self.diverged_at:
+            role = JournalRole.DIVERGED
+        else:
+            role = JournalRole.REPLICA if self.plan.leader else JournalRole.IDLE
+        return ReplicationStatistics(
+            role=role,
+            plan_revision=self.plan.revision,
+            leader=self.plan.leader,
+            sync_members=len(self.plan.members),
+            min_sync=self.plan.min_sync,
+            commit_index=self.commit_index if current else 0,
+            replicas=len(self.progress) if current else 0,
+            pull_streams=len(self._streams) if current else 0,
+            waiting_appends=sum(1 for _, _, done in self._waiters if not done.done()),
+            diverged_at=self.diverged_at,
+            bad_peer=self.bad_peer,
+        )
 
     # --- the plan ---------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ disconnect longer than [safety].hub_loss_timeout_s puts it back to waiting.
 import asyncio
 import logging
 import secrets
+from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,7 @@ from agent.permits import (
     Decision,
     HeldPermit,
     PermitOwner,
+    PermitStatistics,
     PermitTable,
     Reason,
     SafetyFacts,
@@ -95,6 +97,23 @@ def sync_problem(
     )
 
 
+STOP_SOURCES = ("hub", *LOCAL_SOURCES)
+
+
+@dataclass(frozen=True)
+class SafetyStatistics:
+    decision: Reason  # what a permit request is answered now (granted, or why not)
+    hub_heard: bool  # the hub's stops and switch applied since the start (INV-BOOT-01)
+    link_up: bool
+    acting_alone: bool  # acting on stored state: hub not heard, on_hub_loss = continue
+    autonomy_effective: bool
+    stops: dict[str, int]  # latched now, per source: hub, local, hub_loss
+    latched: int  # stops latched since the agent started
+    released: int
+    requests: dict[Reason, int]  # permit requests answered since the start, per answer
+    permits: PermitStatistics
+
+
 def stop_message(stop: LatchedStop) -> agent_pb2.LatchedStop:
     return agent_pb2.LatchedStop(
         stop_id=stop.stop_id,
@@ -134,6 +153,9 @@ class Safety:
         self._acting_alone = False
         self._last_decision: Decision | None = None
         self.leadership: Leadership | None = None
+        # Counted for statistics(), since the agent started.
+        self._latched = self._released = 0
+        self._answers: Counter[Reason] = Counter()
 
     async def load(self) -> None:
         self.stops = {s.stop_id: s for s in await self.db.stops()}
@@ -198,13 +220,18 @@ class Safety:
             lead = self.leadership
             if lead is None or not lead.is_leader():
                 who = lead.leader if lead is not None and lead.leader else "nobody"
-                return Decision(
-                    False, Reason.NOT_LEADER, f"not the group's leader ({who} is)"
+                return self._answered(
+                    Decision(False, Reason.NOT_LEADER, f"not the group's leader ({who} is)")
                 ), None
             epoch = lead.epoch
         if not decision.granted or dry_run:
-            return decision, None
-        return decision, self.permits.grant(action, units, holder, self.clock.wall(), epoch, owner)
+            return self._answered(decision), None
+        held = self.permits.grant(action, units, holder, self.clock.wall(), epoch, owner)
+        return self._answered(decision), held
+
+    def _answered(self, decision: Decision) -> Decision:
+        self._answers[decision.reason] += 1
+        return decision
 
     def stepped_down(self, why: str) -> None:
         """Leadership ended: leader-only permits end with it."""
@@ -236,6 +263,7 @@ class Safety:
             return existing
         await self.db.latch(stop)
         self.stops[stop.stop_id] = stop
+        self._latched += 1
         log.warning(
             "EMERGENCY STOP latched: %s by %s: %s (%s)",
             stop.scope,
@@ -264,6 +292,7 @@ class Safety:
             return False
         await self.db.unlatch(stop_id)
         stop = self.stops.pop(stop_id)
+        self._released += 1
         log.warning("emergency stop released: %s (%s)", stop.scope, why)
         self.enforce()
         return True
@@ -391,6 +420,22 @@ class Safety:
             held_permits=len(self.permits),
             syncing=bool(facts.syncing),
             sync_detail=facts.syncing or self._sync_source(),
+        )
+
+    def statistics(self) -> SafetyStatistics:
+        facts = self.facts()
+        sources = Counter(s.source for s in self.stops.values())
+        return SafetyStatistics(
+            decision=decide(facts).reason,
+            hub_heard=self._heard_hub,
+            link_up=self._link_up,
+            acting_alone=not self._heard_hub and not facts.syncing,
+            autonomy_effective=facts.autonomy_effective,
+            stops={source: sources[source] for source in STOP_SOURCES},
+            latched=self._latched,
+            released=self._released,
+            requests={r: self._answers[r] for r in Reason if r is not Reason.HOLDER_GONE},
+            permits=self.permits.statistics(),
         )
 
     def _sync_source(self) -> str:

@@ -253,6 +253,13 @@ def decode(deserializer: Callable[[bytes], Message], raw: bytes) -> Message:
     return check_request(message)
 
 
+@dataclass(frozen=True)
+class BoundaryStatistics:
+    refused: int  # requests refused (INVALID_ARGUMENT) since the server started
+    refusal_keys: int  # (method, problem) pairs being rate-limited in the log now
+    not_logged: int  # refusals counted but not yet reported in a log line
+
+
 @dataclass
 class RefusalLog:
     """One log line per (method, problem) per interval; the rest are counted and reported
@@ -283,8 +290,8 @@ class RefusalLog:
         )
         self.log.warning("refused %s from %s: %s%s", method, peer or "?", problem, more)
 
-    def statistics(self) -> dict[str, int]:
-        return {"refused_requests": self.refused, "refusal_keys": len(self._next)}
+    def statistics(self) -> BoundaryStatistics:
+        return BoundaryStatistics(self.refused, len(self._next), sum(self._quiet.values()))
 
 
 class RequestBoundary(grpc.aio.ServerInterceptor):
@@ -292,6 +299,9 @@ class RequestBoundary(grpc.aio.ServerInterceptor):
 
     def __init__(self, log: logging.Logger, clock: Clock | None = None) -> None:
         self.refusals = RefusalLog(log, clock or SystemClock())
+
+    def statistics(self) -> BoundaryStatistics:
+        return self.refusals.statistics()
 
     async def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
         handler = await continuation(handler_call_details)

@@ -3,6 +3,7 @@
 import argparse
 import time
 
+from edgecommon import statistics
 from edgecommon.cli import exitcodes
 from edgecommon.cli.output import Column, ago, iso
 from edgecommon.pb import fleet_pb2
@@ -70,7 +71,14 @@ async def fleet_status(app: App) -> int:
         }
         for d, n in zip(nodes, answer.nodes, strict=True)
     ]
-    data = {"nodes": nodes, "online": answer.online, "offline": answer.offline}
+    hub = statistics.parse(answer.statistics_json)
+    data = {
+        "nodes": nodes,
+        "online": answer.online,
+        "offline": answer.offline,
+        "statistics": statistics.shown(hub) if hub else None,  # None: a --group request
+    }
+    footer = f"{answer.online} online, {answer.offline} not online, {len(nodes)} enrolled"
     app.out.table(
         data,
         rows,
@@ -83,7 +91,7 @@ async def fleet_status(app: App) -> int:
             Column("VERSION", "agent_version"),
             Column("REASON", "state_reason"),
         ],
-        footer=f"{answer.online} online, {answer.offline} not online, {len(nodes)} enrolled",
+        footer=footer + ("\n\n" + statistics.block("Hub statistics", hub) if hub else ""),
     )
     return exitcodes.OK
 

@@ -3,6 +3,7 @@
 import argparse
 import time
 
+from edgecommon import statistics
 from edgecommon.cli import exitcodes
 from edgecommon.cli.output import ago, iso
 from edgecommon.pb import agent_pb2
@@ -46,6 +47,7 @@ def status_data(s: agent_pb2.AgentStatus, now: float) -> dict[str, object]:
         "ready": s.ready,
         "not_ready_reason": s.not_ready_reason or None,
         "versions": {"agent": s.agent_version, "python": s.python_version, "grpc": s.grpc_version},
+        "statistics": statistics.shown(statistics.parse(s.statistics_json)),
     }
 
 
@@ -90,5 +92,9 @@ async def status(app: App) -> int:
     lines.append(
         ("Versions", f"agent {s.agent_version}, python {s.python_version}, grpc {s.grpc_version}")
     )
+    sections = statistics.parse(s.statistics_json)
+    if sections:
+        lines.append(("Statistics", statistics.SEE_JSON))
+        lines.extend(statistics.lines(sections))
     app.out.record(data, lines)
     return exitcodes.OK

@@ -28,9 +28,13 @@ class TokenBucket:
     def full(cls, rate_per_s: float, burst: float, now: float) -> "TokenBucket":
         return cls(rate_per_s, burst, burst, now)
 
-    def take(self, now: float, rng: random.Random) -> Admission:
+    def level(self, now: float) -> float:
+        """The tokens the bucket holds at `now` (it refills as time passes)."""
         elapsed = max(0.0, now - self.updated)
-        self.tokens = min(self.burst, self.tokens + elapsed * self.rate_per_s)
+        return min(self.burst, self.tokens + elapsed * self.rate_per_s)
+
+    def take(self, now: float, rng: random.Random) -> Admission:
+        self.tokens = self.level(now)
         self.updated = now
         if self.tokens >= 1.0:
             self.tokens -= 1.0

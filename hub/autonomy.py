@@ -33,6 +33,17 @@ class Applied:
     after_s: float
 
 
+@dataclass(frozen=True)
+class FleetSwitchStatistics:
+    enabled: bool
+    source: str  # where the value came from (edgecommon.autonomy_file)
+    error: str  # why the file could not be used, if it could not
+    revision: int
+    changes: int  # revisions this hub process made (file edits, `autonomy enable|disable`)
+    applied: int  # connected nodes that acknowledged the current revision
+    pending: int  # connected nodes that have not yet
+
+
 class FleetSwitch:
     def __init__(
         self, store: HubStore, registry: Registry, clock: Clock, config: AutonomySection
@@ -49,6 +60,7 @@ class FleetSwitch:
         self.applied: dict[str, Applied] = {}
         self._wake = asyncio.Event()
         self.ack_event = asyncio.Event()
+        self._changes = 0  # for statistics(), since the hub started
 
     async def load(self) -> None:
         stored = await self.store.get_setting(REVISION_SETTING)
@@ -65,6 +77,7 @@ class FleetSwitch:
 
     async def _bump(self) -> None:
         self.revision += 1
+        self._changes += 1
         await self.store.put_setting(
             REVISION_SETTING, f"{self.revision} {self._fingerprint(self.reading)}"
         )
@@ -124,6 +137,18 @@ class FleetSwitch:
         while self.pending() and time.monotonic() < deadline:
             self.ack_event.clear()
             await wait_for_event(self.ack_event, max(0.01, deadline - time.monotonic()))
+
+    def statistics(self) -> FleetSwitchStatistics:
+        pending = len(self.pending())
+        return FleetSwitchStatistics(
+            enabled=self.reading.enabled,
+            source=self.reading.source,
+            error=self.reading.error,
+            revision=self.revision,
+            changes=self._changes,
+            applied=len(self.registry.live_sessions()) - pending,
+            pending=pending,
+        )
 
     def pending(self) -> list[str]:
         return [

@@ -29,6 +29,13 @@ class Denial:
     last_unix: float
 
 
+@dataclass(frozen=True)
+class DenialStatistics:
+    denied: int  # callers without a valid credential, denied since the hub started
+    recorded: int  # audit events written for them (first of a window, or a window's count)
+    windows: int  # aggregation windows open now
+
+
 @dataclass
 class _Window:
     opened: float  # monotonic
@@ -108,9 +115,5 @@ class DenialAggregator:
             )
         ]
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "unauthenticated_denied": self.denied,
-            "unauthenticated_recorded": self.recorded,
-            "unauthenticated_windows": len(self._windows),
-        }
+    def statistics(self) -> DenialStatistics:
+        return DenialStatistics(self.denied, self.recorded, len(self._windows))

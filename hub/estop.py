@@ -35,6 +35,18 @@ class Ack:
     latency_s: float
 
 
+@dataclass(frozen=True)
+class EstopStatistics:
+    active: int  # stops engaged and not released
+    known: int  # every stop in the store, released ones too
+    engaged: int  # since the hub started
+    released: int  # stops released since the hub started
+    acks: int  # acknowledgements received since the hub started (first per node and stop)
+    acks_unsaved: int  # waiting for the next batch write
+    pending: int  # connected nodes in scope of an active stop that have not acknowledged it
+    max_ack_latency_s: float  # the slowest acknowledgement of an active stop (0: none)
+
+
 def command(stop: StopRecord) -> link_pb2.EstopCommand:
     return link_pb2.EstopCommand(
         stop_id=stop.stop_id,
@@ -62,6 +74,8 @@ class EstopManager:
         self._unsaved: list[AckRecord] = []
         self._wake = asyncio.Event()
         self.ack_event = asyncio.Event()
+        # Counted for statistics(), since the hub started.
+        self._engaged = self._released = self._acks_received = 0
 
     async def load(self) -> None:
         self.stops = {s.stop_id: s for s in await self.store.list_stops()}
@@ -93,6 +107,7 @@ class EstopManager:
         )
         await self.store.add_stop(stop)
         self.stops[stop.stop_id] = stop
+        self._engaged += 1
         sent = self._send(scope, link_pb2.HubMessage(estop=command(stop)), stop.stop_id)
         log.warning(
             "EMERGENCY STOP %s engaged on %s by %s: %s; sent to %d connected nodes",
@@ -127,6 +142,7 @@ class EstopManager:
                 operator,
             )
             self.stops[stop.stop_id] = done
+            self._released += 1
             released.append(done)
             self._send(scope, link_pb2.HubMessage(estop_release=release_command(done)), None)
         log.warning(
@@ -187,6 +203,7 @@ class EstopManager:
         )
         self.acks[ack.stop_id][node_id] = Ack(now, latency)
         self._unsaved.append(AckRecord(ack.stop_id, node_id, now, latency))
+        self._acks_received += 1
         self._wake.set()
         self.ack_event.set()
 
@@ -206,6 +223,22 @@ class EstopManager:
     async def flush(self) -> None:
         batch, self._unsaved = self._unsaved, []
         await self.store.save_acks(batch)
+
+    def statistics(self) -> EstopStatistics:
+        active = self.active()
+        latencies = [
+            ack.latency_s for stop in active for ack in self.acks.get(stop.stop_id, {}).values()
+        ]
+        return EstopStatistics(
+            active=len(active),
+            known=len(self.stops),
+            engaged=self._engaged,
+            released=self._released,
+            acks=self._acks_received,
+            acks_unsaved=len(self._unsaved),
+            pending=self.pending(),
+            max_ack_latency_s=max(latencies, default=0.0),
+        )
 
     def pending(self, stop_id: str = "") -> int:
         """Connected nodes in scope of the stop (or of every active stop) that have not

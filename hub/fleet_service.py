@@ -9,6 +9,7 @@ from edgecommon.errors import InvalidArgument, NotFound
 from edgecommon.identity import Kind
 from edgecommon.pb import fleet_pb2, fleet_pb2_grpc
 from edgecommon.rpc import handle_errors
+from edgecommon.statistics import StatisticsBoard
 from edgecommon.version import PRODUCT_VERSION
 from hub.auth import PeerVerifier
 from hub.autonomy import FleetSwitch
@@ -62,8 +63,10 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
         estops: EstopManager,
         fleet_switch: FleetSwitch,
         leases: LeaseManager,
+        board: StatisticsBoard,
     ) -> None:
         self.leases = leases
+        self.board = board
         self.estops = estops
         self.fleet_switch = fleet_switch
         self.enrollment = enrollment
@@ -101,6 +104,9 @@ class FleetService(fleet_pb2_grpc.FleetServicer):
             online=online,
             offline=len(views) - online,
             hub_time_unix=self.clock.wall(),
+            # The hub's own figures are fleet-wide (every group's leases, for one): shown
+            # only to a fleet-wide request, which RBAC allowed on the whole fleet.
+            statistics_json="" if request.group else self.board.json(),
         )
 
     @handle_errors

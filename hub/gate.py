@@ -41,7 +41,7 @@ from edgecommon.tokens import parse_token
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import NewEvent
 from hub.auth import PeerVerifier
-from hub.denials import Denial, DenialAggregator
+from hub.denials import Denial, DenialAggregator, DenialStatistics
 from hub.rbac.policy import Target, check
 from hub.rbac.source import RbacSource
 from hub.registry import Registry
@@ -77,13 +77,25 @@ class GateCall:
 
 
 @dataclass
-class GateStatistics:
+class GateCounts:
+    """Counted as requests pass, since the hub started (statistics() is the snapshot)."""
+
     enforcing: bool
     allowed: int = 0
     denied: int = 0
     bypassed: int = 0
     unrecorded: int = 0
     recent_denials: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GateStatistics:
+    enforcing: bool  # RBAC enforced (false only with AUTONOMY_RBAC_ENFORCEMENT=0)
+    allowed: int
+    denied: int  # authenticated callers denied, and callers without a valid credential
+    bypassed: int  # let through unchecked with enforcement off
+    unrecorded: int  # actions that proceeded without an audit event (emergency stops only)
+    unauthenticated: DenialStatistics
 
 
 class Gate:
@@ -103,12 +115,23 @@ class Gate:
         self.audit = audit
         self.rng = rng
         self.clock = clock
-        self.stats = GateStatistics(enforcing=enforce)
+        self.stats = GateCounts(enforcing=enforce)
         self.anonymous = DenialAggregator(denial_interval_s)
 
     @property
     def enforcing(self) -> bool:
         return self.stats.enforcing
+
+    def statistics(self) -> GateStatistics:
+        c = self.stats
+        return GateStatistics(
+            enforcing=c.enforcing,
+            allowed=c.allowed,
+            denied=c.denied,
+            bypassed=c.bypassed,
+            unrecorded=c.unrecorded,
+            unauthenticated=self.anonymous.statistics(),
+        )
 
     def request_id(self, presented: str) -> str:
         if presented and _REQUEST_ID_RE.fullmatch(presented):

@@ -19,7 +19,9 @@ window the command reports.
 import asyncio
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from edgecommon.cadence import wait_for_event
@@ -79,6 +81,36 @@ class GroupLease:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class LeaseState(StrEnum):
+    LED = "led"  # a member holds a valid lease
+    SWITCHING = "switching"  # a switchover is moving the lease
+    LEADERLESS = "leaderless"
+
+
+@dataclass(frozen=True)
+class GroupLeaseStatistics:
+    group: str
+    state: LeaseState
+    leader: str
+    epoch: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class LeaseStatistics:
+    led: int  # groups with a leader
+    leaderless: int
+    paused: int  # groups whose automatic failover is paused
+    late_members: int  # members whose lease answers reach them after their deadline
+    renewals: int  # RenewLease calls decided since the hub started
+    verdicts: dict[Verdict, int]  # answers given, per verdict
+    releases: int  # leaders that stepped down (ReleaseLease)
+    switchovers: int  # `leader resign` runs started (not dry runs)
+    switchovers_done: int
+    switchovers_failed: int  # the target did not take over in time
+    groups: tuple[GroupLeaseStatistics, ...]
+
+
 class LeaseManager:
     def __init__(
         self,
@@ -99,6 +131,10 @@ class LeaseManager:
         self.journal: JournalFacts | None = None
         # Members whose last renewal said its previous answer missed its deadline.
         self.late: set[str] = set()
+        # Counted for statistics(), since the hub started.
+        self._verdicts: Counter[Verdict] = Counter()
+        self._releases = self._switchovers = self._switchovers_done = 0
+        self._switchovers_failed = 0
 
     async def load(self) -> None:
         wall, mono = self.clock.wall(), self.clock.monotonic()
@@ -207,6 +243,7 @@ class LeaseManager:
                     g.lease.epoch,
                     max(0.0, g.lease.expires - now),
                 )
+            self._verdicts[decision.verdict] += 1
             return self._answer(decision.verdict.value, g, decision.reason)
 
     def _note_lateness(self, group: str, node_id: str, late: bool) -> None:
@@ -232,6 +269,7 @@ class LeaseManager:
             g.lease = released(g.lease)
             await self._persist(g)
             g.released_mono = self.clock.monotonic()
+            self._releases += 1
             g.changed.set()
             log.warning("group %s: %s stepped down from epoch %d", group, node_id, epoch)
             if g.switchover is not None:
@@ -250,6 +288,33 @@ class LeaseManager:
         if not self.registry.views(group):
             raise NotFound(f"group {group!r} has no enrolled nodes")
         return self._group(group)
+
+    def statistics(self) -> LeaseStatistics:
+        now = self.clock.monotonic()
+        groups = tuple(
+            GroupLeaseStatistics(
+                group=name,
+                state=_state(g, now),
+                leader=g.lease.holder if g.lease.valid(now) else "",
+                epoch=g.lease.epoch,
+                paused=g.paused,
+            )
+            for name, g in sorted(self.groups.items())
+        )
+        led = sum(1 for g in groups if g.leader)
+        return LeaseStatistics(
+            led=led,
+            leaderless=len(groups) - led,
+            paused=sum(1 for g in groups if g.paused),
+            late_members=len(self.late),
+            renewals=self.renewals,
+            verdicts={verdict: self._verdicts[verdict] for verdict in Verdict},
+            releases=self._releases,
+            switchovers=self._switchovers,
+            switchovers_done=self._switchovers_done,
+            switchovers_failed=self._switchovers_failed,
+            groups=groups,
+        )
 
     def report(self, group: str = "") -> fleet_pb2.LeaderReport:
         names = [group] if group else sorted(self.registry.groups())
@@ -344,6 +409,7 @@ class LeaseManager:
             return report
         old_epoch = g.lease.epoch
         g.switchover = Switchover(target)
+        self._switchovers += 1
         g.released_mono = None
         self._nudge(holder, f"switchover to {target}")
         while not (g.lease.holder == target and g.lease.epoch > old_epoch):
@@ -355,15 +421,23 @@ class LeaseManager:
                 break
         if g.lease.holder == target and g.lease.epoch > old_epoch:
             report.done = True
+            self._switchovers_done += 1
             report.new_epoch = g.lease.epoch
             start = g.released_mono if g.released_mono is not None else g.granted_mono
             report.leaderless_s = max(0.0, (g.granted_mono or 0.0) - (start or 0.0))
             report.detail = f"{target} leads {group} at epoch {g.lease.epoch}"
             return report
         g.switchover = None
+        self._switchovers_failed += 1
         report.detail = f"{target} did not take over within {timeout_s:g}s; " + (
             "the lease is free and goes to the best candidate"
             if not g.lease.holder
             else f"{holder} still leads"
         )
         return report
+
+
+def _state(g: GroupLease, now: float) -> LeaseState:
+    if g.switchover is not None:
+        return LeaseState.SWITCHING
+    return LeaseState.LED if g.lease.valid(now) else LeaseState.LEADERLESS

@@ -5,6 +5,7 @@ import logging
 import math
 import random
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import grpc
 
@@ -24,6 +25,12 @@ from hub.leases import LeaseManager
 from hub.registry import Registry, Session
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkStatistics:
+    backoffs_sent: int  # registrations told to back off (admission rate) since the hub started
+    admission_tokens: float  # registrations the bucket would admit at once right now
 
 
 class LinkService(link_pb2_grpc.LinkServicer):
@@ -54,6 +61,10 @@ class LinkService(link_pb2_grpc.LinkServicer):
         self.backoffs_sent = 0
         # The revoked-serial list for Registered (hub.cert_authority); wired by hub.server.
         self.revocations: Callable[[], link_pb2.Revocations] | None = None
+
+    def statistics(self) -> LinkStatistics:
+        tokens = self.bucket.level(self.clock.monotonic())
+        return LinkStatistics(self.backoffs_sent, round(tokens, 3))
 
     @handle_errors
     async def Enroll(

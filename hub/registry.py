@@ -44,6 +44,19 @@ class Session:
 
 
 @dataclass(frozen=True)
+class RegistryStatistics:
+    nodes: int  # enrolled
+    online: int
+    sessions: int  # open Connect streams
+    attached: int  # streams registered since the hub started
+    replaced: int  # sessions closed by a newer stream of the same node
+    timed_out: int  # sessions ended for lack of heartbeats
+    heartbeats: int
+    unsaved: int  # nodes whose live state waits for the next flush
+    flushes: int
+
+
+@dataclass(frozen=True)
 class NodeView:
     record: NodeRecord
     heartbeat: link_pb2.Heartbeat | None
@@ -69,6 +82,9 @@ class Registry:
         # Told of every heartbeat accepted on a node's current session (the journal's
         # quorum screens the positions in it: hub.replication).
         self.on_heartbeat: Callable[[Session, link_pb2.Heartbeat], None] | None = None
+        # Counted for statistics(), since the hub started.
+        self._attached = self._replaced = self._timed_out = self._heartbeat_count = 0
+        self._flushes = 0
 
     async def load(self) -> None:
         now = self.clock.wall()
@@ -81,9 +97,18 @@ class Registry:
             self._records[record.node_id] = record
         await self.flush()
 
-    def statistics(self) -> dict[str, int]:
-        online = sum(1 for r in self._records.values() if r.state == "online")
-        return {"nodes": len(self._records), "online": online, "sessions": len(self._sessions)}
+    def statistics(self) -> RegistryStatistics:
+        return RegistryStatistics(
+            nodes=len(self._records),
+            online=sum(1 for r in self._records.values() if r.state == "online"),
+            sessions=len(self._sessions),
+            attached=self._attached,
+            replaced=self._replaced,
+            timed_out=self._timed_out,
+            heartbeats=self._heartbeat_count,
+            unsaved=len(self._dirty),
+            flushes=self._flushes,
+        )
 
     def attach(
         self, identity: Identity, cert: x509.Certificate, register: link_pb2.Register
@@ -92,6 +117,8 @@ class Registry:
         previous = self._sessions.get(identity.name)
         if previous is not None:
             previous.close("replaced by a newer connection from the same node")
+            self._replaced += 1
+        self._attached += 1
         self._next_session += 1
         session = Session(self._next_session, identity.name, identity.group, mono, mono)
         self._sessions[identity.name] = session
@@ -121,6 +148,7 @@ class Registry:
             return
         session.last_heartbeat_mono = self.clock.monotonic()
         self._heartbeats[session.node_id] = beat
+        self._heartbeat_count += 1
         record = self._records[session.node_id]
         self._records[session.node_id] = replace(
             record,
@@ -158,6 +186,7 @@ class Registry:
         for node_id in overdue(seen, self.clock.monotonic(), window):
             session = self._sessions.pop(node_id)
             session.close(f"no heartbeat for more than {window:g}s")
+            self._timed_out += 1
             self._go_offline(node_id, session.close_reason)
 
     async def flush(self) -> None:
@@ -169,6 +198,7 @@ class Registry:
         except BaseException:
             self._dirty |= batch
             raise
+        self._flushes += 1
 
     async def run(self) -> None:
         """Sweep for silent nodes and flush live state, on a cadence, early when woken."""

@@ -62,6 +62,17 @@ class Heard:
     mono: float  # when it arrived (hub clock)
 
 
+@dataclass(frozen=True)
+class ReplicationStatistics:
+    groups: int  # groups with a sync set or a plan
+    groups_in_use: int  # groups whose journal holds entries
+    bad_peers: int  # nodes whose latest journal report was refused
+    reports_accepted: int  # journal reports adopted since the hub started
+    reports_refused: int
+    refusals: dict[Refusal, int]  # refused reports, per reason
+    sync_set_changes: int  # sync sets written since the hub started (automatic or restore)
+
+
 class ReplicationManager:
     def __init__(
         self,
@@ -83,6 +94,8 @@ class ReplicationManager:
         self._refused: dict[str, str] = {}  # node -> why its latest report was refused
         self._logged: dict[str, set[Refusal]] = {}  # reasons logged since its last good report
         self.refusals: Counter[Refusal] = Counter()
+        # Counted for statistics(), since the hub started.
+        self._accepted = self._sync_set_changes = 0
 
     async def load(self) -> None:
         for rec in await self.store.list_sync_sets():
@@ -98,13 +111,16 @@ class ReplicationManager:
             return self.config.min_sync_replicas
         return 1 if size >= 2 else 0
 
-    def statistics(self) -> dict[str, int]:
-        return {
-            "groups": len(self.groups),
-            "bad_peers": len(self._refused),
-            "reports_refused": sum(self.refusals.values()),
-            **{f"refused_{reason.value}": self.refusals[reason] for reason in Refusal},
-        }
+    def statistics(self) -> ReplicationStatistics:
+        return ReplicationStatistics(
+            groups=len(self.groups),
+            groups_in_use=sum(1 for g in self.groups.values() if g.in_use),
+            bad_peers=len(self._refused),
+            reports_accepted=self._accepted,
+            reports_refused=sum(self.refusals.values()),
+            refusals={reason: self.refusals[reason] for reason in Refusal},
+            sync_set_changes=self._sync_set_changes,
+        )
 
     # --- facts -------------------------------------------------------------------------
 
@@ -118,6 +134,7 @@ class ReplicationManager:
         impossible = judge(Position.of(heard.report) if heard else None, Position.of(report))
         if impossible is None:
             self._heard[node] = Heard(session.session_id, report, self.clock.monotonic())
+            self._accepted += 1
             self._logged.pop(node, None)
             if self._refused.pop(node, None) is not None:
                 log.warning("node %s reports possible journal positions again", node)
@@ -250,6 +267,7 @@ class ReplicationManager:
             ",".join(g.sync.joining) or "-",
         )
         g.sync, g.revision = sync, revision
+        self._sync_set_changes += 1
 
     def _publish(
         self, group: str, g: GroupSync, facts: GroupFacts, sessions: list[Session] | None = None

@@ -46,6 +46,7 @@ from edgecommon.pb import (
     replication_pb2_grpc,
 )
 from edgecommon.sqlite_file import Reinitialized, prepare_async
+from edgecommon.statistics import StatisticsBoard
 from hub import credentials as hub_credentials
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import NewEvent
@@ -82,6 +83,19 @@ SERVICE_NAMES = (
     audit_pb2.DESCRIPTOR.services_by_name["Audit"].full_name,
     certs_pb2.DESCRIPTOR.services_by_name["Certs"].full_name,
     replication_pb2.DESCRIPTOR.services_by_name["Replication"].full_name,
+)
+# The hub's statistics sections in `edgectl fleet status` (fleet.read on the fleet). The RBAC
+# source's and the audit log's stay behind their own permissions: `edgectl rbac status`
+# (rbac.read) and `edgectl audit status` (audit.read) show them.
+HUB_SECTIONS = (
+    "registry",
+    "link",
+    "estops",
+    "autonomy",
+    "leases",
+    "replication",
+    "gate",
+    "boundary",
 )
 GRACE_S = 5.0  # for RPCs in flight when the hub stops; then they are cancelled
 # From the first SIGTERM to exit, at most: the grace, the HTTP API's, the last flushes.
@@ -154,6 +168,21 @@ async def build(
     link = LinkService(
         enrollment, registry, verifier, config.link, clock, rng, estops, fleet_switch, leases
     )
+    boundary = RequestBoundary(log, clock)
+    # What `edgectl fleet status` shows of the hub itself, section by section, in this order.
+    board = StatisticsBoard(
+        HUB_SECTIONS,
+        {
+            "registry": registry,
+            "link": link,
+            "estops": estops,
+            "autonomy": fleet_switch,
+            "leases": leases,
+            "replication": replication,
+            "gate": gate,
+            "boundary": boundary,
+        },
+    )
 
     server = grpc.aio.server(
         options=grpcopts.server_options(
@@ -164,13 +193,13 @@ async def build(
         # The boundary comes first: nothing reaches the gate (and its audit log) that does
         # not decode or holds a field the audit log cannot record.
         interceptors=[
-            RequestBoundary(log, clock),
+            boundary,
             GateInterceptor(gate, verifier, enrollment.check_token),
         ],
     )
     link_pb2_grpc.add_LinkServicer_to_server(link, server)
     fleet_pb2_grpc.add_FleetServicer_to_server(
-        FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases),
+        FleetService(enrollment, registry, verifier, clock, estops, fleet_switch, leases, board),
         server,
     )
     rbac_pb2_grpc.add_RbacServicer_to_server(RbacService(gate, verifier, registry.groups), server)
@@ -316,7 +345,7 @@ async def _serve(
             "hub ready: mTLS on %s, enrollment on %s, %d nodes known",
             config.hub.listen,
             config.hub.enroll_listen,
-            parts.registry.statistics()["nodes"],
+            parts.registry.statistics().nodes,
         )
         try:
             async with asyncio.TaskGroup() as tg:

@@ -173,7 +173,7 @@ class StatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentStatus(_message.Message):
-    __slots__ = ("node_id", "group", "pid", "agent_version", "python_version", "grpc_version", "hub_address", "hub_state", "hub_state_since_unix", "last_error", "cert_expires_unix", "cert_serial", "started_unix", "next_attempt_unix", "heartbeats_sent", "state_dir", "safety", "certificate", "ready", "not_ready_reason")
+    __slots__ = ("node_id", "group", "pid", "agent_version", "python_version", "grpc_version", "hub_address", "hub_state", "hub_state_since_unix", "last_error", "cert_expires_unix", "cert_serial", "started_unix", "next_attempt_unix", "heartbeats_sent", "state_dir", "safety", "certificate", "ready", "not_ready_reason", "statistics_json")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     PID_FIELD_NUMBER: _ClassVar[int]
@@ -194,6 +194,7 @@ class AgentStatus(_message.Message):
     CERTIFICATE_FIELD_NUMBER: _ClassVar[int]
     READY_FIELD_NUMBER: _ClassVar[int]
     NOT_READY_REASON_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_JSON_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     group: str
     pid: int
@@ -214,4 +215,5 @@ class AgentStatus(_message.Message):
     certificate: CertificateState
     ready: bool
     not_ready_reason: str
-    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., pid: _Optional[int] = ..., agent_version: _Optional[str] = ..., python_version: _Optional[str] = ..., grpc_version: _Optional[str] = ..., hub_address: _Optional[str] = ..., hub_state: _Optional[str] = ..., hub_state_since_unix: _Optional[float] = ..., last_error: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., cert_serial: _Optional[str] = ..., started_unix: _Optional[float] = ..., next_attempt_unix: _Optional[float] = ..., heartbeats_sent: _Optional[int] = ..., state_dir: _Optional[str] = ..., safety: _Optional[_Union[EstopState, _Mapping]] = ..., certificate: _Optional[_Union[CertificateState, _Mapping]] = ..., ready: _Optional[bool] = ..., not_ready_reason: _Optional[str] = ...) -> None: ...
+    statistics_json: str
+    def __init__(self, node_id: _Optional[str] = ..., group: _Optional[str] = ..., pid: _Optional[int] = ..., agent_version: _Optional[str] = ..., python_version: _Optional[str] = ..., grpc_version: _Optional[str] = ..., hub_address: _Optional[str] = ..., hub_state: _Optional[str] = ..., hub_state_since_unix: _Optional[float] = ..., last_error: _Optional[str] = ..., cert_expires_unix: _Optional[float] = ..., cert_serial: _Optional[str] = ..., started_unix: _Optional[float] = ..., next_attempt_unix: _Optional[float] = ..., heartbeats_sent: _Optional[int] = ..., state_dir: _Optional[str] = ..., safety: _Optional[_Union[EstopState, _Mapping]] = ..., certificate: _Optional[_Union[CertificateState, _Mapping]] = ..., ready: _Optional[bool] = ..., not_ready_reason: _Optional[str] = ..., statistics_json: _Optional[str] = ...) -> None: ...

@@ -259,16 +259,18 @@ class FleetStatusRequest(_message.Message):
     def __init__(self, group: _Optional[str] = ...) -> None: ...
 
 class FleetStatusResponse(_message.Message):
-    __slots__ = ("nodes", "online", "offline", "hub_time_unix")
+    __slots__ = ("nodes", "online", "offline", "hub_time_unix", "statistics_json")
     NODES_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     OFFLINE_FIELD_NUMBER: _ClassVar[int]
     HUB_TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    STATISTICS_JSON_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     online: int
     offline: int
     hub_time_unix: float
-    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., online: _Optional[int] = ..., offline: _Optional[int] = ..., hub_time_unix: _Optional[float] = ...) -> None: ...
+    statistics_json: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., online: _Optional[int] = ..., offline: _Optional[int] = ..., hub_time_unix: _Optional[float] = ..., statistics_json: _Optional[str] = ...) -> None: ...
 
 class GetNodeRequest(_message.Message):
     __slots__ = ("node_id",)

@@ -3,6 +3,8 @@
 import signal
 import stat
 
+from agent.status import AGENT_SECTIONS
+from hub.server import HUB_SECTIONS
 from tests.keycheck import secret_needles
 from tests.procs import Fleet, wait_until
 
@@ -36,6 +38,33 @@ def test_agents_enroll_connect_and_show_in_fleet_status(running_fleet: Fleet) ->
     shown = fleet.node("node-b")
     assert shown["state"] == "online"
     assert shown["group"] == "site-a"
+
+    # Both statuses carry their daemon's statistics, every section, read from the components.
+    agent = fleet.wait_connected("node-a")["statistics"]
+    assert sorted(agent) == sorted(AGENT_SECTIONS)
+    assert agent["link"]["state"] == "connected"
+    assert agent["link"]["connects"] >= 1
+    assert agent["safety"]["hub_heard"] is True
+    assert agent["safety"]["stops"] == {"hub": 0, "local": 0, "hub_loss": 0}
+    assert agent["leadership"]["group"] == "site-a"
+    assert agent["replication"]["role"] in ("leader", "replica", "idle")
+    assert agent["local_gate"]["allowed"] >= 1
+    assert agent["local_relay"]["accepted"] >= 1
+    hub = fleet.fleet_status()["statistics"]
+    assert sorted(hub) == sorted(HUB_SECTIONS)
+    assert (hub["registry"]["nodes"], hub["registry"]["online"]) == (2, 2)
+    assert hub["registry"]["heartbeats"] >= 2
+    assert hub["gate"]["allowed"] >= 1
+    assert hub["leases"]["renewals"] >= 1
+    by_group = fleet.edgectl("-o", "json", "fleet", "status", "--group", "site-a").json
+    assert by_group["statistics"] is None
+    table = fleet.edgectl("status", "--socket", str(fleet.socket("node-a"))).stdout
+    assert "Statistics:" in table
+    assert "  link:" in table
+    assert "state connected" in table
+    table = fleet.edgectl("fleet", "status").stdout
+    assert "Hub statistics" in table
+    assert "registry:" in table
 
 
 def test_restarted_agent_keeps_its_identity_and_does_not_re_enroll(running_fleet: Fleet) -> None:
@@ -82,7 +111,9 @@ def test_agents_reconnect_after_a_hub_restart(running_fleet: Fleet) -> None:
     status = fleet.agent_status("node-a")
     assert status["hub"]["last_error"]
     fleet.start_hub()
-    fleet.wait_connected("node-a")
+    link = fleet.wait_connected("node-a")["statistics"]["link"]
+    assert link["disconnects"] >= 1
+    assert link["connects"] >= 2
     wait_until("registry online again", lambda: fleet.node("node-a")["state"] == "online")
 
 

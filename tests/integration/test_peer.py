@@ -342,8 +342,8 @@ async def test_inv_repl_01_only_current_members_with_unrevoked_certificates_coun
                 with pytest.raises(grpc.aio.AioRpcError) as refused:
                     await call()
                 assert refused.value.code() is grpc.StatusCode.UNAUTHENTICATED
-            assert service.statistics()["refused_revoked"] == 2
-            assert service.statistics()["ended_by_revocation"] == 1
+            assert service.statistics().refused_revoked == 2
+            assert service.statistics().ended_by_revocation == 1
             assert (await _pull(o, store)).status == "ok"  # others are unaffected
     finally:
         await server.stop(None)

@@ -14,6 +14,7 @@ from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2
 from hub.config import HubConfig
 from hub.estop import EstopManager
+from hub.journal_reports import Refusal
 from hub.leases import LeaseManager
 from hub.registry import Registry
 from hub.replication import ReplicationManager
@@ -71,17 +72,17 @@ async def test_impossible_reports_are_refused_logged_once_and_never_adopted(
     assert why is not None
     assert why.startswith("bad peer")
     stats = manager.statistics()
-    assert stats["reports_refused"] == 3
-    assert stats["refused_journal_backwards"] == 3
-    assert stats["bad_peers"] == 1
+    assert stats.reports_refused == 3
+    assert stats.refusals[Refusal.JOURNAL_BACKWARDS] == 3
+    assert stats.bad_peers == 1
     rows = {r.node_id: r for r in manager.divergence("g").replicas}
     assert "from 10 to 7" in rows["a"].refused_report
     assert rows["b"].refused_report == ""
     # A rewind it recorded makes the same position possible: accepted, no longer a bad peer.
     beat(registry, a, role="replica", last_index=7, rewinds=1)
     assert manager.eligibility("g")["a"] == (7, None)
-    assert manager.statistics()["bad_peers"] == 0
+    assert manager.statistics().bad_peers == 0
     with caplog.at_level(logging.ERROR, logger="edge-hub.replication"):
         beat(registry, b, role="leader", last_index=10, epoch=1, commit_index=2**62)
     assert "commit index 4611686018427387904 is beyond its own last entry 10" in caplog.text
-    assert manager.statistics()["refused_commit_beyond_journal"] == 1
+    assert manager.statistics().refusals[Refusal.COMMIT_BEYOND_JOURNAL] == 1
