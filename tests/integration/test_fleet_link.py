@@ -201,11 +201,14 @@ def test_hub_unreachable_during_enrollment_is_retried_and_reported(fleet: Fleet)
 
 
 def test_overloaded_hub_tells_agents_to_back_off_and_all_get_in(fleet: Fleet) -> None:
-    fleet.start_hub("[link]\nmax_registrations_per_s = 1.0\nregistration_burst = 1\n")
+    # One registration every 2 s: three agents started together cannot all get in at once,
+    # however slowly this machine starts them (tokens first, then the agents).
+    fleet.start_hub("[link]\nmax_registrations_per_s = 0.5\nregistration_burst = 1\n")
     fleet.bootstrap_operator()
     nodes = ["node-a", "node-b", "node-c"]
+    tokens = {node: fleet.token(node) for node in nodes}
     for node in nodes:
-        fleet.start_agent(node, fleet.token(node))
+        fleet.start_agent(node, tokens[node])
     for node in nodes:
         fleet.wait_connected(node)
     logs = "".join(fleet.agents[n].output() for n in nodes)
