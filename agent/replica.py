@@ -105,6 +105,10 @@ class ReplicaLoop:
         self.resent = 0  # entries the leader sent again, already held (counted positions)
         self._reported = ""  # the last pull failure logged (each distinct one once)
 
+    def adopt(self, creds: NodeCredentials) -> None:
+        """A renewed certificate: the next connection to the leader uses it."""
+        self.creds = creds
+
     def _should_pull(self, plan: Plan) -> bool:
         me = self.rep.me.name
         return (

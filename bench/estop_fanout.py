@@ -72,7 +72,8 @@ from cryptography.hazmat.primitives import serialization
 
 from agent.config import AgentConfig, AgentSection, LinkSection, SafetySection
 from agent.credentials import NodeCredentials
-from agent.link import HubLink
+from agent.hub_messages import Handlers, Reply
+from agent.link import HubLink, LinkCredentials
 from agent.permits import PermitTable
 from agent.safety import Safety
 from agent.state_db import AgentStateDB, LatchedStop
@@ -540,7 +541,13 @@ async def load_agent(
     await db.open()
     switch = SwitchFile(config.safety.node_switch_file, True)
     safety = TimedSafety(
-        db, switch, clock, config.safety, PermitTable(), config.link.startup_sync_timeout_s
+        db,
+        switch,
+        clock,
+        config.safety,
+        PermitTable(),
+        config.link.startup_sync_timeout_s,
+        lambda: None,  # a simulated agent leads nothing
     )
     await safety.load()
     status = LinkStatus(clock, config.agent.hub)
@@ -551,7 +558,18 @@ async def run_link(agent: SimAgent, config: AgentConfig, rng: random.Random) -> 
     """The agent's real HubLink; if run() ever ends, start it again as systemd would."""
     while True:
         telemetry = Telemetry.start(config.agent.state_dir)
-        link = HubLink(config, agent.creds, agent.status, telemetry, agent.safety, rng)
+        link = HubLink(
+            config,
+            LinkCredentials(agent.creds, agent.status, config.renewal.handover_timeout_s),
+            agent.status,
+            telemetry,
+            agent.safety,
+            # It runs no lease keeper, journal or revocation list: their messages are dropped.
+            Handlers((agent.safety.hub_handlers(), dict.fromkeys(NOT_SIMULATED, drop))),
+            (agent.safety.add_to_heartbeat,),
+            never_reenrolls,
+            rng,
+        )
         try:
             await link.run()
             why = "returned"
@@ -560,6 +578,17 @@ async def run_link(agent: SimAgent, config: AgentConfig, rng: random.Random) -> 
             log.error("%s: HubLink.run() ended: %s", agent.name, why, exc_info=exc)
         LINKS_ENDED[f"link: {why}"] += 1
         await asyncio.sleep(AGENT_RESTART_S)
+
+
+NOT_SIMULATED = ("lease_nudge", "replication", "revocations")
+
+
+async def drop(body: object, reply: Reply) -> None:
+    """What a simulated agent does with a message for a part it does not run."""
+
+
+async def never_reenrolls() -> bool:
+    return False
 
 
 async def run_safety(agent: SimAgent) -> None:

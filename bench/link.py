@@ -102,6 +102,14 @@ try:  # since the emergency-stop work (31c5f49) HubLink also takes the node's Sa
 except ImportError:  # before it: HubLink(config, creds, status, telemetry, rng)
     LINK_NEEDS_SAFETY = False
 
+try:  # since agent/assemble.py HubLink takes its handler table and heartbeat parts too
+    from agent.hub_messages import Handlers, Reply
+    from agent.link import LinkCredentials
+
+    LINK_TAKES_HANDLERS = True
+except ImportError:  # before it: HubLink(config, creds, status, telemetry, safety, rng)
+    LINK_TAKES_HANDLERS = False
+
 BENCH_DIR = Path(__file__).resolve().parent
 GROUP_SIZE = 500  # nodes per group: FleetStatus answers are capped at 256 KiB
 IDLE_GROUP = "idle"
@@ -603,6 +611,17 @@ async def new_link(agent: SimAgent, config: AgentConfig, rng: random.Random) -> 
     if not LINK_NEEDS_SAFETY:
         return HubLink(config, agent.creds, agent.status, telemetry, rng)  # type: ignore[call-arg]
     switch = SwitchFile(config.safety.node_switch_file, config.safety.switch_default)
+    if not LINK_TAKES_HANDLERS:
+        safety = Safety(  # type: ignore[call-arg]
+            agent.db,
+            switch,
+            SystemClock(),
+            config.safety,
+            PermitTable(),
+            config.link.startup_sync_timeout_s,
+        )
+        await safety.load()
+        return HubLink(config, agent.creds, agent.status, telemetry, safety, rng)  # type: ignore[call-arg]
     safety = Safety(
         agent.db,
         switch,
@@ -610,9 +629,32 @@ async def new_link(agent: SimAgent, config: AgentConfig, rng: random.Random) -> 
         config.safety,
         PermitTable(),
         config.link.startup_sync_timeout_s,
+        lambda: None,  # a simulated agent leads nothing
     )
     await safety.load()
-    return HubLink(config, agent.creds, agent.status, telemetry, safety, rng)
+    return HubLink(
+        config,
+        LinkCredentials(agent.creds, agent.status, config.renewal.handover_timeout_s),
+        agent.status,
+        telemetry,
+        safety,
+        # It runs no lease keeper, journal or revocation list: their messages are dropped.
+        Handlers((safety.hub_handlers(), dict.fromkeys(NOT_SIMULATED, drop))),
+        (safety.add_to_heartbeat,),
+        never_reenrolls,
+        rng,
+    )
+
+
+NOT_SIMULATED = ("lease_nudge", "replication", "revocations")
+
+
+async def drop(body: object, reply: "Reply") -> None:
+    """What a simulated agent does with a message for a part it does not run."""
+
+
+async def never_reenrolls() -> bool:
+    return False
 
 
 def agent_config(spec: dict[str, Any]) -> AgentConfig:

@@ -42,6 +42,7 @@ from agent.divergence import find_divergence  # noqa: E402
 from agent.journal import GENESIS, JournalStore, Position, make_entry  # noqa: E402
 from agent.peer import peer_channel, start_peer_server  # noqa: E402
 from agent.replication import Replication  # noqa: E402
+from agent.revocations import RevokedSerials  # noqa: E402
 from edgecommon import pki  # noqa: E402
 from edgecommon.clock import SystemClock  # noqa: E402
 from edgecommon.identity import Identity, Kind  # noqa: E402
@@ -261,7 +262,15 @@ async def divergence(root: Path, size: int, trials: int) -> dict:
     replica = JournalStore(replica_db, time.time)
     await leader.open()
     await replica.open()
-    rep = Replication(leader, ReplicationSection(), leader_creds.identity, Lead(), SystemClock())
+    rep = Replication(
+        leader,
+        ReplicationSection(),
+        leader_creds.identity,
+        Lead(),
+        SystemClock(),
+        RevokedSerials(),
+        "",  # the address it would report to a hub: there is none
+    )
     rep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1))
     server, port, _ = await start_peer_server(rep, leader_creds, SystemClock(), "127.0.0.1:0")
     times, probes = [], []
