@@ -169,7 +169,7 @@ class LinkService(link_pb2_grpc.LinkServicer):
     ) -> None:
         """Write the registration, then what is sent to the node, until its session ends;
         the reader runs beside the writer and ends with it."""
-        failed: BaseException | None = None
+        failed: Exception | None = None
         async with asyncio.TaskGroup() as tg:
             reader = tg.create_task(self._read(context, session), name=f"read {session.node_id}")
             try:

@@ -123,8 +123,8 @@ class Registry:
 
     def _add(self, session: Session) -> None:
         previous = self._sessions.get(session.node_id)
-        if previous is not None:
-            self._by_group[previous.group].pop(previous.node_id, None)
+        if previous is not None:  # replaced (its group may differ: a node re-enrolled)
+            self._remove(previous)
         self._sessions[session.node_id] = session
         self._by_group.setdefault(session.group, {})[session.node_id] = session
 
