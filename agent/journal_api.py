@@ -2,13 +2,11 @@
 replica status and recovery. It answers "not enrolled yet" until the node has an identity."""
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import grpc
 
-from agent.credentials import NodeCredentials
-from agent.peer import PeerService
 from agent.replica import ReplicaLoop
 from agent.replication import Replication, append_result, entry_pb
 from edgecommon.boundary import BadRequest
@@ -19,30 +17,26 @@ from edgecommon.rpc import handle_errors, status_of
 MAX_READ = 1000
 
 
-@dataclass
+@dataclass(frozen=True)
 class JournalParts:
-    """Set once the node is enrolled and its journal is open."""
+    """The journal as the node runs it once it is enrolled."""
 
-    replication: Replication | None = None
-    replica: ReplicaLoop | None = None
-    peer: PeerService | None = None
-
-    def adopt(self, creds: NodeCredentials) -> None:
-        """A renewed certificate: new peer handshakes (both directions) use it."""
-        if self.peer is not None:
-            self.peer.adopt(creds)
-        if self.replica is not None:
-            self.replica.creds = creds
+    replication: Replication
+    replica: ReplicaLoop
 
 
 class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
-    def __init__(self, parts: JournalParts) -> None:
-        self.parts = parts
+    def __init__(self, journal: Callable[[], JournalParts | None]) -> None:
+        self.journal = journal  # None until the node is enrolled (agent.enrolled)
+
+    def _parts(self) -> JournalParts:
+        parts = self.journal()
+        if parts is None:
+            raise Conflict("the journal is not open yet: this node is not enrolled")
+        return parts
 
     def _rep(self) -> Replication:
-        if self.parts.replication is None:
-            raise Conflict("the journal is not open yet: this node is not enrolled")
-        return self.parts.replication
+        return self._parts().replication
 
     @handle_errors
     async def Append(
@@ -119,10 +113,7 @@ class JournalLocalService(replication_pb2_grpc.JournalLocalServicer):
     async def Recover(
         self, request: replication_pb2.RecoverRequest, context: grpc.aio.ServicerContext
     ) -> replication_pb2.RecoverReport:
-        self._rep()
-        if self.parts.replica is None:
-            raise Conflict("the journal is not open yet: this node is not enrolled")
-        done = await self.parts.replica.recover(request.strategy, request.dry_run)
+        done = await self._parts().replica.recover(request.strategy, request.dry_run)
         return replication_pb2.RecoverReport(
             strategy=done.strategy,
             diverged_at=done.diverged_at,

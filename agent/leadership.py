@@ -28,6 +28,7 @@ import grpc
 
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
+from agent.hub_messages import Handler, Reply
 from edgecommon import grpcopts
 from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
@@ -130,6 +131,16 @@ class LeaseKeeper:
 
     def nudge(self) -> None:
         self.nudged.set()
+
+    def hub_handlers(self) -> dict[str, Handler]:
+        return {"lease_nudge": self._on_nudge}
+
+    async def _on_nudge(self, nudge: link_pb2.LeaseNudge, reply: Reply) -> None:
+        self.nudge()
+
+    def adopt(self, creds: NodeCredentials) -> None:
+        """A renewed certificate: the next renewal goes on a new channel with it."""
+        self.creds = creds
 
     def _notice(self) -> None:
         """Tell watchers, and step down (once) when leadership just ended."""

@@ -5,7 +5,11 @@ hub which hub-issued stops it holds latched. The hub's first answer carries ever
 that applies to this node, releases of stops it holds, and the fleet switch; the agent
 applies all of it (durably) before it calls itself connected. Afterwards one task sends
 heartbeats, one reads hub messages, and one writer owns the stream's write side.
-A stop is acknowledged only after it is latched on disk.
+
+The link only moves messages: each hub message goes to the handler of its kind
+(agent.hub_messages.Handlers), whose replies it writes; each heartbeat carries what the
+subsystems add to it. A stop is acknowledged only after it is latched on disk (its
+handler replies then).
 
 When the stream ends for any reason the agent waits a capped, fully jittered backoff
 (never less than a delay the hub asked for) and tries again; a registered stream resets
@@ -13,18 +17,18 @@ the backoff.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
 from agent.config import AgentConfig
 from agent.credentials import NodeCredentials, channel_credentials
-from agent.replication import Replication
-from agent.revocations import RevokedSerials
+from agent.hub_messages import LINK_KINDS, Handlers, HeartbeatPart, Reply
 from agent.safety import Safety
 from agent.status import HubState, LinkStatus
 from agent.telemetry import Telemetry
@@ -82,37 +86,90 @@ class _Stream:
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+class LinkCredentials:
+    """The certificate the hub stream uses, and requests to move an open stream onto a new
+    one. Renewal and re-enrollment call `move_to`; HubLink reads `current` for each stream
+    it opens and carries the moves out. An object of its own, built before both, because
+    the two need each other: the link asks for a re-enrollment when the hub refuses its
+    certificate, and every new certificate moves the link."""
+
+    def __init__(self, creds: NodeCredentials, status: LinkStatus, timeout_s: float) -> None:
+        self.current = creds
+        self.status = status
+        self.timeout_s = timeout_s  # [renewal].handover_timeout_s
+        self.wake = asyncio.Event()  # a move is waiting for the link
+        self._waiting: list[asyncio.Future[None]] = []
+        self._carrying = False  # a stream carries the link
+
+    async def move_to(self, creds: NodeCredentials) -> None:
+        """Use `creds` from now on. A new certificate moves the open stream: a second
+        stream is opened and registered with it before the first one is let go, so the
+        link never drops. Returns once the new stream carries the link (or at once when
+        no stream is open: the next connection uses `creds`)."""
+        moved = creds.cert != self.current.cert
+        self.current = creds
+        if not moved or not self._carrying:
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(done)
+        self.wake.set()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await asyncio.shield(done)
+        except TimeoutError:
+            self.status.handover_failures += 1
+            log.warning("the hub stream did not move to the new certificate in time")
+
+    @contextlib.contextmanager
+    def carrying(self) -> Iterator[None]:
+        """While a stream carries the link (a move waits for the link to carry it out)."""
+        self._carrying = True
+        try:
+            yield
+        finally:
+            self._carrying = False
+
+    def moved(self) -> None:
+        """A stream with the current certificate carries the link: the moves are done."""
+        for done in self._waiting:
+            if not done.done():
+                done.set_result(None)
+        self._waiting.clear()
+
+
 class HubLink:
     def __init__(
         self,
         config: AgentConfig,
-        creds: NodeCredentials,
+        credentials: LinkCredentials,
         status: LinkStatus,
         telemetry: Telemetry,
         safety: Safety,
+        handlers: Handlers,
+        heartbeat: Sequence[HeartbeatPart],
+        on_credential_problem: Callable[[], Awaitable[bool]],
         rng: random.Random,
         labels: dict[str, str] | None = None,
     ) -> None:
         self.config = config
-        self.creds = creds
+        self.credentials = credentials
         self.status = status
         self.telemetry = telemetry
         self.safety = safety
+        self.handlers = handlers
+        self.heartbeat = tuple(heartbeat)  # what each subsystem adds to every heartbeat
+        # Re-enroll when the hub refuses this node's credential; True when it did.
+        self.on_credential_problem = on_credential_problem
         self.rng = rng
         self.labels = labels if labels is not None else dict(config.agent.labels)
         self.policy = BackoffPolicy(config.link.reconnect_initial_s, config.link.reconnect_max_s)
         self.heartbeat_interval_s = config.link.heartbeat_interval_s
         self.started_unix = status.clock.wall()
         self._seq = 0
-        self.on_lease_nudge: Callable[[], None] | None = None
-        # Re-enroll when the hub refuses this node's credential; True when it did.
-        self.on_credential_problem: Callable[[], Awaitable[bool]] | None = None
-        self._serving: _Stream | None = None
-        self._handover: list[asyncio.Future[None]] = []
-        self._handover_wake = asyncio.Event()
-        self._drains: set[asyncio.Task[None]] = set()
-        self.replication: Replication | None = None
-        self.revocations: RevokedSerials | None = None
+
+    @property
+    def creds(self) -> NodeCredentials:
+        return self.credentials.current
 
     def statistics(self) -> HubLinkStatistics:
         status, serving = self.status, self._serving
@@ -132,6 +189,12 @@ class HubLink:
         )
 
     async def run(self) -> None:
+        # Replaced streams are drained beside the link and belong to this group: they end
+        # with the link (shutdown cancels them with it), never outlive it.
+        async with asyncio.TaskGroup() as drains:
+            await self._connect_forever(drains)
+
+    async def _connect_forever(self, drains: asyncio.TaskGroup) -> None:
         attempt = 0
         stream: _Stream | None = None
         while True:
@@ -144,7 +207,7 @@ class HubLink:
                     self.status.enter(HubState.CONNECTING, self.status.last_error)
                     stream = await guarded(self._open())
                 # A handover returns the stream that replaced this one: no gap, no backoff.
-                stream = await guarded(self._serve(stream))
+                stream = await guarded(self._serve(stream, drains))
                 continue
             except StreamEnded as ended:
                 floor, error = ended.floor_s, str(ended)
@@ -159,11 +222,7 @@ class HubLink:
             self.safety.link_changed(up=False)
             if self.status.connects > registered_before:
                 attempt = 0
-            if (
-                self.on_credential_problem is not None
-                and self.status.credential_problem
-                and await self.on_credential_problem()
-            ):
+            if self.status.credential_problem and await self.on_credential_problem():
                 # The backoff was about the refused credential; the new one is tried now.
                 attempt = 0
                 log.info("link to hub down: %s; reconnecting now with a new certificate", error)
@@ -173,25 +232,6 @@ class HubLink:
             log.warning("link to hub down: %s; reconnecting in %.1fs", error, delay)
             self.status.enter(HubState.BACKOFF, error, self.status.clock.wall() + delay)
             await asyncio.sleep(delay)
-
-    async def move_to(self, creds: NodeCredentials) -> None:
-        """Use `creds` from now on. A new certificate moves the open stream: a second
-        stream is opened and registered with it before the first one is let go, so the
-        link never drops. Returns once the new stream carries the link (or at once when
-        no stream is open: the next connection uses `creds`)."""
-        moved = creds.cert != self.creds.cert
-        self.creds = creds
-        if not moved or self._serving is None:
-            return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._handover.append(done)
-        self._handover_wake.set()
-        try:
-            async with asyncio.timeout(self.config.renewal.handover_timeout_s):
-                await asyncio.shield(done)
-        except TimeoutError:
-            self.status.handover_failures += 1
-            log.warning("the hub stream did not move to the new certificate in time")
 
     async def _open(self) -> "_Stream":
         channel = grpc.aio.secure_channel(
@@ -209,48 +249,42 @@ class HubLink:
             raise
         return stream
 
-    async def _serve(self, stream: "_Stream") -> "_Stream":
+    async def _serve(self, stream: "_Stream", drains: asyncio.TaskGroup) -> "_Stream":
         """Carry the link on `stream` until it fails (raises) or a handover replaces it
-        (returns the new stream, already registered)."""
-        self._serving = stream
+        (returns the new stream, already registered; `stream` is drained in `drains`)."""
         handover: Handover | None = None
-        try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._write(stream))
-                tg.create_task(self._send_heartbeats(stream.outbox))
-                tg.create_task(self._receive(stream))
-                tg.create_task(self._await_handover(stream))
-        except* Handover as group:
-            handover = group.exceptions[0]  # type: ignore[assignment]
-        except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
-            # One ending reported by several tasks (say the reader saw the hub close and
-            # the writer hit the finished call): the first one says why. If a handover
-            # completed at the same moment, the new stream carries on.
-            stream.call.cancel()
-            await stream.channel.close()
-            first = group.exceptions[0]
-            if handover is None and isinstance(first, asyncio.InvalidStateError):
-                raise StreamEnded(f"the hub ended the stream ({first})") from None
-            if handover is None:
-                raise first from None
-        finally:
-            self._serving = None
+        with self.credentials.carrying():
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tg.create_task(self._write(stream))
+                    tg.create_task(self._send_heartbeats(stream.outbox))
+                    tg.create_task(self._receive(stream))
+                    tg.create_task(self._await_handover(stream))
+            except* Handover as group:
+                handover = group.exceptions[0]  # type: ignore[assignment]
+            except* (StreamEnded, grpc.aio.AioRpcError, asyncio.InvalidStateError) as group:
+                # One ending reported by several tasks (say the reader saw the hub close and
+                # the writer hit the finished call): the first one says why. If a handover
+                # completed at the same moment, the new stream carries on.
+                stream.call.cancel()
+                await stream.channel.close()
+                first = group.exceptions[0]
+                if handover is None and isinstance(first, asyncio.InvalidStateError):
+                    raise StreamEnded(f"the hub ended the stream ({first})") from None
+                if handover is None:
+                    raise first from None
         if handover is None:
             raise StreamEnded("the stream tasks ended without a reason")
-        return self._take_over(stream, handover.stream)
+        return self._take_over(stream, handover.stream, drains)
 
-    def _take_over(self, old: "_Stream", new: "_Stream") -> "_Stream":
+    def _take_over(self, old: "_Stream", new: "_Stream", drains: asyncio.TaskGroup) -> "_Stream":
         while not old.outbox.empty():
             message = old.outbox.get_nowait()
             if message.WhichOneof("body") != "heartbeat":
                 new.outbox.put_nowait(message)
-        self._drains = {t for t in self._drains if not t.done()}
-        self._drains.add(asyncio.create_task(self._drain(old, new.outbox)))
+        drains.create_task(self._drain(old, new.outbox), name="drain replaced hub stream")
         self.status.handovers += 1
-        for done in self._handover:
-            if not done.done():
-                done.set_result(None)
-        self._handover.clear()
+        self.credentials.moved()
         log.info(
             "hub stream moved to a new connection (certificate %s)", pki.serial_hex(self.creds.cert)
         )
@@ -260,11 +294,11 @@ class HubLink:
         refresh_at = self.status.clock.monotonic() + self.config.link.stream_refresh_s
         while True:
             left = refresh_at - self.status.clock.monotonic()
-            if not await wait_for_event(self._handover_wake, max(left, 0.0)):
+            if not await wait_for_event(self.credentials.wake, max(left, 0.0)):
                 # Move to a fresh connection before the hub's connection-age limit
                 # ([certs].max_connection_age_s) ends this one under the stream.
                 refresh_at = self.status.clock.monotonic() + self.config.link.stream_refresh_s
-            self._handover_wake.clear()
+            self.credentials.wake.clear()
             # From here the hub may end the old stream at any moment (it does so as soon
             # as the new one registers): that ending is expected, not a failure.
             stream.handing_over = True
@@ -287,7 +321,7 @@ class HubLink:
         try:
             async with asyncio.timeout(self.config.renewal.handover_timeout_s):
                 while (message := await old.call.read()) is not grpc.aio.EOF:
-                    await self._apply(message, outbox)
+                    await self._apply(message, outbox.put_nowait)
         except (TimeoutError, grpc.aio.AioRpcError, StreamEnded, asyncio.InvalidStateError):
             pass
         finally:
@@ -322,15 +356,15 @@ class HubLink:
             )
         if body != "registered":
             raise StreamEnded(f"hub answered registration with {body}")
-        registered = first.registered
+        registered, reply = first.registered, outbox.put_nowait
         for stop in registered.stops:
-            await self._apply(link_pb2.HubMessage(estop=stop), outbox)
+            await self._apply(link_pb2.HubMessage(estop=stop), reply)
         for release in registered.releases:
-            await self._apply(link_pb2.HubMessage(estop_release=release), outbox)
+            await self._apply(link_pb2.HubMessage(estop_release=release), reply)
         if registered.HasField("fleet_switch"):
-            await self._apply(link_pb2.HubMessage(fleet_switch=registered.fleet_switch), outbox)
+            await self._apply(link_pb2.HubMessage(fleet_switch=registered.fleet_switch), reply)
         if registered.HasField("revocations"):
-            await self._apply(link_pb2.HubMessage(revocations=registered.revocations), outbox)
+            await self._apply(link_pb2.HubMessage(revocations=registered.revocations), reply)
         # Acknowledgements go out before the first heartbeat.
         while not outbox.empty():
             await call.write(outbox.get_nowait())
@@ -341,51 +375,16 @@ class HubLink:
         self.safety.link_changed(up=True)
         log.info("connected to hub %s as %s", self.config.agent.hub, self.creds.identity)
 
-    async def _apply(self, message: link_pb2.HubMessage, outbox: Outbox) -> None:
-        body = message.WhichOneof("body")
-        if body == "estop":
-            stop = await self.safety.latch_from_hub(message.estop)
-            outbox.put_nowait(
-                link_pb2.AgentMessage(
-                    estop_ack=link_pb2.EstopAck(
-                        stop_id=stop.stop_id, latched_unix=stop.latched_unix
-                    )
-                )
-            )
-        elif body == "estop_release":
-            release = message.estop_release
-            await self.safety.release(
-                release.stop_id, f"released by {release.operator or 'hub'}: {release.reason}"
-            )
-            outbox.put_nowait(
-                link_pb2.AgentMessage(
-                    estop_ack=link_pb2.EstopAck(
-                        stop_id=release.stop_id,
-                        released=True,
-                        latched_unix=self.status.clock.wall(),
-                    )
-                )
-            )
-        elif body == "fleet_switch":
-            await self.safety.set_fleet_switch(message.fleet_switch)
-            outbox.put_nowait(
-                link_pb2.AgentMessage(
-                    fleet_switch_ack=link_pb2.FleetSwitchAck(revision=message.fleet_switch.revision)
-                )
-            )
-        elif body == "lease_nudge":
-            if self.on_lease_nudge is not None:
-                self.on_lease_nudge()
-        elif body == "replication":
-            if self.replication is not None:
-                self.replication.set_plan(message.replication)
-        elif body == "revocations":
-            if self.revocations is not None:
-                await self.revocations.replace(message.revocations.serials)
-        elif body == "backoff":
+    async def _apply(self, message: link_pb2.HubMessage, reply: Reply) -> None:
+        kind = message.WhichOneof("body")
+        if kind == "backoff":
             raise StreamEnded(
                 f"hub asked to back off: {message.backoff.reason}", message.backoff.retry_after_s
             )
+        # None: a kind this agent does not know (a newer hub); a late `registered` means
+        # nothing once the stream is registered.
+        if kind is not None and kind not in LINK_KINDS:
+            await self.handlers.handle(kind, message, reply)
 
     async def _write(self, stream: "_Stream") -> None:
         while True:
@@ -405,22 +404,15 @@ class HubLink:
         while True:
             self._seq += 1
             beat = self.telemetry.heartbeat(self._seq, PRODUCT_VERSION)
-            facts = self.safety.facts()
-            beat.autonomy_effective = facts.autonomy_effective
-            beat.node_switch_enabled = facts.node_enabled
-            beat.node_switch_source = facts.node_source
-            beat.fleet_switch_revision = self.safety.fleet.revision
-            beat.local_stop_ids.extend(self.safety.local_stop_ids())
-            beat.held_permits = len(self.safety.permits)
-            if self.replication is not None:
-                beat.journal.CopyFrom(await self.replication.journal_report())
+            for add_to in self.heartbeat:
+                await add_to(beat)
             outbox.put_nowait(link_pb2.AgentMessage(heartbeat=beat))
             await asyncio.sleep(self.heartbeat_interval_s)
 
     async def _receive(self, stream: "_Stream") -> None:
         call = stream.call
         while (message := await call.read()) is not grpc.aio.EOF:
-            await self._apply(message, stream.outbox)
+            await self._apply(message, stream.outbox.put_nowait)
         stream.ended.set()
         if stream.handing_over:
             await asyncio.Future()  # until the handover cancels this task (or fails)

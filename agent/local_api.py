@@ -21,13 +21,12 @@ from pathlib import Path
 import grpc
 
 from agent.config import LocalSection
-from agent.credentials import NodeCredentials
-from agent.journal_api import JournalLocalService, JournalParts
+from agent.enrolled import Enrolled
+from agent.journal_api import JournalLocalService
 from agent.local_auth import AccessPolicy, LocalCaller, Permission, Role, check, owns, roles_of
 from agent.local_gate import LocalGate, caller_of, resolve_policy
 from agent.local_relay import CallerRegistry, LocalRelay
 from agent.permits import HeldPermit, PermitOwner, PermitTable
-from agent.renewal import Renewer
 from agent.safety import Safety
 from agent.status import LinkStatus, statistics_board
 from edgecommon import grpcopts, pki
@@ -44,21 +43,21 @@ log = logging.getLogger("edge-agent.local")
 LOCAL_SERVICE_NAMES = ("autonomyops.edge.v1.AgentLocal", "autonomyops.edge.v1.JournalLocal")
 
 
-@dataclass
+@dataclass(frozen=True)
 class NodeFacts:
-    """What the local API reports; credentials appear once enrollment is done."""
+    """What the local API reports; what exists only once the node is enrolled (its
+    credentials, renewal, the lease, the journal) is read through `enrolled`."""
 
     status: LinkStatus
     state_dir: Path
     started_unix: float
     safety: Safety
-    credentials: NodeCredentials | None = None
-    renewer: Renewer | None = None
+    enrolled: Enrolled
     # Every component's statistics() (agent.status.AGENT_SECTIONS), attached as each starts.
     board: StatisticsBoard = field(default_factory=statistics_board)
 
     def readiness(self) -> tuple[bool, str]:
-        if self.credentials is None:
+        if self.enrolled.credentials() is None:
             return False, "not enrolled yet"
         if self.status.credential_problem:
             return False, self.status.credential_problem
@@ -116,17 +115,18 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             state_dir=str(facts.state_dir),
             safety=self.safety.state(),
         )
-        if facts.credentials is not None:
-            answer.node_id = facts.credentials.identity.name
-            answer.group = facts.credentials.identity.group
-            answer.cert_expires_unix = facts.credentials.cert.not_valid_after_utc.timestamp()
-            answer.cert_serial = pki.serial_hex(facts.credentials.cert)
-        if facts.renewer is not None:
-            answer.certificate.CopyFrom(facts.renewer.status.message(facts.credentials))
+        creds, enrolled = facts.enrolled.credentials(), facts.enrolled.parts()
+        if creds is not None:
+            answer.node_id = creds.identity.name
+            answer.group = creds.identity.group
+            answer.cert_expires_unix = creds.cert.not_valid_after_utc.timestamp()
+            answer.cert_serial = pki.serial_hex(creds.cert)
+        if enrolled is not None:
+            answer.certificate.CopyFrom(enrolled.renewer.status.message(creds))
             answer.certificate.handovers = status.handovers
             answer.certificate.handover_failures = status.handover_failures
-        elif facts.credentials is not None:
-            answer.certificate.certificate_pem = facts.credentials.cert_pem
+        elif creds is not None:
+            answer.certificate.certificate_pem = creds.cert_pem
         answer.ready, answer.not_ready_reason = facts.readiness()
         answer.statistics_json = facts.board.json()
         return answer
@@ -135,9 +135,10 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def RotateCertificate(
         self, request: agent_pb2.RotateCertificateRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.CertificateState:
-        renewer = self.facts.renewer
-        if renewer is None:
+        enrolled = self.facts.enrolled.parts()
+        if enrolled is None:
             raise Conflict("this node is not enrolled yet; nothing to rotate")
+        renewer = enrolled.renewer
         try:
             creds = await renewer.rotate_now()
         except EdgeError as exc:
@@ -167,7 +168,7 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
             request.leader_only,
             PermitOwner(caller.uid, caller.user, caller.connection),
         )
-        lead = self.safety.leadership
+        lead = self.facts.enrolled.leadership()
         epoch = lead.epoch if request.leader_only and decision.granted and lead else 0
         return agent_pb2.PermitDecision(
             granted=decision.granted,
@@ -181,7 +182,7 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def LeaderStatus(
         self, request: agent_pb2.LeaderStatusRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Leadership:
-        lead = self.safety.leadership
+        lead = self.facts.enrolled.leadership()
         if lead is None:
             return agent_pb2.Leadership(reason="not enrolled yet")
         return lead.view()
@@ -189,7 +190,7 @@ class AgentLocalService(agent_pb2_grpc.AgentLocalServicer):
     async def WatchLeader(
         self, request: agent_pb2.LeaderStatusRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_pb2.Leadership]:
-        lead = self.safety.leadership
+        lead = self.facts.enrolled.leadership()
         if lead is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "not enrolled yet")
             return
@@ -282,10 +283,8 @@ async def start_local_server(
     path: Path,
     mode: int,
     facts: NodeFacts,
-    journal: JournalParts | None = None,
-    access: LocalSection | None = None,
+    access: LocalSection,
 ) -> LocalServer:
-    access = access or LocalSection()
     policy, problems = resolve_policy(access)
     for problem in problems:
         log.warning("local access: %s", problem)
@@ -316,7 +315,7 @@ async def start_local_server(
         AgentLocalService(facts, callers, policy), server
     )
     replication_pb2_grpc.add_JournalLocalServicer_to_server(
-        JournalLocalService(journal or JournalParts()), server
+        JournalLocalService(facts.enrolled.journal), server
     )
     server.add_insecure_port(relay.grpc_target)
     await server.start()

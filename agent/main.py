@@ -10,26 +10,15 @@ import time
 from pathlib import Path
 
 from agent import credentials
+from agent.assemble import NodeParts, build_local, build_node
 from agent.config import AgentConfig
-from agent.enroll import enroll_until_done, join_token, reenroll
+from agent.enroll import enroll_until_done, join_token
 from agent.journal import JournalStore
-from agent.journal_api import JournalParts
-from agent.leadership import LeaseKeeper
-from agent.link import HubLink, credential_problem
-from agent.local_api import NodeFacts, start_local_server
-from agent.peer import start_peer_server
-from agent.permits import PermitLimits, PermitTable
-from agent.renewal import Renewer
-from agent.replica import ReplicaLoop
-from agent.replication import Replication
-from agent.revocations import RevokedSerials
-from agent.safety import Safety
+from agent.link import credential_problem
+from agent.local_api import start_local_server
 from agent.state_db import AGENT_DB, JOURNAL_DB, AgentStateDB, state_layout
-from agent.status import LinkStatus
-from agent.telemetry import Telemetry
 from edgecommon import config as config_loader
 from edgecommon import tokens
-from edgecommon.autonomy_file import SwitchFile
 from edgecommon.clock import Clock, SystemClock
 from edgecommon.daemon import (
     ShutdownRequested,
@@ -44,7 +33,6 @@ from edgecommon.daemon import (
 )
 from edgecommon.errors import ConfigError, EdgeError
 from edgecommon.sqlite_file import prepare_async
-from edgecommon.statistics import StatisticsBoard
 from edgecommon.version import PRODUCT_VERSION
 
 log = logging.getLogger("edge-agent")
@@ -108,32 +96,15 @@ async def serve(
         await db.close()
 
 
-async def run_journal(
-    config: AgentConfig,
-    creds: credentials.NodeCredentials,
-    clock: Clock,
-    parts: JournalParts,
-    rep: Replication,
-    board: StatisticsBoard,
-) -> None:
+async def serve_journal(config: AgentConfig, node: NodeParts) -> None:
     """Serve the Peer service and follow the leader, for as long as the agent runs."""
-    c = config.replication
-    server, port, peer = await listening(
-        f"the Peer address {c.listen}", start_peer_server(rep, creds, clock, c.listen)
-    )
-    parts.peer = peer
-    host = c.listen.rpartition(":")[0]
-    rep.peer_address = c.advertise_address or f"{host}:{port}"
-    forensics = Path(c.forensics_dir) if c.forensics_dir else config.agent.state_dir / "forensics"
-    parts.replica = replica = ReplicaLoop(rep, creds, forensics)
-    parts.replication = rep
-    board.attach("peer", peer)
-    board.attach("replica", replica)
-    log.info("journal: Peer service on %s, %d entries", rep.peer_address, rep.store.last.index)
+    rep = node.replication
     try:
-        await parts.replica.run()
+        await listening(f"the Peer address {config.replication.listen}", node.peer_server.start())
+        log.info("journal: Peer service on %s, %d entries", rep.peer_address, rep.store.last.index)
+        await node.replica.run()
     finally:
-        await server.stop(GRACE_S)
+        await node.peer_server.stop(GRACE_S)
 
 
 async def _serve(
@@ -144,83 +115,32 @@ async def _serve(
     db: AgentStateDB,
     journal: JournalStore,
 ) -> None:
-    state_dir = config.agent.state_dir
-    status = LinkStatus(clock, config.agent.hub)
-    safety = Safety(
-        db,
-        SwitchFile(config.safety.node_switch_file, config.safety.switch_default),
-        clock,
-        config.safety,
-        PermitTable(
-            PermitLimits(config.local.max_permits_per_caller, config.local.max_permits_total)
-        ),
-        config.link.startup_sync_timeout_s,
-    )
-    await safety.load()
-    revoked = RevokedSerials(db)  # before the Peer service serves anyone
-    await revoked.load()
-    facts = NodeFacts(status, state_dir, clock.wall(), safety)
-    facts.board.attach("safety", safety)
-    facts.board.attach("journal", journal)
-    paths = credentials.CredentialPaths.under(state_dir)
-    token = ""
-    if paths.enrolled():
-        facts.credentials = credentials.load(paths)
-    else:
-        token = join_token(config)
-        tokens.parse_token(token)
-    parts = JournalParts()
+    local = await build_local(config, clock, db, journal)
     server = await listening(
         f"the local socket {config.agent.socket}",
         start_local_server(
-            config.agent.socket, config.agent.socket_mode, facts, parts, config.local
+            config.agent.socket, config.agent.socket_mode, local.facts, config.local
         ),
     )
     log.info("local API on %s", config.agent.socket)
 
     async def connect_to_hub() -> None:
-        if facts.credentials is None:
-            facts.credentials = await enroll_until_done(config, token, paths, status, rng)
-        status.credential_problem = credential_problem(facts.credentials, clock.wall())
-        telemetry = Telemetry.start(state_dir)
-        keeper = LeaseKeeper(config, facts.credentials, clock, safety.stepped_down)
-        safety.leadership = keeper
-        rep = Replication(
-            journal, config.replication, facts.credentials.identity, keeper, clock, revoked
-        )
-        link = HubLink(config, facts.credentials, status, telemetry, safety, rng)
-        link.on_lease_nudge = keeper.nudge
-        link.replication = rep
-        link.revocations = revoked
-
-        async def adopt(creds: credentials.NodeCredentials) -> None:
-            facts.credentials = creds
-            keeper.creds = creds
-            parts.adopt(creds)
-            await link.move_to(creds)
-
-        renewer = Renewer(config, paths, facts.credentials, clock, rng, [adopt])
-        facts.renewer = renewer
-        for name, component in (
-            ("link", link),
-            ("leadership", keeper),
-            ("replication", rep),
-            ("renewal", renewer),
-        ):
-            facts.board.attach(name, component)
-        link.on_credential_problem = lambda: reenroll(config, paths, renewer, status)
+        paths = credentials.CredentialPaths.under(config.agent.state_dir)
+        creds = local.enrolled.credentials()
+        if creds is None:
+            creds = await enroll_until_done(config, local.join_token, paths, local.status, rng)
+        local.status.credential_problem = credential_problem(creds, clock.wall())
+        node = build_node(config, clock, rng, local, journal, creds)
+        local.enrolled.publish(node.enrolled())
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(link.run(), name="hub-link")
-            tg.create_task(keeper.run(), name="lease")
-            tg.create_task(renewer.run(), name="renewal")
-            tg.create_task(
-                run_journal(config, facts.credentials, clock, parts, rep, facts.board),
-                name="journal",
-            )
+            tg.create_task(node.link.run(), name="hub-link")
+            tg.create_task(node.keeper.run(), name="lease")
+            tg.create_task(node.renewer.run(), name="renewal")
+            tg.create_task(serve_journal(config, node), name="journal")
 
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(safety.run(), name="safety")
+            tg.create_task(local.safety.run(), name="safety")
             link_task = tg.create_task(connect_to_hub(), name="hub-link")
             announce_ready("serving the local API", tg, lambda: not link_task.done())
             tg.create_task(raise_when_set(stop), name="shutdown")

@@ -86,10 +86,42 @@ class PeerStatistics:
     revoked_serials: int  # on the hub's list this node holds
 
 
-class PeerService(replication_pb2_grpc.PeerServicer):
-    def __init__(self, rep: Replication, creds: NodeCredentials, clock: Clock) -> None:
-        self.rep = rep
+class ServedCertificate:
+    """This node's certificate as its Peer service presents it, with the CAs it accepts
+    callers from. A renewal (or a new trust bundle) replaces it: grpc's dynamic server
+    credentials serve it from the next handshake, and open connections stay up (the old
+    certificate is still valid). Its own object because the server's port is bound with it
+    before the journal (which reports that port) and so the service exist."""
+
+    def __init__(self, creds: NodeCredentials) -> None:
         self.creds = creds
+
+    def adopt(self, creds: NodeCredentials) -> None:
+        self.creds = creds
+
+    def server_credentials(self) -> grpc.ServerCredentials:
+        served = [self.creds]
+
+        def configuration(creds: NodeCredentials) -> grpc.ServerCertificateConfiguration:
+            return grpc.ssl_server_certificate_configuration(
+                [(creds.key_pem, creds.cert_pem)], root_certificates=creds.bundle_pem
+            )
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            if served[0] is self.creds:
+                return None
+            served[0] = self.creds
+            return configuration(self.creds)
+
+        return grpc.dynamic_ssl_server_credentials(
+            configuration(self.creds), fetch, require_client_authentication=True
+        )
+
+
+class PeerService(replication_pb2_grpc.PeerServicer):
+    def __init__(self, rep: Replication, served: ServedCertificate, clock: Clock) -> None:
+        self.rep = rep
+        self.served = served
         self.clock = clock
         self.refused_revoked = 0
         self.ended_by_revocation = 0
@@ -127,28 +159,9 @@ class PeerService(replication_pb2_grpc.PeerServicer):
         finally:
             task.cancel()
 
-    def adopt(self, creds: NodeCredentials) -> None:
-        """A renewed certificate (or a new trust bundle): served from the next handshake;
-        open connections stay up (the old certificate is still valid)."""
-        self.creds = creds
-
-    def server_credentials(self) -> grpc.ServerCredentials:
-        served = [self.creds]
-
-        def configuration(creds: NodeCredentials) -> grpc.ServerCertificateConfiguration:
-            return grpc.ssl_server_certificate_configuration(
-                [(creds.key_pem, creds.cert_pem)], root_certificates=creds.bundle_pem
-            )
-
-        def fetch() -> grpc.ServerCertificateConfiguration | None:
-            if served[0] is self.creds:
-                return None
-            served[0] = self.creds
-            return configuration(self.creds)
-
-        return grpc.dynamic_ssl_server_credentials(
-            configuration(self.creds), fetch, require_client_authentication=True
-        )
+    @property
+    def creds(self) -> NodeCredentials:
+        return self.served.creds
 
     def _identity(self, context: grpc.aio.ServicerContext) -> tuple[Identity, str]:
         try:
@@ -253,18 +266,31 @@ class PeerService(replication_pb2_grpc.PeerServicer):
         return append_result(outcome, self.rep.me.name)
 
 
-async def start_peer_server(
-    rep: Replication, creds: NodeCredentials, clock: Clock, listen: str
-) -> tuple[grpc.aio.Server, int, PeerService]:
+def bind_peer_server(listen: str, served: ServedCertificate) -> tuple[grpc.aio.Server, int]:
+    """A Peer server bound to `listen`, not started, and its port: known before the journal
+    that reports it is built (add the service, then start the server)."""
     server = grpc.aio.server(
         interceptors=[RequestBoundary(log)],
         options=grpcopts.server_options(max_message_bytes=MAX_PEER_MESSAGE_BYTES),
     )
-    service = PeerService(rep, creds, clock)
-    replication_pb2_grpc.add_PeerServicer_to_server(service, server)
-    port = server.add_secure_port(listen, service.server_credentials())
+    try:
+        port = server.add_secure_port(listen, served.server_credentials())
+    except RuntimeError as exc:  # grpc's word for an address in use or not on this host
+        raise OSError(f"cannot listen on the Peer address {listen}: {exc}") from None
     if port == 0:
         raise OSError(f"cannot listen on {listen} for the Peer service")
+    return server, port
+
+
+async def start_peer_server(
+    rep: Replication, creds: NodeCredentials, clock: Clock, listen: str
+) -> tuple[grpc.aio.Server, int, PeerService]:
+    """Bind, serve and start at once, for a journal whose own address does not matter (it
+    reports to no hub): tests and benches."""
+    served = ServedCertificate(creds)
+    server, port = bind_peer_server(listen, served)
+    service = PeerService(rep, served, clock)
+    replication_pb2_grpc.add_PeerServicer_to_server(service, server)
     await server.start()
     return server, port, service
 

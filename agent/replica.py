@@ -124,6 +124,10 @@ class ReplicaLoop:
             pull_problem=self._reported,
         )
 
+    def adopt(self, creds: NodeCredentials) -> None:
+        """A renewed certificate: the next connection to the leader uses it."""
+        self.creds = creds
+
     def _should_pull(self, plan: Plan) -> bool:
         me = self.rep.me.name
         return (

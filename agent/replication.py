@@ -22,6 +22,7 @@ from enum import StrEnum
 from typing import Protocol
 
 from agent.config import ReplicationSection
+from agent.hub_messages import Handler, Reply
 from agent.journal import Entry, JournalStore
 from agent.revocations import RevokedSerials
 from agent.sync_rule import (
@@ -194,7 +195,8 @@ class Replication:
         me: Identity,
         leadership: Leadership,
         clock: Clock,
-        revoked: RevokedSerials | None = None,
+        revoked: RevokedSerials,
+        peer_address: str,
     ) -> None:
         self.store = store
         self.config = config
@@ -202,13 +204,15 @@ class Replication:
         self.leadership = leadership
         self.clock = clock
         # The hub's revoked serials; acknowledgements made with one stop counting.
-        self.revoked = revoked if revoked is not None else RevokedSerials()
+        self.revoked = revoked
         self.revoked.listeners.append(self._revoked)
         self.plan = Plan(group=me.group)
         self.plan_changed = asyncio.Event()
         self.progress: dict[str, Progress] = {}
         self.commit_index = 0
-        self.peer_address = ""
+        # Where this node's Peer service is reached (reported to the hub, which tells the
+        # replicas when this node leads).
+        self.peer_address = peer_address
         self.diverged_at = 0
         self.detail = ""
         self.bad_peer = ""
@@ -264,6 +268,12 @@ class Replication:
         self.plan = plan
         self.plan_changed.set()
         self._advance()
+
+    def hub_handlers(self) -> dict[str, Handler]:
+        return {"replication": self._on_plan}
+
+    async def _on_plan(self, plan: link_pb2.ReplicationPlan, reply: Reply) -> None:
+        self.set_plan(plan)
 
     async def wait_plan(self, timeout_s: float) -> None:
         self.plan_changed.clear()
@@ -502,6 +512,9 @@ class Replication:
             plan_revision=self.plan.revision,
             rewinds=self.store.rewinds,
         )
+
+    async def add_to_heartbeat(self, beat: link_pb2.Heartbeat) -> None:
+        beat.journal.CopyFrom(await self.journal_report())
 
     async def status(self) -> replication_pb2.ReplicaReport:
         last = self.store.last

@@ -14,6 +14,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
+from agent.hub_messages import Handler, Reply
+from edgecommon.pb import link_pb2
+
 log = logging.getLogger("edge-agent.revocations")
 
 
@@ -41,6 +44,12 @@ class RevokedSerials:
 
     def __len__(self) -> int:
         return len(self.serials)
+
+    def hub_handlers(self) -> dict[str, Handler]:
+        return {"revocations": self._on_revocations}
+
+    async def _on_revocations(self, revocations: link_pb2.Revocations, reply: Reply) -> None:
+        await self.replace(revocations.serials)
 
     async def replace(self, serials: Iterable[str]) -> frozenset[str]:
         """Take the hub's list; returns the serials that were not revoked before."""

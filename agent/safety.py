@@ -20,10 +20,12 @@ import asyncio
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from agent.config import SafetySection
+from agent.hub_messages import Handler, Reply
 from agent.permits import (
     Decision,
     HeldPermit,
@@ -135,6 +137,7 @@ class Safety:
         config: SafetySection,
         permits: PermitTable,
         startup_sync_timeout_s: float,
+        leadership: Callable[[], Leadership | None],
     ) -> None:
         self.db = db
         self.switch_file = switch_file
@@ -152,7 +155,9 @@ class Safety:
         self._heard_hub = False
         self._acting_alone = False
         self._last_decision: Decision | None = None
-        self.leadership: Leadership | None = None
+        # The group lease as this node sees it; None until the node is enrolled (the lease
+        # keeper exists only then: agent.enrolled).
+        self.leadership = leadership
         # Counted for statistics(), since the agent started.
         self._latched = self._released = 0
         self._answers: Counter[Reason] = Counter()
@@ -217,7 +222,7 @@ class Safety:
         decision = self.decision()
         epoch = 0
         if decision.granted and leader_only:
-            lead = self.leadership
+            lead = self.leadership()
             if lead is None or not lead.is_leader():
                 who = lead.leader if lead is not None and lead.leader else "nobody"
                 return self._answered(
@@ -321,6 +326,53 @@ class Safety:
         for stop_id in ids:
             await self.release(stop_id, f"local release: {reason}")
         return ids
+
+    # --- what the hub sends, and the heartbeat -----------------------------------------
+
+    def hub_handlers(self) -> dict[str, Handler]:
+        return {
+            "estop": self._on_estop,
+            "estop_release": self._on_estop_release,
+            "fleet_switch": self._on_fleet_switch,
+        }
+
+    async def _on_estop(self, command: link_pb2.EstopCommand, reply: Reply) -> None:
+        """Acknowledged only once latched on disk."""
+        stop = await self.latch_from_hub(command)
+        reply(
+            link_pb2.AgentMessage(
+                estop_ack=link_pb2.EstopAck(stop_id=stop.stop_id, latched_unix=stop.latched_unix)
+            )
+        )
+
+    async def _on_estop_release(self, release: link_pb2.EstopRelease, reply: Reply) -> None:
+        await self.release(
+            release.stop_id, f"released by {release.operator or 'hub'}: {release.reason}"
+        )
+        reply(
+            link_pb2.AgentMessage(
+                estop_ack=link_pb2.EstopAck(
+                    stop_id=release.stop_id, released=True, latched_unix=self.clock.wall()
+                )
+            )
+        )
+
+    async def _on_fleet_switch(self, switch: link_pb2.FleetSwitch, reply: Reply) -> None:
+        await self.set_fleet_switch(switch)
+        reply(
+            link_pb2.AgentMessage(
+                fleet_switch_ack=link_pb2.FleetSwitchAck(revision=switch.revision)
+            )
+        )
+
+    async def add_to_heartbeat(self, beat: link_pb2.Heartbeat) -> None:
+        facts = self.facts()
+        beat.autonomy_effective = facts.autonomy_effective
+        beat.node_switch_enabled = facts.node_enabled
+        beat.node_switch_source = facts.node_source
+        beat.fleet_switch_revision = self.fleet.revision
+        beat.local_stop_ids.extend(self.local_stop_ids())
+        beat.held_permits = len(self.permits)
 
     # --- switches and the hub link --------------------------------------------------------
 

@@ -19,12 +19,14 @@ from edgecommon.clock import Clock, stamp
 from edgecommon.errors import NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
 from edgecommon.reasons import check_reason
+from edgecommon.scope import Scope, ScopeKind
 from hub.config import AutonomySection
 from hub.registry import Registry
 from hub.store.base import HubStore
 
 log = logging.getLogger("edge-hub.autonomy")
 REVISION_SETTING = "fleet_switch_revision"
+FLEET = Scope(ScopeKind.FLEET)
 
 
 @dataclass(frozen=True)
@@ -104,9 +106,7 @@ class FleetSwitch:
             return
         self.reading = reading
         await self._bump()
-        message = link_pb2.HubMessage(fleet_switch=self.message())
-        for session in self.registry.live_sessions():
-            session.outbox.put_nowait(message)
+        self.registry.send(link_pb2.HubMessage(fleet_switch=self.message()), FLEET)
 
     async def run(self) -> None:
         while True:

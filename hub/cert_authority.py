@@ -25,6 +25,7 @@ from edgecommon.errors import Conflict, CsrRejected, InvalidArgument, NotFound
 from edgecommon.identity import Identity, Kind, name_problem
 from edgecommon.pb import link_pb2
 from edgecommon.reasons import check_reason
+from edgecommon.scope import Scope, ScopeKind
 from hub import credentials as hub_credentials
 from hub.config import HubConfig
 from hub.registry import Registry
@@ -247,11 +248,11 @@ class CertAuthority:
         self._revoked_not_after.update((c.serial, c.not_after_unix) for c in targets)
         # Every agent, before any stream closes: peers must stop serving the certificate
         # even where the hub never sees it (agent-to-agent replication).
-        told = 0
-        message = link_pb2.HubMessage(revocations=self.revocations())
-        for session in self.registry.live_sessions():
-            session.outbox.put_nowait(message)
-            told += 1
+        told = len(
+            self.registry.send(
+                link_pb2.HubMessage(revocations=self.revocations()), Scope(ScopeKind.FLEET)
+            )
+        )
         closed = 0
         serials = {r.serial for r in records}
         for session in self.registry.live_sessions():

@@ -151,14 +151,12 @@ class EstopManager:
         return released
 
     def _send(self, scope: Scope, message: link_pb2.HubMessage, stop_id: str | None) -> int:
-        mono, sent = self.clock.monotonic(), 0
-        for session in self.registry.live_sessions():
-            if scope.applies_to(session.node_id, session.group):
-                session.outbox.put_nowait(message)
-                if stop_id is not None:
-                    self._sent_mono[(stop_id, session.node_id)] = mono
-                sent += 1
-        return sent
+        mono = self.clock.monotonic()
+        sent = self.registry.send(message, scope)
+        if stop_id is not None:
+            for node_id in sent:
+                self._sent_mono[(stop_id, node_id)] = mono
+        return len(sent)
 
     def covers(self, node_id: str, group: str) -> bool:
         """Whether an active hub stop applies to the node."""

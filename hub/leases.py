@@ -28,6 +28,7 @@ from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, InvalidArgument, NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
+from edgecommon.scope import Scope, ScopeKind
 from hub.config import LeaseSection
 from hub.election import (
     Candidate,
@@ -111,30 +112,16 @@ class LeaseStatistics:
     groups: tuple[GroupLeaseStatistics, ...]
 
 
-class LeaseManager:
-    def __init__(
-        self,
-        store: HubStore,
-        registry: Registry,
-        estops: EstopManager,
-        clock: Clock,
-        config: LeaseSection,
-    ) -> None:
+class LeaseTable:
+    """Each group's lease as the hub holds it. LeaseManager alone decides and changes it;
+    the journal's quorum (hub.replication) reads who leads at which epoch. The election in
+    turn asks the quorum who may take over, so the table is an object of its own, built
+    (and loaded from the store) before both."""
+
+    def __init__(self, store: HubStore, clock: Clock) -> None:
         self.store = store
-        self.registry = registry
-        self.estops = estops
         self.clock = clock
-        self.config = config
         self.groups: dict[str, GroupLease] = {}
-        self.renewals = 0
-        self.heartbeat_s = registry.config.heartbeat_interval_s
-        self.journal: JournalFacts | None = None
-        # Members whose last renewal said its previous answer missed its deadline.
-        self.late: set[str] = set()
-        # Counted for statistics(), since the hub started.
-        self._verdicts: Counter[Verdict] = Counter()
-        self._releases = self._switchovers = self._switchovers_done = 0
-        self._switchovers_failed = 0
 
     async def load(self) -> None:
         wall, mono = self.clock.wall(), self.clock.monotonic()
@@ -147,12 +134,61 @@ class LeaseManager:
                 epoch_holder=rec.holder,
             )
 
-    def _group(self, group: str) -> GroupLease:
+    def group(self, group: str) -> GroupLease:
         return self.groups.setdefault(group, GroupLease(group))
+
+    def leader(self, group: str, now: float) -> tuple[str, int]:
+        """Who holds the group's lease at `now` (monotonic; "" when nobody validly does),
+        and the group's epoch."""
+        g = self.groups.get(group)
+        if g is None:
+            return "", 0
+        return (g.lease.holder if g.lease.valid(now) else ""), g.lease.epoch
+
+    def epoch_holder(self, group: str) -> str:
+        """Who was granted the group's latest epoch, also once that lease expired or was
+        released ("" when not known)."""
+        g = self.groups.get(group)
+        return g.epoch_holder if g is not None else ""
+
+
+class LeaseManager:
+    def __init__(
+        self,
+        store: HubStore,
+        registry: Registry,
+        estops: EstopManager,
+        table: LeaseTable,
+        journal: JournalFacts,
+        clock: Clock,
+        config: LeaseSection,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.estops = estops
+        self.table = table
+        self.journal = journal
+        self.clock = clock
+        self.config = config
+        self.renewals = 0
+        self.heartbeat_s = registry.config.heartbeat_interval_s
+        # Members whose last renewal said its previous answer missed its deadline.
+        self.late: set[str] = set()
+        # Counted for statistics(), since the hub started.
+        self._verdicts: Counter[Verdict] = Counter()
+        self._releases = self._switchovers = self._switchovers_done = 0
+        self._switchovers_failed = 0
+
+    @property
+    def groups(self) -> dict[str, GroupLease]:
+        return self.table.groups
+
+    def _group(self, group: str) -> GroupLease:
+        return self.table.group(group)
 
     def candidates(self, group: str) -> tuple[Candidate, ...]:
         out = []
-        journal = self.journal.eligibility(group) if self.journal else {}
+        journal = self.journal.eligibility(group)
         for view in self.registry.views(group):
             node = view.record.node_id
             beat = self.registry.heartbeat_of(node)
@@ -278,11 +314,10 @@ class LeaseManager:
             return self._answer("released", g, "stepped down")
 
     def _nudge(self, node_id: str, reason: str) -> None:
-        for session in self.registry.live_sessions():
-            if session.node_id == node_id:
-                session.outbox.put_nowait(
-                    link_pb2.HubMessage(lease_nudge=link_pb2.LeaseNudge(reason=reason))
-                )
+        self.registry.send(
+            link_pb2.HubMessage(lease_nudge=link_pb2.LeaseNudge(reason=reason)),
+            Scope(ScopeKind.NODE, node_id),
+        )
 
     def _known_group(self, group: str) -> GroupLease:
         if not self.registry.views(group):
@@ -359,7 +394,7 @@ class LeaseManager:
         heartbeat yet, until the deadline to say so; `_plan` then decides."""
         checks = math.ceil(max(0.0, deadline - self.clock.monotonic()) / CATCH_UP_CHECK_S)
         for _ in range(checks):
-            if self.journal is None or not self.journal.catching_up(group, to):
+            if not self.journal.catching_up(group, to):
                 return
             await asyncio.sleep(CATCH_UP_CHECK_S)
 
@@ -400,10 +435,7 @@ class LeaseManager:
             old_epoch=g.lease.epoch,
             dry_run=dry_run,
         )
-        if self.journal is not None:
-            report.target_lag, report.at_risk = self.journal.handover_risk(group, holder, target)
-        else:
-            report.at_risk = "nothing: no replicated journal"
+        report.target_lag, report.at_risk = self.journal.handover_risk(group, holder, target)
         if dry_run:
             report.detail = f"would move leadership of {group} from {holder} to {target}"
             return report

@@ -1,4 +1,9 @@
-"""The Link service: enrollment and the agents' long-lived streams."""
+"""The Link service: enrollment and the agents' long-lived streams.
+
+It only moves messages: what managers send (hub.registry.Registry.send) is drained from
+the session's outbox onto the stream, and what agents send is handed to whoever it is for.
+Each stream's reader is a task of the stream's own task group, so it ends with the stream.
+"""
 
 import asyncio
 import logging
@@ -24,6 +29,8 @@ from hub.estop import EstopManager
 from hub.leases import LeaseManager
 from hub.registry import Registry, Session
 
+HeartbeatObserver = Callable[[Session, link_pb2.Heartbeat], None]
+
 log = logging.getLogger(__name__)
 
 
@@ -45,6 +52,8 @@ class LinkService(link_pb2_grpc.LinkServicer):
         estops: EstopManager,
         fleet_switch: FleetSwitch,
         leases: LeaseManager,
+        observe_heartbeat: HeartbeatObserver,
+        revocations: Callable[[], link_pb2.Revocations],
     ) -> None:
         self.leases = leases
         self.enrollment = enrollment
@@ -59,8 +68,11 @@ class LinkService(link_pb2_grpc.LinkServicer):
             config.max_registrations_per_s, config.registration_burst, clock.monotonic()
         )
         self.backoffs_sent = 0
-        # The revoked-serial list for Registered (hub.cert_authority); wired by hub.server.
-        self.revocations: Callable[[], link_pb2.Revocations] | None = None
+        # Told of every heartbeat taken on a node's current session (the journal's quorum
+        # screens the positions in it: hub.replication).
+        self.observe_heartbeat = observe_heartbeat
+        # The revoked-serial list for Registered (hub.cert_authority).
+        self.revocations = revocations
 
     def statistics(self) -> LinkStatistics:
         tokens = self.bucket.level(self.clock.monotonic())
@@ -143,29 +155,46 @@ class LinkService(link_pb2_grpc.LinkServicer):
         )
         for stop_id in first.register.latched_stop_ids:
             self.estops.acknowledged(identity.name, link_pb2.EstopAck(stop_id=stop_id))
-        reader = asyncio.create_task(self._read(context, session))
+        registered = link_pb2.Registered(
+            node_id=identity.name,
+            group=identity.group,
+            heartbeat_interval_s=self.config.heartbeat_interval_s,
+            hub_time_unix=self.clock.wall(),
+            stops=stops,
+            releases=releases,
+            fleet_switch=self.fleet_switch.message(),
+            revocations=self.revocations(),
+        )
         try:
-            await context.write(
-                link_pb2.HubMessage(
-                    registered=link_pb2.Registered(
-                        node_id=identity.name,
-                        group=identity.group,
-                        heartbeat_interval_s=self.config.heartbeat_interval_s,
-                        hub_time_unix=self.clock.wall(),
-                        stops=stops,
-                        releases=releases,
-                        fleet_switch=self.fleet_switch.message(),
-                        revocations=self.revocations() if self.revocations else None,
-                    )
-                )
-            )
-            while (message := await session.outbox.get()) is not None:
-                await context.write(message)
+            await self._carry(context, session, registered)
             if session.refused:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, session.refused)
         finally:
-            reader.cancel()
             self.registry.detach(session, "stream closed")
+
+    async def _carry(
+        self,
+        context: grpc.aio.ServicerContext,
+        session: Session,
+        registered: link_pb2.Registered,
+    ) -> None:
+        """Write the registration, then what is sent to the node, until its session ends;
+        the reader runs beside the writer and ends with it."""
+        failed: Exception | None = None
+        async with asyncio.TaskGroup() as tg:
+            reader = tg.create_task(self._read(context, session), name=f"read {session.node_id}")
+            try:
+                await context.write(link_pb2.HubMessage(registered=registered))
+                while (message := await session.outbox.get()) is not None:
+                    await context.write(message)
+            except Exception as exc:
+                # Raised after the group, as it is: grpc ignores a write that failed because
+                # the agent went away, and knows it by the exception's type, which an
+                # exception group would hide (it would log a servicer error instead).
+                failed = exc
+            reader.cancel()
+        if failed is not None:
+            raise failed
 
     async def _first_message(self, context: grpc.aio.ServicerContext) -> link_pb2.AgentMessage:
         try:
@@ -184,7 +213,8 @@ class LinkService(link_pb2_grpc.LinkServicer):
             while (message := await context.read()) is not grpc.aio.EOF:
                 body = message.WhichOneof("body")
                 if body == "heartbeat":
-                    self.registry.heartbeat(session, message.heartbeat)
+                    if self.registry.heartbeat(session, message.heartbeat):
+                        self.observe_heartbeat(session, message.heartbeat)
                 elif body == "estop_ack":
                     self.estops.acknowledged(session.node_id, message.estop_ack)
                 elif body == "fleet_switch_ack":

@@ -4,6 +4,11 @@ Live state (sessions, last heartbeat, metrics) is kept in memory and written to 
 store in batches (every [link].flush_interval_s, at once on connect and disconnect), so
 a thousand heartbeats a second cost one transaction every few seconds. The offline
 decision is the pure function `overdue`.
+
+It is also the hub's one sender to agents: every manager that tells agents something
+(stops, the fleet switch, lease nudges, journal plans, revocations) calls `send` with a
+scope, and only `send` (and the Link servicer, which drains it onto the stream) touches a
+session's outbox.
 """
 
 import asyncio
@@ -18,6 +23,7 @@ from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.identity import Identity
 from edgecommon.pb import link_pb2
+from edgecommon.scope import Scope, ScopeKind
 from hub.config import LinkSection
 from hub.store.base import HubStore, NodeRecord
 
@@ -75,13 +81,12 @@ class Registry:
         self.config = config
         self._records: dict[str, NodeRecord] = {}
         self._sessions: dict[str, Session] = {}
+        # The same sessions by group: a plan for one group is not a walk over the fleet.
+        self._by_group: dict[str, dict[str, Session]] = {}
         self._heartbeats: dict[str, link_pb2.Heartbeat] = {}
         self._dirty: set[str] = set()
         self._wake = asyncio.Event()
         self._next_session = 0
-        # Told of every heartbeat accepted on a node's current session (the journal's
-        # quorum screens the positions in it: hub.replication).
-        self.on_heartbeat: Callable[[Session, link_pb2.Heartbeat], None] | None = None
         # Counted for statistics(), since the hub started.
         self._attached = self._replaced = self._timed_out = self._heartbeat_count = 0
         self._flushes = 0
@@ -121,7 +126,7 @@ class Registry:
         self._attached += 1
         self._next_session += 1
         session = Session(self._next_session, identity.name, identity.group, mono, mono)
-        self._sessions[identity.name] = session
+        self._add(session)
         old = self._records.get(identity.name)
         self._records[identity.name] = NodeRecord(
             node_id=identity.name,
@@ -143,9 +148,48 @@ class Registry:
             log.info("%s is online (agent %s)", identity, register.agent_version)
         return session
 
-    def heartbeat(self, session: Session, beat: link_pb2.Heartbeat) -> None:
+    def _add(self, session: Session) -> None:
+        previous = self._sessions.get(session.node_id)
+        if previous is not None:  # replaced (its group may differ: a node re-enrolled)
+            self._remove(previous)
+        self._sessions[session.node_id] = session
+        self._by_group.setdefault(session.group, {})[session.node_id] = session
+
+    def _remove(self, session: Session) -> None:
+        del self._sessions[session.node_id]
+        members = self._by_group[session.group]
+        del members[session.node_id]
+        if not members:
+            del self._by_group[session.group]
+
+    def send(
+        self,
+        message: link_pb2.HubMessage,
+        scope: Scope,
+        *,
+        only: Callable[[Session], bool] | None = None,
+    ) -> tuple[str, ...]:
+        """Queue `message` for every connected node in `scope` (and, given `only`, for
+        which it says yes); the node ids it was queued for, sorted."""
+        if scope.kind is ScopeKind.FLEET:
+            sessions: Iterable[Session] = self._sessions.values()
+        elif scope.kind is ScopeKind.GROUP:
+            sessions = self._by_group.get(scope.name, {}).values()
+        else:
+            one = self._sessions.get(scope.name)
+            sessions = () if one is None else (one,)
+        queued = []
+        for session in sessions:
+            if only is None or only(session):
+                session.outbox.put_nowait(message)
+                queued.append(session.node_id)
+        return tuple(sorted(queued))
+
+    def heartbeat(self, session: Session, beat: link_pb2.Heartbeat) -> bool:
+        """Take a heartbeat; False when it came on a session that is no longer the node's
+        current one (and was ignored)."""
         if self._sessions.get(session.node_id) is not session:
-            return
+            return False
         session.last_heartbeat_mono = self.clock.monotonic()
         self._heartbeats[session.node_id] = beat
         self._heartbeat_count += 1
@@ -156,13 +200,12 @@ class Registry:
             agent_version=beat.agent_version or record.agent_version,
         )
         self._mark(session.node_id, urgent=False)
-        if self.on_heartbeat is not None:
-            self.on_heartbeat(session, beat)
+        return True
 
     def detach(self, session: Session, reason: str) -> None:
         if self._sessions.get(session.node_id) is not session:
             return
-        del self._sessions[session.node_id]
+        self._remove(session)
         self._go_offline(session.node_id, session.close_reason or reason)
 
     def _go_offline(self, node_id: str, reason: str) -> None:
@@ -184,7 +227,8 @@ class Registry:
         window = self.config.offline_after_s
         seen = {n: s.last_heartbeat_mono for n, s in self._sessions.items()}
         for node_id in overdue(seen, self.clock.monotonic(), window):
-            session = self._sessions.pop(node_id)
+            session = self._sessions[node_id]
+            self._remove(session)
             session.close(f"no heartbeat for more than {window:g}s")
             self._timed_out += 1
             self._go_offline(node_id, session.close_reason)

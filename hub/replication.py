@@ -22,9 +22,10 @@ from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
 from edgecommon.errors import NotFound
 from edgecommon.pb import link_pb2, replication_pb2
+from edgecommon.scope import Scope, ScopeKind
 from hub.config import ReplicationSection
 from hub.journal_reports import Position, Refusal, adoptable_commit, judge
-from hub.leases import LeaseManager
+from hub.leases import LeaseTable
 from hub.quorum import (
     GroupFacts,
     MemberFacts,
@@ -78,7 +79,7 @@ class ReplicationManager:
         self,
         store: HubStore,
         registry: Registry,
-        leases: LeaseManager,
+        leases: LeaseTable,
         clock: Clock,
         config: ReplicationSection,
     ) -> None:
@@ -168,9 +169,7 @@ class ReplicationManager:
 
     def facts(self, group: str, views: list[NodeView] | None = None) -> GroupFacts:
         now = self.clock.monotonic()
-        lease = self.leases.groups.get(group)
-        leader = lease.lease.holder if lease and lease.lease.valid(now) else ""
-        epoch = lease.lease.epoch if lease else 0
+        leader, epoch = self.leases.leader(group, now)
         lj, lage = self._journal(leader) if leader else (None, 0.0)
         current = lj if lj is not None and lj.epoch == epoch else None
         seen = {r.node_id: r for r in current.replicas} if current is not None else {}
@@ -219,7 +218,7 @@ class ReplicationManager:
             restore_max_lag_entries=c.restore_max_lag_entries,
             max_async_lag_entries=c.max_async_lag_entries,
             journal_in_use=g.in_use,
-            epoch_holder=lease.epoch_holder if lease else "",
+            epoch_holder=self.leases.epoch_holder(group),
         )
 
     # --- the cadence -------------------------------------------------------------------
@@ -231,15 +230,10 @@ class ReplicationManager:
             by_group: dict[str, list[NodeView]] = {}
             for view in self.registry.views():
                 by_group.setdefault(view.record.group, []).append(view)
-            sessions: dict[str, list[Session]] = {}
-            for session in self.registry.live_sessions():
-                sessions.setdefault(session.group, []).append(session)
             for group, views in sorted(by_group.items()):
-                await self.step(group, views, sessions.get(group, []))
+                await self.step(group, views)
 
-    async def step(
-        self, group: str, views: list[NodeView] | None = None, sessions: list[Session] | None = None
-    ) -> None:
+    async def step(self, group: str, views: list[NodeView] | None = None) -> None:
         g = self._group(group)
         async with g.lock:
             facts = self.facts(group, views)
@@ -250,7 +244,7 @@ class ReplicationManager:
                 sync = confirm(facts, tuple(lj.sync_confirmed))
             sync = plan_sync_set(with_sync(facts, sync), self.clock.monotonic())
             await self._save(group, g, sync, "automatic")
-            self._publish(group, g, facts, sessions)
+            self._publish(group, g, facts)
 
     async def _save(self, group: str, g: GroupSync, sync: SyncSet, why: str) -> None:
         if sync == g.sync:
@@ -269,9 +263,7 @@ class ReplicationManager:
         g.sync, g.revision = sync, revision
         self._sync_set_changes += 1
 
-    def _publish(
-        self, group: str, g: GroupSync, facts: GroupFacts, sessions: list[Session] | None = None
-    ) -> None:
+    def _publish(self, group: str, g: GroupSync, facts: GroupFacts) -> None:
         lj, _ = self._journal(facts.leader) if facts.leader else (None, 0.0)
         plan = link_pb2.ReplicationPlan(
             group=group,
@@ -287,16 +279,23 @@ class ReplicationManager:
             g.revision += 1
             plan.revision = g.revision
             g.plan = plan
-        live = self.registry.live_sessions() if sessions is None else sessions
-        for session in live:
-            if session.group != group:
-                continue
-            stamp = (session.session_id, g.revision)
-            if self._sent.get(session.node_id) != stamp:
-                self._sent[session.node_id] = stamp
-                message = link_pb2.ReplicationPlan()
-                message.CopyFrom(g.plan)
-                session.outbox.put_nowait(link_pb2.HubMessage(replication=message))
+        revision = g.revision
+
+        def lacks_it(session: Session) -> bool:
+            """Whether the session was not sent this revision yet (it is, right after)."""
+            stamp = (session.session_id, revision)
+            if self._sent.get(session.node_id) == stamp:
+                return False
+            self._sent[session.node_id] = stamp
+            return True
+
+        # Each session of the group gets each revision once: a new session (a reconnect)
+        # gets the current plan although the node had it before.
+        message = link_pb2.ReplicationPlan()
+        message.CopyFrom(g.plan)
+        self.registry.send(
+            link_pb2.HubMessage(replication=message), Scope(ScopeKind.GROUP, group), only=lacks_it
+        )
 
     # --- what the election asks ----------------------------------------------------------
 

@@ -32,8 +32,7 @@ class Context:
 
 async def test_appends_taken_before_a_refused_message_are_all_answered() -> None:
     rep = SlowReplication()
-    parts = JournalParts()
-    parts.replication = rep  # type: ignore[assignment]
+    parts = JournalParts(rep, replica=None)  # type: ignore[arg-type]
     context = Context()
 
     async def requests() -> AsyncIterator[replication_pb2.AppendRequest]:
@@ -44,7 +43,7 @@ async def test_appends_taken_before_a_refused_message_are_all_answered() -> None
         raise BadRequest("AppendRequest: field key contains a control character", "field key")
 
     with pytest.raises(ExceptionGroup) as raised:
-        await JournalLocalService(parts).AppendStream(requests(), context)  # type: ignore[arg-type]
+        await JournalLocalService(lambda: parts).AppendStream(requests(), context)  # type: ignore[arg-type]
     assert raised.group_contains(BadRequest)
     assert sorted(r.request_id for r in context.written) == [1, 2]
     assert all("not the leader" in r.error for r in context.written)

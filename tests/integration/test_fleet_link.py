@@ -4,7 +4,7 @@ import signal
 import stat
 
 from agent.status import AGENT_SECTIONS
-from hub.server import HUB_SECTIONS
+from hub.assemble import HUB_SECTIONS
 from tests.keycheck import secret_needles
 from tests.procs import Fleet, wait_until
 

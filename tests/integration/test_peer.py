@@ -24,6 +24,7 @@ from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2, replication_pb2, replication_pb2_grpc
 
 TD = "edge"
+NO_HUB = ""  # the address a journal reports to the hub: these report to none
 
 
 class Lead:
@@ -65,7 +66,9 @@ async def test_only_members_of_the_group_pull_and_only_the_hub_appends(ca, tmp_p
     leader = creds(ca, Identity(Kind.NODE, "n1", "g"))
     store = await open_store(tmp_path / "j.db")
     config = ReplicationSection()
-    rep = Replication(store, config, leader.identity, Lead(True), SystemClock())
+    rep = Replication(
+        store, config, leader.identity, Lead(True), SystemClock(), RevokedSerials(), NO_HUB
+    )
     rep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1, min_sync=0))
     server, port, _ = await start_peer_server(rep, leader, SystemClock(), "127.0.0.1:0")
     address = f"127.0.0.1:{port}"
@@ -147,7 +150,15 @@ async def test_a_leader_sending_entries_that_do_not_chain_is_refused_and_reporte
     )
     await server.start()
     store = await open_store(tmp_path / "replica.db")
-    rep = Replication(store, ReplicationSection(), replica.identity, Lead(False), SystemClock())
+    rep = Replication(
+        store,
+        ReplicationSection(),
+        replica.identity,
+        Lead(False),
+        SystemClock(),
+        RevokedSerials(),
+        NO_HUB,
+    )
     rep.set_plan(
         link_pb2.ReplicationPlan(
             group="g", leader="n1", leader_peer_address=f"127.0.0.1:{port}", epoch=1, min_sync=1
@@ -209,10 +220,26 @@ async def test_a_replica_rewinds_by_itself_only_what_it_did_not_write(
         stale = make_entry(last, 2, "k", b"from a former leader", 0.0)
         await rstore.append_replicated([stale])
     await lstore.append("k", b"the new leader's", 3)
-    lrep = Replication(lstore, ReplicationSection(), leader.identity, Lead(True, 3), SystemClock())
+    lrep = Replication(
+        lstore,
+        ReplicationSection(),
+        leader.identity,
+        Lead(True, 3),
+        SystemClock(),
+        RevokedSerials(),
+        NO_HUB,
+    )
     lrep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=3, min_sync=0))
     server, port, _ = await start_peer_server(lrep, leader, SystemClock(), "127.0.0.1:0")
-    rrep = Replication(rstore, ReplicationSection(), replica.identity, Lead(False), SystemClock())
+    rrep = Replication(
+        rstore,
+        ReplicationSection(),
+        replica.identity,
+        Lead(False),
+        SystemClock(),
+        RevokedSerials(),
+        NO_HUB,
+    )
     rrep.set_plan(
         link_pb2.ReplicationPlan(
             group="g", leader="n1", leader_peer_address=f"127.0.0.1:{port}", epoch=3, min_sync=0
@@ -259,7 +286,15 @@ async def test_inv_repl_01_a_restarted_replica_is_sent_again_what_it_holds_then_
     replica = creds(ca, Identity(Kind.NODE, "n2", "g"))
     lstore = await open_store(tmp_path / "leader.db")
     rstore = await open_store(tmp_path / "replica.db")
-    lrep = Replication(lstore, ReplicationSection(), leader.identity, Lead(True, 3), SystemClock())
+    lrep = Replication(
+        lstore,
+        ReplicationSection(),
+        leader.identity,
+        Lead(True, 3),
+        SystemClock(),
+        RevokedSerials(),
+        NO_HUB,
+    )
     lrep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=3, min_sync=0))
     assert lrep.leading()  # the leadership begins with an empty journal
     for i in range(7):
@@ -267,7 +302,15 @@ async def test_inv_repl_01_a_restarted_replica_is_sent_again_what_it_holds_then_
     await rstore.append_replicated(await lstore.read(1, 100))  # pulled by an earlier process
     server, port, _ = await start_peer_server(lrep, leader, SystemClock(), "127.0.0.1:0")
     address = f"127.0.0.1:{port}"
-    rrep = Replication(rstore, ReplicationSection(), replica.identity, Lead(False), SystemClock())
+    rrep = Replication(
+        rstore,
+        ReplicationSection(),
+        replica.identity,
+        Lead(False),
+        SystemClock(),
+        RevokedSerials(),
+        NO_HUB,
+    )
     rrep.set_plan(
         link_pb2.ReplicationPlan(
             group="g", leader="n1", leader_peer_address=address, epoch=3, min_sync=0
@@ -311,7 +354,7 @@ async def test_inv_repl_01_only_current_members_with_unrevoked_certificates_coun
     store = await open_store(tmp_path / "leader.db")
     revoked = RevokedSerials()
     rep = Replication(
-        store, ReplicationSection(), leader.identity, Lead(True), SystemClock(), revoked
+        store, ReplicationSection(), leader.identity, Lead(True), SystemClock(), revoked, NO_HUB
     )
     rep.set_plan(
         link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1, min_sync=1, joining=["n2"])

@@ -12,12 +12,10 @@ import pytest
 from edgecommon import pki
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2
+from hub.assemble import fleet_state
 from hub.config import HubConfig
-from hub.estop import EstopManager
 from hub.journal_reports import Refusal
-from hub.leases import LeaseManager
 from hub.registry import Registry
-from hub.replication import ReplicationManager
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FakeClock
 
@@ -26,14 +24,8 @@ from tests.fakes import FakeClock
 async def hub(tmp_path: Path):  # type: ignore[no-untyped-def]
     store = SqliteStore(tmp_path / "hub.db")
     await store.open()
-    clock, config = FakeClock(), HubConfig()
-    registry = Registry(store, clock, config.link)
-    leases = LeaseManager(
-        store, registry, EstopManager(store, registry, clock), clock, config.lease
-    )
-    manager = ReplicationManager(store, registry, leases, clock, config.replication)
-    registry.on_heartbeat = manager.observe
-    yield registry, manager
+    fleet = await fleet_state(HubConfig(), FakeClock(), store)
+    yield fleet.registry, fleet.replication
     await store.close()
 
 
@@ -47,8 +39,12 @@ def attach(registry: Registry, node: str):  # type: ignore[no-untyped-def]
     return registry.attach(identity, cert, link_pb2.Register())
 
 
-def beat(registry: Registry, session, **journal: int) -> None:  # type: ignore[no-untyped-def]
-    registry.heartbeat(session, link_pb2.Heartbeat(journal=link_pb2.JournalReport(**journal)))
+def beat(hub, session, **journal: int) -> None:  # type: ignore[no-untyped-def]
+    """A heartbeat as the Link servicer takes it: the registry, then the journal's quorum."""
+    registry, manager = hub
+    heartbeat = link_pb2.Heartbeat(journal=link_pb2.JournalReport(**journal))
+    if registry.heartbeat(session, heartbeat):
+        manager.observe(session, heartbeat)
 
 
 async def test_impossible_reports_are_refused_logged_once_and_never_adopted(
@@ -56,12 +52,12 @@ async def test_impossible_reports_are_refused_logged_once_and_never_adopted(
 ) -> None:  # type: ignore[no-untyped-def]
     registry, manager = hub
     a, b = attach(registry, "a"), attach(registry, "b")
-    beat(registry, a, role="replica", last_index=10)
-    beat(registry, b, role="replica", last_index=10)
+    beat(hub, a, role="replica", last_index=10)
+    beat(hub, b, role="replica", last_index=10)
     assert manager.eligibility("g")["a"] == (10, None)
     with caplog.at_level(logging.ERROR, logger="edge-hub.replication"):
         for _ in range(3):
-            beat(registry, a, role="replica", last_index=7)  # back, no rewind recorded
+            beat(hub, a, role="replica", last_index=7)  # back, no rewind recorded
     assert [r.getMessage() for r in caplog.records if "bad peer a" in r.getMessage()] == [
         "bad peer a (group g): journal report refused (journal_backwards): last index went "
         "back from 10 to 7 without a recorded rewind (rewind count 0, was 0); it may not "
@@ -79,10 +75,10 @@ async def test_impossible_reports_are_refused_logged_once_and_never_adopted(
     assert "from 10 to 7" in rows["a"].refused_report
     assert rows["b"].refused_report == ""
     # A rewind it recorded makes the same position possible: accepted, no longer a bad peer.
-    beat(registry, a, role="replica", last_index=7, rewinds=1)
+    beat(hub, a, role="replica", last_index=7, rewinds=1)
     assert manager.eligibility("g")["a"] == (7, None)
     assert manager.statistics().bad_peers == 0
     with caplog.at_level(logging.ERROR, logger="edge-hub.replication"):
-        beat(registry, b, role="leader", last_index=10, epoch=1, commit_index=2**62)
+        beat(hub, b, role="leader", last_index=10, epoch=1, commit_index=2**62)
     assert "commit index 4611686018427387904 is beyond its own last entry 10" in caplog.text
     assert manager.statistics().refusals[Refusal.COMMIT_BEYOND_JOURNAL] == 1

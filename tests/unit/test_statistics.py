@@ -23,14 +23,15 @@ from agent.safety import SafetyStatistics
 from agent.status import AGENT_SECTIONS
 from edgecommon.boundary import BoundaryStatistics
 from edgecommon.statistics import StatisticsBoard, brief, lines, parse, plain, shown
+from hub.assemble import HUB_SECTIONS
 from hub.autonomy import FleetSwitchStatistics
 from hub.estop import EstopStatistics
 from hub.gate import GateStatistics
+from hub.leader_channels import LeaderChannelStatistics
 from hub.leases import LeaseStatistics
 from hub.link_service import LinkStatistics
 from hub.registry import RegistryStatistics
 from hub.replication import ReplicationStatistics
-from hub.server import HUB_SECTIONS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "statistics.md"
 AGENT = {
@@ -53,6 +54,7 @@ HUB = {
     "autonomy": FleetSwitchStatistics,
     "leases": LeaseStatistics,
     "replication": ReplicationStatistics,
+    "leader_channels": LeaderChannelStatistics,
     "gate": GateStatistics,
     "boundary": BoundaryStatistics,
 }
