@@ -166,6 +166,10 @@ class HubLink:
         self.heartbeat_interval_s = config.link.heartbeat_interval_s
         self.started_unix = status.clock.wall()
         self._seq = 0
+        # Read by statistics(): the stream carrying the link, and the replaced streams
+        # being drained (the tasks belong to run()'s task group; this only observes them).
+        self._serving: _Stream | None = None
+        self._drains: set[asyncio.Task[None]] = set()
 
     @property
     def creds(self) -> NodeCredentials:
@@ -253,6 +257,7 @@ class HubLink:
         """Carry the link on `stream` until it fails (raises) or a handover replaces it
         (returns the new stream, already registered; `stream` is drained in `drains`)."""
         handover: Handover | None = None
+        self._serving = stream
         with self.credentials.carrying():
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -273,6 +278,8 @@ class HubLink:
                     raise StreamEnded(f"the hub ended the stream ({first})") from None
                 if handover is None:
                     raise first from None
+            finally:
+                self._serving = None
         if handover is None:
             raise StreamEnded("the stream tasks ended without a reason")
         return self._take_over(stream, handover.stream, drains)
@@ -282,7 +289,10 @@ class HubLink:
             message = old.outbox.get_nowait()
             if message.WhichOneof("body") != "heartbeat":
                 new.outbox.put_nowait(message)
-        drains.create_task(self._drain(old, new.outbox), name="drain replaced hub stream")
+        self._drains = {t for t in self._drains if not t.done()}
+        self._drains.add(
+            drains.create_task(self._drain(old, new.outbox), name="drain replaced hub stream")
+        )
         self.status.handovers += 1
         self.credentials.moved()
         log.info(
