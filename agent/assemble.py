@@ -9,6 +9,9 @@ TypeError at start, never a feature that silently does nothing.
   or after enrolling): the lease keeper, the journal (its Peer server is bound first, so
   the journal knows the address it reports), renewal and the hub link. The result is
   published to `LocalParts.enrolled`, the one place the local API and permits read it from.
+* `build_link`: the hub link over the local parts, given the handler table and heartbeat
+  parts; build_node's last step, and all a bench that simulates many nodes (only their
+  safety and link, bench/_agents.py) adds to `build_local`.
 
 Where two parts need each other a small object built before both carries what they share:
 `LinkCredentials` (renewal moves the link onto each new certificate; the link asks for a
@@ -19,6 +22,7 @@ permit decision asks who leads; the lease keeper exists only once the node is en
 
 import functools
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +32,7 @@ from agent import credentials
 from agent.config import AgentConfig
 from agent.enroll import join_token, reenroll
 from agent.enrolled import Enrolled, EnrolledParts
-from agent.hub_messages import Handlers
+from agent.hub_messages import Handlers, HeartbeatPart
 from agent.journal import JournalStore
 from agent.journal_api import JournalParts
 from agent.leadership import LeaseKeeper
@@ -127,6 +131,32 @@ def hub_handlers(
     )
 
 
+def build_link(
+    config: AgentConfig,
+    rng: random.Random,
+    local: LocalParts,
+    link_credentials: LinkCredentials,
+    handlers: Handlers,
+    heartbeat: Sequence[HeartbeatPart],
+    on_credential_problem: Callable[[], Awaitable[bool]],
+) -> HubLink:
+    """The hub link over the local parts (it keeps their link status and tells safety when
+    the hub comes and goes), with the table of hub message handlers, what is added to each
+    heartbeat, and what to do when the hub refuses the node's certificate. build_node gives
+    it a whole node's; a bench that simulates many nodes, only the local parts'."""
+    return HubLink(
+        config,
+        link_credentials,
+        local.status,
+        Telemetry.start(config.agent.state_dir),
+        local.safety,
+        handlers,
+        heartbeat,
+        on_credential_problem,
+        rng,
+    )
+
+
 def build_node(
     config: AgentConfig,
     clock: Clock,
@@ -159,16 +189,14 @@ def build_node(
 
     paths = credentials.CredentialPaths.under(state_dir)
     renewer = Renewer(config, paths, creds, clock, rng, [adopt])
-    link = HubLink(
+    link = build_link(
         config,
+        rng,
+        local,
         link_credentials,
-        local.status,
-        Telemetry.start(state_dir),
-        local.safety,
         hub_handlers(local.safety, keeper, replication, local.revoked),
         (local.safety.add_to_heartbeat, replication.add_to_heartbeat),
         functools.partial(reenroll, config, paths, renewer, local.status),
-        rng,
     )
     # The local status shows these from now on (agent.status.AGENT_SECTIONS).
     for name, component in (

@@ -2,17 +2,18 @@
 
     python bench/_agents.py SPEC.json
 
-Each agent has its own node certificate (signed by the hub's CA instead of an enrollment),
-its own SQLite state database (the durable e-stop latch, WAL, synchronous=FULL), and the
-safety and hub link edge-agent runs, built by harness.agent_parts() as agent/main.py builds
-them; the link has its own channel and mTLS connection. What edge-agent has beyond that
-(local API, lease keeper, journal, renewal) is not run.
+Each agent has its own state directory, as an enrolled edge-agent's: its node certificate
+(signed by the hub's CA instead of an enrollment) and its SQLite state database (the durable
+e-stop latch, WAL, synchronous=FULL). It runs the safety and hub link edge-agent runs,
+built by the product's assembly (harness.simulated_agent_parts: agent.assemble's
+build_local and build_link); the link has its own channel and mTLS connection. What
+edge-agent has beyond that (local API, lease keeper, journal, renewal) is not run.
 
 If an agent's link or safety loop ever ends, edge-agent would exit and systemd start it
 again after RestartSec (2 s): the worker counts why, waits as long, and builds the agent's
-parts anew from its database. Failed link attempts are counted by kind from the link's own
-"link to hub down" warnings. The latch's durable commits and releases are timed on the
-agents' clock (TimedStateDB).
+parts anew from its state directory. Failed link attempts are counted by kind from the
+link's own "link to hub down" warnings. The latch's durable commits and releases are timed
+on the agents' clock (TimedStateDB).
 
 Commands (bench/_worker.py's protocol): connect {rate}, status, latches {id}, rows {id}.
 SIGUSR1 logs where every task waits (the driver sends it when a phase times out).
@@ -43,8 +44,8 @@ from _worker import (
 
 from agent import credentials
 from agent.config import AgentConfig
-from agent.state_db import AgentStateDB, LatchedStop
-from agent.status import HubState
+from agent.state_db import AGENT_DB, AgentStateDB, LatchedStop
+from agent.status import HubState, LinkStatus
 from edgecommon.clock import SystemClock
 from edgecommon.daemon import setup_logging
 
@@ -96,24 +97,28 @@ class FailureCounter(logging.Handler):
 
 @dataclasses.dataclass
 class SimAgent:
-    """One simulated agent: its name, certificate, database and current product parts."""
+    """One simulated agent: its name, configuration, database and current product parts."""
 
     name: str
-    creds: credentials.NodeCredentials
+    config: AgentConfig
     db: TimedStateDB
-    parts: harness.AgentParts | None = None
+    parts: harness.SimulatedParts | None = None
     earlier_connects: int = 0  # connects of the parts a restart replaced
 
     @property
+    def status(self) -> LinkStatus | None:
+        return self.parts.local.status if self.parts else None
+
+    @property
     def connected_since(self) -> float | None:
-        status = self.parts.status if self.parts else None
+        status = self.status
         if status is None or status.state is not HubState.CONNECTED:
             return None
         return status.since_unix
 
     @property
     def connects(self) -> int:
-        return self.earlier_connects + (self.parts.status.connects if self.parts else 0)
+        return self.earlier_connects + (self.status.connects if self.status is not None else 0)
 
 
 @dataclasses.dataclass
@@ -121,7 +126,6 @@ class AgentPool:
     """The agents of one worker process and the commands the driver sends them."""
 
     spec: dict[str, Any]
-    config: AgentConfig
     agents: list[SimAgent]
     times: StopTimes
     failures: FailureCounter
@@ -131,15 +135,15 @@ class AgentPool:
     async def supervise(self, agent: SimAgent, rng: random.Random) -> None:
         """Run the agent's link and safety loop; if either ends, do what systemd would do."""
         while True:
-            if agent.parts is not None:
-                agent.earlier_connects += agent.parts.status.connects
-            agent.parts = await harness.agent_parts(
-                self.config, agent.creds, agent.db, SystemClock(), rng
+            if agent.status is not None:
+                agent.earlier_connects += agent.status.connects
+            agent.parts = await harness.simulated_agent_parts(
+                agent.config, agent.db, SystemClock(), rng
             )
             try:
                 async with asyncio.TaskGroup() as tg:
                     tg.create_task(agent.parts.link.run())
-                    tg.create_task(agent.parts.safety.run())
+                    tg.create_task(agent.parts.local.safety.run())
                 why = "returned"
             except Exception as exc:  # see the docstring: the agent process would die here
                 why = describe(exc)
@@ -148,7 +152,7 @@ class AgentPool:
             await asyncio.sleep(AGENT_RESTART_S)
 
     def status(self) -> Command:
-        heartbeats = sum(a.parts.status.heartbeats_sent for a in self.agents if a.parts)
+        heartbeats = sum(a.status.heartbeats_sent for a in self.agents if a.status is not None)
         up = [since for a in self.agents if (since := a.connected_since) is not None]
         return {
             "t": time.time(),
@@ -162,7 +166,7 @@ class AgentPool:
 
     def latches(self, stop_id: str) -> Command:
         """Who holds `stop_id` in memory, and when latches/releases of it were durable."""
-        held = [a.parts.safety.stops for a in self.agents if a.parts]
+        held = [a.parts.local.safety.stops for a in self.agents if a.parts]
         return {
             "holding": sum(stop_id in stops for stops in held),
             "holding_any": sum(bool(stops) for stops in held),
@@ -217,7 +221,7 @@ def dump_tasks(agents: list[SimAgent]) -> None:
         log.warning("%d tasks at %s", count, chain)
     down = [a for a in agents if a.connected_since is None]
     for agent in down[:20]:
-        status = agent.parts.status if agent.parts else None
+        status = agent.status
         if status is not None:
             log.warning(
                 "%s is %s since %.3f: %s",
@@ -229,27 +233,37 @@ def dump_tasks(agents: list[SimAgent]) -> None:
     log.warning("%d of %d agents not connected", len(down), len(agents))
 
 
-async def load_agent(certs: Path, state_dir: Path, name: str, times: StopTimes) -> SimAgent:
-    """The agent's credentials and its own database, opened as edge-agent does on start."""
-    paths = credentials.CredentialPaths(
-        certs / f"{name}.key", certs / f"{name}.crt", certs / "ca.crt"
-    )
-    db = TimedStateDB(state_dir / f"{name}.db", times)
-    await db.open()
-    return SimAgent(name, credentials.load(paths), db)
+def enrolled_state_dir(state_dir: Path, certs: Path, name: str) -> None:
+    """`state_dir` as enrollment leaves it: the node's key, certificate and CA bundle (from
+    `certs`, where write_node_certs put them), hard-linked (the key keeps its mode 600)."""
+    paths = credentials.CredentialPaths.under(state_dir)
+    paths.key.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for source, target in (
+        (certs / f"{name}.key", paths.key),
+        (certs / f"{name}.crt", paths.cert),
+        (certs / "ca.crt", paths.bundle),
+    ):
+        target.unlink(missing_ok=True)
+        os.link(source, target)
 
 
-async def agents_main(spec: dict[str, Any], failures: FailureCounter) -> None:
-    state_dir = Path(spec["state_dir"])
-    state_dir.mkdir(parents=True, exist_ok=True)
+async def load_agent(spec: dict[str, Any], name: str, times: StopTimes) -> SimAgent:
+    """The agent's own state directory, enrolled, and its database opened as edge-agent
+    does on start (its credentials are read there each time its parts are built)."""
+    state_dir = Path(spec["state_dir"]) / name
+    enrolled_state_dir(state_dir, Path(spec["certs"]), name)
     config = harness.sim_agent_config(
         state_dir, spec["target"], spec["heartbeat_s"], spec["reconnect_max_s"]
     )
+    db = TimedStateDB(state_dir / AGENT_DB, times)
+    await db.open()
+    return SimAgent(name, config, db)
+
+
+async def agents_main(spec: dict[str, Any], failures: FailureCounter) -> None:
     times = StopTimes()
-    agents = await asyncio.gather(
-        *(load_agent(Path(spec["certs"]), state_dir, name, times) for name in spec["names"])
-    )
-    pool = AgentPool(spec, config, list(agents), times, failures)
+    agents = await asyncio.gather(*(load_agent(spec, name, times) for name in spec["names"]))
+    pool = AgentPool(spec, list(agents), times, failures)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, dump_tasks, pool.agents)
     await serve_commands(pool.handle)
     sys.stdout.flush()

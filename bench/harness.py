@@ -16,8 +16,8 @@ and adds:
 
     simulated agents  simulated_agents(): worker processes of bench/_agents.py (the product)
                       or of bench/_floor.py's clients, N nodes with certificates the hub signed
-    in-process parts  agent_parts() and audit_log(): the only two places bench/ wires product
-                      objects itself (one per side; see that section)
+    in-process parts  simulated_agent_parts(): a simulated agent, built by the product's
+                      assembly (agent/assemble.py); audit_log(): one audit backend alone
     main()            the options every script has (--smoke, --nice, --json, --keep, ...)
 
 A script is `sys.exit(harness.main(parser, SMOKE, scenario))`: the scenario gets a Run (its
@@ -53,6 +53,7 @@ from _fleet import (
     RPC_TIMEOUT_S,
     Agent,
     Hub,
+    NodeCert,
     fleet_groups,
     fleet_identities,
     issue_node,
@@ -75,18 +76,13 @@ from _procs import (
 from _report import Report, Section, Summary, one, summarize
 from _worker import raise_nofile
 
+from agent.assemble import LocalParts, build_link, build_local
 from agent.config import AgentConfig, AgentSection, LinkSection, SafetySection
-from agent.credentials import NodeCredentials
+from agent.hub_messages import Handler, Handlers, Reply
 from agent.journal import JournalStore
-from agent.link import HubLink
-from agent.permits import PermitLimits, PermitTable
-from agent.replication import Leadership, Replication
-from agent.safety import Safety
-from agent.state_db import AgentStateDB
-from agent.status import LinkStatus
-from agent.telemetry import Telemetry
+from agent.link import HubLink, LinkCredentials
+from agent.state_db import JOURNAL_DB, AgentStateDB
 from edgecommon import grpcopts
-from edgecommon.autonomy_file import SwitchFile
 from edgecommon.clock import Clock
 from edgecommon.daemon import LOG_FORMAT
 from hub.audit.file_log import FileAuditLog
@@ -102,6 +98,7 @@ __all__ = [  # what scripts use from the private modules, through this one
     "Hub",
     "MachineUse",
     "MachineWindow",
+    "NodeCert",
     "Section",
     "Summary",
     "Workers",
@@ -177,26 +174,42 @@ async def start_floor_server(run: "Run", hub: "Hub", port: int) -> Child:
 
 # --- in-process product parts ------------------------------------------------------------
 #
-# The only two places bench/ builds product objects itself, one per side. edge-agent wires
-# the same objects in agent/main.py and edge-hub in hub/server.py; when those build them
-# through one assembly, these two functions are what changes, and nothing else in bench/.
+# bench/ builds product objects in-process only through the product's own assembly
+# (agent/assemble.py): simulated agents here, the divergence pair in bench/replication.py.
+# What a simulated agent leaves out of edge-agent is said here and nowhere else. The one
+# exception is audit_log(): it opens one audit backend alone, the thing bench/audit.py times.
+
+
+async def _dropped(body: Any, reply: Reply) -> None:
+    """A hub message for a part that a simulated agent does not run."""
+
+
+# A simulated agent runs no lease keeper and no journal: the hub's lease nudges and
+# replication plans reach it and are dropped. A new kind of hub message makes building the
+# handler table fail (agent.hub_messages.Handlers) until a part handles it or it is
+# dropped here, so the bench cannot silently simulate less than it says.
+NOT_SIMULATED: dict[str, Handler] = {"lease_nudge": _dropped, "replication": _dropped}
+
+
+async def _no_join_token() -> bool:
+    """When the hub refuses a simulated agent's certificate: it has no join token to
+    re-enroll with, so it does not (as agent.enroll.reenroll answers for such a node)."""
+    return False
 
 
 @dataclasses.dataclass(frozen=True)
-class AgentParts:
-    """One agent's parts, wired as agent/main.py wires them; `replication` with a journal."""
+class SimulatedParts:
+    """One simulated agent: the parts edge-agent builds at start, and its hub link."""
 
-    status: LinkStatus
-    safety: Safety
+    local: LocalParts
     link: HubLink
-    replication: Replication | None
 
 
 def sim_agent_config(
     state_dir: Path, hub: str, heartbeat_s: float, reconnect_max_s: float | None
 ) -> AgentConfig:
-    """A simulated agent's configuration: product defaults, its own directory and hub, the
-    hub's heartbeat period (the link follows the hub's answer rules), no switch file; the
+    """A simulated agent's configuration: product defaults, its own state directory and hub,
+    the hub's heartbeat period (the link follows the hub's answer rules), no switch file; the
     reconnect backoff's cap if given."""
     link = LinkSection(heartbeat_interval_s=heartbeat_s)
     if reconnect_max_s is not None:
@@ -208,35 +221,29 @@ def sim_agent_config(
     )
 
 
-async def agent_parts(
-    config: AgentConfig,
-    creds: NodeCredentials,
-    db: AgentStateDB,
-    clock: Clock,
-    rng: random.Random,
-    journal: JournalStore | None = None,
-    leadership: Leadership | None = None,
-) -> AgentParts:
-    """The agent side: safety over the agent's own database and its hub link (agent/main.py's
-    _serve and connect_to_hub), and, given a journal and a leadership, its replication."""
-    status = LinkStatus(clock, config.agent.hub)
-    safety = Safety(
-        db,
-        SwitchFile(config.safety.node_switch_file, config.safety.switch_default),
-        clock,
-        config.safety,
-        PermitTable(
-            PermitLimits(config.local.max_permits_per_caller, config.local.max_permits_total)
-        ),
-        config.link.startup_sync_timeout_s,
+async def simulated_agent_parts(
+    config: AgentConfig, db: AgentStateDB, clock: Clock, rng: random.Random
+) -> SimulatedParts:
+    """An enrolled node's parts as edge-agent builds them at start (agent.assemble.build_local:
+    safety over `db`, the node's credentials read from its state directory), and of what
+    build_node adds only the hub link, with the local parts' handlers and heartbeat."""
+    # build_local shows the journal in the local status; a simulated agent serves no local
+    # API and never opens it.
+    journal = JournalStore(config.agent.state_dir / JOURNAL_DB, clock.wall)
+    local = await build_local(config, clock, db, journal)
+    creds = local.enrolled.credentials()
+    if creds is None:  # build_local refuses to start unenrolled without a join token
+        raise BenchError(f"no node credentials in {config.agent.state_dir}")
+    link = build_link(
+        config,
+        rng,
+        local,
+        LinkCredentials(creds, local.status, config.renewal.handover_timeout_s),
+        Handlers((local.safety.hub_handlers(), local.revoked.hub_handlers(), NOT_SIMULATED)),
+        (local.safety.add_to_heartbeat,),
+        _no_join_token,
     )
-    await safety.load()
-    replication = None
-    if journal is not None and leadership is not None:
-        replication = Replication(journal, config.replication, creds.identity, leadership, clock)
-    telemetry = Telemetry.start(config.agent.state_dir)
-    link = HubLink(config, creds, status, telemetry, safety, rng)
-    return AgentParts(status, safety, link, replication)
+    return SimulatedParts(local, link)
 
 
 def audit_log(

@@ -19,27 +19,31 @@ docs/benchmarks.md's notes.
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import random
 import shutil
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import harness
 from harness import QUICK_RECONNECT, Agent, BenchError, Hub, Run, at_least, progress
 
+from agent import credentials
+from agent.assemble import build_local, build_node
 from agent.config import AgentConfig, AgentSection
 from agent.divergence import find_divergence
 from agent.journal import GENESIS, JournalStore, Position, make_entry
-from agent.peer import peer_channel, start_peer_server
-from agent.state_db import AgentStateDB
+from agent.peer import peer_channel
+from agent.state_db import AGENT_DB, AgentStateDB
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.identity import Identity, Kind
-from edgecommon.pb import link_pb2, replication_pb2, replication_pb2_grpc
+from edgecommon.pb import replication_pb2, replication_pb2_grpc
 
 LEASE = "[lease]\nttl_s = 2.0\nrenew_interval_s = 0.5\nrenew_deadline_s = 0.5\nmargin_s = 0.3\n"
 NODES = ("node-a", "node-b", "node-c")
@@ -219,13 +223,32 @@ async def watch_catch_up(run: Run, replica: Agent, behind: int) -> tuple[int, fl
     raise BenchError("the replica did not catch up in time")
 
 
-class Lead:
-    """The leader's leadership in the divergence pair: always leading, epoch 1."""
-
-    epoch, leader = 1, "n1"
-
-    def is_leader(self) -> bool:
-        return True
+@contextlib.asynccontextmanager
+async def leader_peer(
+    state_dir: Path, node: harness.NodeCert, journal: JournalStore, rng: random.Random
+) -> AsyncIterator[str]:
+    """`node` enrolled in `state_dir`, over `journal`, built by the product's assembly
+    (agent.assemble); of its parts only the Peer server runs (it answers EntryHash to any
+    member of its group, leading or not). Yields the address the journal reports."""
+    paths = credentials.CredentialPaths.under(state_dir)
+    credentials.save(paths, node.key, pki.pem(node.cert), pki.pem(node.ca_cert))
+    clock = SystemClock()
+    config = AgentConfig(agent=AgentSection(state_dir=state_dir))
+    state = AgentStateDB(state_dir / AGENT_DB)
+    await state.open()
+    try:
+        local = await build_local(config, clock, state, journal)
+        creds = local.enrolled.credentials()
+        if creds is None:
+            raise BenchError(f"no node credentials in {state_dir}")
+        parts = build_node(config, clock, rng, local, journal, creds)
+        await parts.peer_server.start()
+        try:
+            yield parts.replication.peer_address
+        finally:
+            await parts.peer_server.stop(None)
+    finally:
+        await state.close()
 
 
 async def divergence(run: Run, size: int) -> tuple[list[float], int]:
@@ -250,21 +273,14 @@ async def divergence(run: Run, size: int) -> tuple[list[float], int]:
             await store.append("k", tag + i.to_bytes(8, "big"), 2)
         await store.close()
     leader, replica = JournalStore(leader_db, time.time), JournalStore(replica_db, time.time)
-    state = AgentStateDB(root / "agent.db")
-    for opened in (leader, replica, state):
+    for opened in (leader, replica):
         await opened.open()
-    clock = SystemClock()
-    config = AgentConfig(agent=AgentSection(state_dir=root))
-    creds = leader_node.node_credentials()
-    parts = await harness.agent_parts(config, creds, state, clock, rng, leader, Lead())
-    rep = parts.replication
-    if rep is None:
-        raise BenchError("no replication part")
-    rep.set_plan(link_pb2.ReplicationPlan(group="g", leader="n1", epoch=1))
-    server, port, _ = await start_peer_server(rep, creds, clock, "127.0.0.1:0")
     times, probes = [], []
     try:
-        async with peer_channel(replica_node.node_credentials(), f"127.0.0.1:{port}", "n1") as stub:
+        async with (
+            leader_peer(root / "leader", leader_node, leader, rng) as address,
+            peer_channel(replica_node.node_credentials(), address, "n1") as stub,
+        ):
             await stub.EntryHash(replication_pb2.EntryHashRequest(index=0), timeout=5)
 
             async def theirs(i: int) -> bytes | None:
@@ -282,8 +298,7 @@ async def divergence(run: Run, size: int) -> tuple[list[float], int]:
                 if verdict.diverged_at != split + 1:
                     raise BenchError(f"bisection found {verdict.diverged_at}, not {split + 1}")
     finally:
-        await server.stop(None)
-        for opened in (leader, replica, state):
+        for opened in (leader, replica):
             await opened.close()
     return times, max(probes)
 
