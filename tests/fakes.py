@@ -224,12 +224,26 @@ def connect(registry: Registry, node: str, group: str) -> Session:
     return registry.attach(identity, node_certificate(node, group), link_pb2.Register())
 
 
-def received(session: Session) -> list[link_pb2.HubMessage]:
-    """Every message queued for the agent on `session` since the last look (the end-of-
-    stream marker a closed session holds is not a message and is left out).
+def heartbeat(
+    registry: Registry,
+    observe: Callable[[Session, link_pb2.Heartbeat], None],
+    session: Session,
+    beat: link_pb2.Heartbeat,
+) -> bool:
+    """A heartbeat arriving on `session`, taken the way the Link servicer takes it
+    (hub/link_service.py): the registry first, then, if it took it (the session is still
+    the node's current one), the observer hub/assemble.py hands the servicer (the journal's
+    quorum, `ReplicationManager.observe`). False when the registry ignored it."""
+    if not registry.heartbeat(session, beat):
+        return False
+    observe(session, beat)
+    return True
 
-    The one place tests read session outboxes: when the hub's sender owns them, this reads
-    `FakeSender.received` instead."""
+
+def received(session: Session) -> list[link_pb2.HubMessage]:
+    """Every message the hub's sender (`Registry.send`) queued for the agent on `session`
+    since the last look (the end-of-stream marker a closed session holds is not a message
+    and is left out). The one place tests read session outboxes."""
     messages = []
     while not session.outbox.empty():
         message = session.outbox.get_nowait()
@@ -252,31 +266,36 @@ class Sent:
 
 @dataclass
 class FakeSender:
-    """The hub's sender (`send(message, scope) -> node ids queued for`) without streams:
-    it records every message and who in scope was connected to get it. `where` narrows the
-    nodes further; it takes the name of the real sender's keyword-only filter, if it has one."""
+    """The hub's sender (`Registry.send(message, scope, *, only=None)` -> the node ids it was
+    queued for) without streams: it records every message and who in scope was connected to
+    get it. `only`, as the real sender's, is asked about each session in scope."""
 
-    connected: dict[str, str] = field(default_factory=dict)  # node id -> group
+    sessions: dict[str, Session] = field(default_factory=dict)  # node id -> its session
     sent: list[Sent] = field(default_factory=list)
     _inbox: dict[str, list[link_pb2.HubMessage]] = field(default_factory=dict)
+    _next_session: int = 0
 
-    def connect(self, node: str, group: str) -> None:
-        self.connected[node] = group
+    def connect(self, node: str, group: str) -> Session:
+        """`node` connects (again): a new session, as a new stream gets."""
+        self._next_session += 1
+        session = Session(self._next_session, node, group, 0.0, 0.0)
+        self.sessions[node] = session
+        return session
 
     def disconnect(self, node: str) -> None:
-        self.connected.pop(node, None)
+        self.sessions.pop(node, None)
 
     def send(
         self,
         message: link_pb2.HubMessage,
         scope: Scope,
         *,
-        where: Callable[[str], bool] | None = None,
+        only: Callable[[Session], bool] | None = None,
     ) -> tuple[str, ...]:
         nodes = tuple(
             node
-            for node, group in sorted(self.connected.items())
-            if scope.applies_to(node, group) and (where is None or where(node))
+            for node, session in sorted(self.sessions.items())
+            if scope.applies_to(node, session.group) and (only is None or only(session))
         )
         for node in nodes:
             self._inbox.setdefault(node, []).append(message)

@@ -81,7 +81,8 @@ def test_the_fake_sender_queues_for_the_connected_nodes_in_scope_and_records_the
     sender.disconnect("a2")
     stop = link_pb2.HubMessage(estop=link_pb2.EstopCommand(stop_id="stop-1"))
     assert sender.send(stop, parse_scope("group:site-a")) == ("a1",)
-    assert sender.send(stop, parse_scope("fleet"), where=lambda node: node != "a1") == ("b1",)
+    others = sender.send(stop, parse_scope("fleet"), only=lambda s: s.node_id != "a1")
+    assert others == ("b1",)
     assert [(s.scope.kind.value, s.node_ids) for s in sender.sent] == [
         ("group", ("a1",)),
         ("fleet", ("b1",)),

@@ -1,8 +1,10 @@
 """The agent's stream to the hub (agent/link.py) against a scripted Link servicer over real
 mTLS on loopback, with the real Safety on a real agent.db.
 
-The servicer plays the hub's side of the wire: it answers each registration as the test
-scripts it, pushes what the test sends, and records what the agent says. So what is
+The agent's parts are built as the agent builds them (agent/assemble.py): the link hands
+each hub message to the table of handlers the subsystems registered. The servicer plays the
+hub's side of the wire: it answers each registration as the test scripts it, pushes what
+the test sends, and records what the agent says. So what is
 checked is the wire contract: what the agent registers with, what it applies (on disk)
 before it acknowledges, what its heartbeats say, and how it comes back after an ending.
 Real time with short intervals: a gRPC stream does not run on a fake clock.
@@ -20,16 +22,17 @@ from typing import Any, cast
 import grpc
 import pytest
 
+from agent import credentials
+from agent.assemble import LocalParts, NodeParts, build_local, build_node
 from agent.config import AgentConfig, AgentSection, LinkSection, SafetySection
 from agent.credentials import NodeCredentials
+from agent.journal import JournalStore
 from agent.link import HubLink
-from agent.permits import PermitTable, Reason
+from agent.permits import Reason
 from agent.safety import Safety
 from agent.state_db import AgentStateDB, LatchedStop
-from agent.status import HubState, LinkStatus
-from agent.telemetry import Telemetry
+from agent.status import HubState
 from edgecommon import pki
-from edgecommon.autonomy_file import SwitchFile
 from edgecommon.clock import SystemClock
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2, link_pb2_grpc
@@ -41,18 +44,19 @@ WAIT_S = 10.0  # real seconds any one wait may take before the test fails
 QUIET_HEARTBEATS_S = 60.0  # a heartbeat interval that keeps heartbeats out of the way
 
 
-def build(
-    config: AgentConfig,
-    creds: NodeCredentials,
-    safety: Safety,
-    on_lease_nudge: Callable[[], None] | None = None,
-) -> HubLink:
-    """The component as the agent assembles it: the one place to follow its constructor."""
-    status = LinkStatus(SystemClock(), config.agent.hub)
-    link = HubLink(config, creds, status, Telemetry.start(config.agent.state_dir), safety, seeded())
-    if on_lease_nudge is not None:
-        link.on_lease_nudge = on_lease_nudge
-    return link
+async def build(
+    config: AgentConfig, db: AgentStateDB, journal: JournalStore
+) -> tuple[LocalParts, NodeParts]:
+    """The agent's parts as agent/assemble.py builds them, from an enrolled node's state
+    directory: the link with the table of hub message handlers and the heartbeat parts of
+    safety, the lease keeper, the journal and the revoked serials. The one place to follow
+    their constructors."""
+    clock = SystemClock()
+    local = await build_local(config, clock, db, journal)
+    creds = local.enrolled.credentials()
+    if creds is None:
+        raise RuntimeError(f"no node certificate in {config.agent.state_dir}")
+    return local, build_node(config, clock, seeded(), local, journal, creds)
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,7 @@ class Pki:
     hub_cert: bytes
     ca: bytes
     node: NodeCredentials
+    node_key: pki.PrivateKey
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +80,7 @@ def certs() -> Pki:
     identity = Identity(Kind.NODE, "node-a", "site-a")
     node = pki.issue_for_key(ca_key, ca, node_key, identity, TRUST, now, dt.timedelta(days=1))
     creds = NodeCredentials(identity, TRUST, pki.private_key_bytes(node_key), node, [ca])
-    return Pki(pki.private_key_bytes(hub_key), pki.pem(hub), pki.pem(ca), creds)
+    return Pki(pki.private_key_bytes(hub_key), pki.pem(hub), pki.pem(ca), creds, node_key)
 
 
 def registered(
@@ -166,36 +171,44 @@ class Disk:
 @dataclass
 class Agent:
     disk: Disk
-    safety: Safety
     config: AgentConfig
+    local: LocalParts
+    node: NodeParts
+
+    @property
+    def safety(self) -> Safety:
+        return self.local.safety
+
+    @property
+    def link(self) -> HubLink:
+        return self.node.link
 
     async def latched(self) -> list[str]:
         return sorted(s.stop_id for s in await self.disk.db.stops())
 
 
 @pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
+async def agent(certs: Pki, tmp_path: Path) -> AsyncIterator[Agent]:
+    """An enrolled node (its certificate in its state directory), built but not running."""
+    paths = credentials.CredentialPaths.under(tmp_path)
+    credentials.save(paths, certs.node_key, pki.pem(certs.node.cert), certs.ca)
     config = AgentConfig(
         agent=AgentSection(hub=f"127.0.0.1:{free_port()}", state_dir=tmp_path),
         link=LinkSection(reconnect_initial_s=0.05, reconnect_max_s=0.1),
         safety=SafetySection(node_switch_file=tmp_path / "autonomy.yaml"),
     )
     db = AgentStateDB(tmp_path / "agent.db")
-    await db.open()
-    disk = Disk(db)
-    safety = Safety(
-        cast(AgentStateDB, disk),
-        SwitchFile(config.safety.node_switch_file, config.safety.switch_default),
-        SystemClock(),
-        config.safety,
-        PermitTable(),
-        config.link.startup_sync_timeout_s,
-    )
-    await safety.load()
-    try:
-        yield Agent(disk, safety, config)
-    finally:
-        await db.close()
+    journal = JournalStore(tmp_path / "journal.db", SystemClock().wall)
+    async with contextlib.AsyncExitStack() as opened:
+        await db.open()
+        opened.push_async_callback(db.close)
+        await journal.open()
+        opened.push_async_callback(journal.close)
+        disk = Disk(db)
+        local, node = await build(config, cast(AgentStateDB, disk), journal)
+        # Bound by the assembly, never started here.
+        opened.push_async_callback(node.peer_server.stop, None)
+        yield Agent(disk, config, local, node)
 
 
 @contextlib.asynccontextmanager
@@ -228,7 +241,7 @@ async def test_registration_names_the_hub_stops_the_node_holds_and_its_switch_re
     await agent.safety.engage_local("operator on site", "carol")
     await agent.safety.set_fleet_switch(link_pb2.FleetSwitch(enabled=True, revision=3))
     hub = scripted(agent)
-    link = build(agent.config, certs.node, agent.safety)
+    link = agent.link
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("a registration", lambda: bool(hub.registers))
     (register,) = hub.registers
@@ -246,7 +259,7 @@ async def test_inv_estop_01_stops_in_the_registration_answer_are_on_disk_before_
         fleet_switch=link_pb2.FleetSwitch(enabled=True, source="hub", revision=5),
     )
     hub = scripted(agent, answer)
-    link = build(agent.config, certs.node, agent.safety)
+    link = agent.link
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("the first heartbeat", lambda: bool(hub.said("heartbeat")))
         assert agent.safety.contact().link_up
@@ -265,7 +278,7 @@ async def test_inv_estop_01_a_stop_on_the_stream_is_acknowledged_only_once_it_is
     certs: Pki, agent: Agent
 ) -> None:
     hub = scripted(agent, registered(heartbeat_interval_s=0.02))
-    link = build(agent.config, certs.node, agent.safety)
+    link = agent.link
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("registered", lambda: bool(hub.streams))
         agent.disk.may_finish.clear()
@@ -295,7 +308,7 @@ async def test_heartbeats_carry_the_nodes_safety_facts(certs: Pki, agent: Agent)
     local = await agent.safety.engage_local("operator on site", "carol")
     switch = link_pb2.FleetSwitch(enabled=True, source="hub", revision=9)
     hub = scripted(agent, registered(heartbeat_interval_s=0.05, fleet_switch=switch))
-    link = build(agent.config, certs.node, agent.safety)
+    link = agent.link
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("three heartbeats", lambda: len(hub.said("heartbeat")) >= 3)
     beats = [m.heartbeat for m in hub.said("heartbeat")]
@@ -311,7 +324,7 @@ async def test_when_the_hub_ends_the_stream_the_link_goes_down_and_registers_aga
     certs: Pki, agent: Agent
 ) -> None:
     hub = scripted(agent)
-    link = build(agent.config, certs.node, agent.safety)
+    link = agent.link
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("registered", lambda: bool(hub.streams))
         hub.push(link_pb2.HubMessage(estop=command("stop-4")))
@@ -329,7 +342,7 @@ async def test_a_backoff_answer_is_waited_out_before_the_next_attempt(
     busy = link_pb2.HubMessage(backoff=link_pb2.Backoff(retry_after_s=0.3, reason="busy"))
     still = link_pb2.HubMessage(backoff=link_pb2.Backoff(retry_after_s=60, reason="still busy"))
     hub = scripted(agent, busy, still)
-    link = build(agent.config, certs.node, agent.safety)
+    link = agent.link
     async with hub_serving(certs, agent, hub), running(link.run()):
         await hub.until("a second attempt", lambda: len(hub.registers) == 2)
         await eventually(
@@ -346,11 +359,11 @@ async def test_a_backoff_answer_is_waited_out_before_the_next_attempt(
 
 
 async def test_a_lease_nudge_asks_the_lease_keeper_to_renew_now(certs: Pki, agent: Agent) -> None:
-    nudged = asyncio.Event()
+    nudged = agent.node.keeper.nudged  # what wakes the keeper's renewal loop early
     hub = scripted(agent)
-    link = build(agent.config, certs.node, agent.safety, on_lease_nudge=nudged.set)
-    async with hub_serving(certs, agent, hub), running(link.run()):
+    async with hub_serving(certs, agent, hub), running(agent.link.run()):
         await hub.until("registered", lambda: bool(hub.streams))
+        assert not nudged.is_set()
         hub.push(link_pb2.HubMessage(lease_nudge=link_pb2.LeaseNudge(reason="switchover")))
         async with asyncio.timeout(WAIT_S):
             await nudged.wait()

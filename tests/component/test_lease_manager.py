@@ -2,7 +2,7 @@
 the fake clock: grants, renewals, expiry after the ttl, fencing epochs, switchover, pause,
 and who may take over (stops, late answers, the journal's word)."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -10,51 +10,50 @@ import pytest
 
 from edgecommon.errors import Conflict
 from edgecommon.pb import fleet_pb2, link_pb2
-from hub.config import LeaseSection, LinkSection
-from hub.estop import EstopManager
-from hub.leases import JournalFacts, LeaseManager
-from hub.registry import Registry, Session
-from hub.store.base import HubStore
+from hub.assemble import FleetState, fleet_state
+from hub.config import HubConfig, LeaseSection
+from hub.leases import LeaseManager
+from hub.registry import Session
+from hub.store.base import HubStore, SyncSetRecord
 from hub.store.sqlite import SqliteStore
-from tests.fakes import FailingStore, FakeClock, connect, received, running
+from tests.fakes import FailingStore, FakeClock, connect, heartbeat, received, running
 
 TTL_S = 30.0
 GROUP = "site-a"
+CONFIG = HubConfig(lease=LeaseSection(ttl_s=TTL_S))
 
 
-def build(
-    store: HubStore,
-    registry: Registry,
-    clock: FakeClock,
-    *,
-    estops: EstopManager | None = None,
-    journal: JournalFacts | None = None,
-) -> LeaseManager:
-    """The component as the hub assembles it: the one place to follow its constructor."""
-    estops = estops or EstopManager(store, registry, clock)
-    leases = LeaseManager(store, registry, estops, clock, LeaseSection(ttl_s=TTL_S))
-    if journal is not None:
-        leases.journal = journal
-    return leases
+async def build(store: HubStore, clock: FakeClock) -> FleetState:
+    """The component as the hub assembles it (hub/assemble.py), loaded from `store`: the
+    lease manager with the real registry, stops and journal quorum it asks. The one place
+    to follow its constructor."""
+    return await fleet_state(CONFIG, clock, cast(SqliteStore, store))
 
 
 @dataclass
 class Group:
     """Members a and b of site-a, connected and heartbeating."""
 
-    registry: Registry
+    fleet: FleetState
     sessions: dict[str, Session]
+
+    @property
+    def leases(self) -> LeaseManager:
+        return self.fleet.leases
 
     def beat(self, *nodes: str, **fields: object) -> None:
         """Heartbeats from `nodes` (default: every member) arrive now."""
         for node in nodes or tuple(self.sessions):
-            self.registry.heartbeat(self.sessions[node], link_pb2.Heartbeat(**fields))
+            beat = link_pb2.Heartbeat(**fields)  # type: ignore[arg-type]
+            heartbeat(
+                self.fleet.registry, self.fleet.replication.observe, self.sessions[node], beat
+            )
 
 
-def group(store: HubStore, clock: FakeClock) -> Group:
-    registry = Registry(store, clock, LinkSection())
-    sessions = {node: connect(registry, node, GROUP) for node in ("a", "b")}
-    g = Group(registry, sessions)
+async def group(store: HubStore, clock: FakeClock) -> Group:
+    fleet = await build(store, clock)
+    sessions = {node: connect(fleet.registry, node, GROUP) for node in ("a", "b")}
+    g = Group(fleet, sessions)
     g.beat()
     return g
 
@@ -67,8 +66,8 @@ def leadership(leases: LeaseManager) -> fleet_pb2.GroupLeadership:
 async def test_the_best_candidate_is_granted_the_first_epoch_and_it_is_stored(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     denied = await leases.renew("b", GROUP, 0)
     assert (denied.verdict, denied.reason) == ("denied", "a is the better candidate")
     granted = await leases.renew("a", GROUP, 0)
@@ -82,8 +81,8 @@ async def test_the_best_candidate_is_granted_the_first_epoch_and_it_is_stored(
 async def test_inv_lease_01_a_lease_expires_after_its_ttl_and_the_next_epoch_goes_to_another(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     await clock.advance(TTL_S - 0.1)  # a is silent from here on; b heartbeats
     g.beat("b")
@@ -101,8 +100,8 @@ async def test_inv_lease_01_a_lease_expires_after_its_ttl_and_the_next_epoch_goe
 async def test_a_holder_that_renews_in_time_keeps_its_lease_and_its_epoch(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     for _ in range(5):
         await clock.advance(TTL_S * 0.6)
@@ -116,29 +115,26 @@ async def test_a_holder_that_renews_in_time_keeps_its_lease_and_its_epoch(
 async def test_a_lease_keeps_its_deadline_across_a_hub_restart(
     tmp_path: Path, hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
-    await g.registry.flush()
+    await g.fleet.registry.flush()
     await hub_store.close()
     await clock.advance(10.0)  # the hub is down for 10 s
 
     store = SqliteStore(tmp_path / "hub.db")
     await store.open()
     try:
-        registry = Registry(store, clock, LinkSection())
-        await registry.load()
-        restarted = build(store, registry, clock)
-        await restarted.load()
-        assert leadership(restarted).leader == "a"
-        assert leadership(restarted).time_left_s == pytest.approx(TTL_S - 10.0)
-        b = connect(registry, "b", GROUP)
+        restarted = await build(store, clock)
+        assert leadership(restarted.leases).leader == "a"
+        assert leadership(restarted.leases).time_left_s == pytest.approx(TTL_S - 10.0)
+        b = Group(restarted, {"b": connect(restarted.registry, "b", GROUP)})
         await clock.advance(TTL_S - 10.0 - 0.1)
-        registry.heartbeat(b, link_pb2.Heartbeat())
-        assert (await restarted.renew("b", GROUP, 0)).verdict == "denied"
+        b.beat()
+        assert (await restarted.leases.renew("b", GROUP, 0)).verdict == "denied"
         await clock.advance(0.1)
-        registry.heartbeat(b, link_pb2.Heartbeat())
-        taken = await restarted.renew("b", GROUP, 0)
+        b.beat()
+        taken = await restarted.leases.renew("b", GROUP, 0)
         assert (taken.verdict, taken.epoch) == ("granted", 2)
     finally:
         await store.close()
@@ -147,10 +143,9 @@ async def test_a_lease_keeps_its_deadline_across_a_hub_restart(
 async def test_a_member_under_an_emergency_stop_is_not_granted(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    estops = EstopManager(hub_store, g.registry, clock)
-    leases = build(hub_store, g.registry, clock, estops=estops)
-    await estops.engage("node:a", "jammed arm", "alice")
+    g = await group(hub_store, clock)
+    leases = g.leases
+    await g.fleet.estops.engage("node:a", "jammed arm", "alice")
     stopped = await leases.renew("a", GROUP, 0)
     assert (stopped.verdict, stopped.reason) == ("denied", "not eligible: emergency stop latched")
     assert (await leases.renew("b", GROUP, 0)).verdict == "granted"
@@ -159,48 +154,38 @@ async def test_a_member_under_an_emergency_stop_is_not_granted(
 async def test_a_member_reporting_a_local_stop_is_not_granted(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     g.beat("a", local_stop_ids=["local-1"])
     assert (await leases.renew("a", GROUP, 0)).reason == "not eligible: emergency stop latched"
     assert (await leases.renew("b", GROUP, 0)).verdict == "granted"
 
 
-@dataclass
-class Journal:
-    """The journal's word on each member (what hub.replication answers)."""
-
-    blocks: dict[str, str] = field(default_factory=dict)
-
-    def eligibility(self, group: str) -> dict[str, tuple[int, str | None]]:
-        return {node: (7, self.blocks.get(node)) for node in ("a", "b")}
-
-    def handover_risk(self, group: str, holder: str, target: str) -> tuple[int, str]:
-        return 0, "nothing"
-
-    def catching_up(self, group: str, node: str) -> bool:
-        return False
-
-
 async def test_inv_repl_01_a_member_whose_journal_may_lack_committed_entries_is_not_granted(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
+    # The hub holds b as the group's only sync replica (stored before it started) and both
+    # members report journal entries: the journal's quorum (hub.replication) says a may
+    # lack committed entries, and the election takes its word.
+    await hub_store.save_sync_set(SyncSetRecord(GROUP, ("b",), (), 1))
+    g = await group(hub_store, clock)
+    g.beat(journal=link_pb2.JournalReport(role="replica", last_index=7, last_epoch=1))
+    leases = g.leases
     why = "not in the sync set (b): may lack committed entries"
-    leases = build(hub_store, g.registry, clock, journal=Journal({"a": why}))
     refused = await leases.renew("a", GROUP, 0)
     assert (refused.verdict, refused.reason) == ("denied", f"not eligible: {why}")
     assert (await leases.renew("b", GROUP, 0)).verdict == "granted"
     candidates = {c.node_id: c for c in leadership(leases).candidates}
     assert (candidates["a"].eligible, candidates["a"].why_not) == (False, why)
     assert candidates["b"].eligible
+    assert (candidates["a"].position, candidates["b"].position) == (7, 7)
 
 
 async def test_a_member_whose_answers_come_late_is_granted_only_once_one_comes_in_time(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     late = await leases.renew("a", GROUP, 0, previous_late=True)
     assert late.reason == "not eligible: its lease answers reach it after its deadline"
     assert (await leases.renew("a", GROUP, 0, previous_late=False)).verdict == "granted"
@@ -209,8 +194,8 @@ async def test_a_member_whose_answers_come_late_is_granted_only_once_one_comes_i
 async def test_inv_lease_01_a_release_with_a_stale_epoch_or_from_another_node_is_refused(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     for node, epoch in (("a", 0), ("a", 2), ("b", 1)):
         refused = await leases.release(node, GROUP, epoch)
@@ -226,8 +211,8 @@ async def test_inv_lease_01_a_release_with_a_stale_epoch_or_from_another_node_is
 async def test_a_switchover_moves_the_lease_to_its_target_at_the_next_epoch(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     async with running(leases.resign(GROUP, "b", 10.0, dry_run=False)) as resigning:
         await clock.settle()
@@ -252,8 +237,8 @@ async def test_a_switchover_moves_the_lease_to_its_target_at_the_next_epoch(
 async def test_a_switchover_its_target_does_not_take_ends_after_its_timeout(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     async with running(leases.resign(GROUP, "b", 5.0, dry_run=False)) as resigning:
         await clock.advance(4.9)
@@ -270,8 +255,8 @@ async def test_a_switchover_its_target_does_not_take_ends_after_its_timeout(
 async def test_a_dry_run_switchover_changes_nothing_and_nudges_nobody(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     report = await leases.resign(GROUP, "", 5.0, dry_run=True)
     assert (report.to, report.done, report.detail) == (
@@ -286,8 +271,8 @@ async def test_a_dry_run_switchover_changes_nothing_and_nudges_nobody(
 async def test_a_paused_group_gets_no_automatic_failover_until_resumed(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
-    leases = build(hub_store, g.registry, clock)
+    g = await group(hub_store, clock)
+    leases = g.leases
     await leases.renew("a", GROUP, 0)
     await leases.pause(GROUP, True)
     assert (await hub_store.list_leases())[0].paused
@@ -304,9 +289,9 @@ async def test_a_paused_group_gets_no_automatic_failover_until_resumed(
 async def test_a_lease_the_store_could_not_write_is_not_granted(
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
-    g = group(hub_store, clock)
     failing = FailingStore(hub_store)
-    leases = build(cast(HubStore, failing), g.registry, clock)
+    g = await group(cast(HubStore, failing), clock)
+    leases = g.leases
     failing.failing["save_lease"] = OSError("disk full")
     with pytest.raises(OSError, match="disk full"):
         await leases.renew("a", GROUP, 0)

@@ -4,56 +4,50 @@ confirmation, failover only to a member holding every committed entry, quorum re
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from edgecommon.errors import Conflict
 from edgecommon.pb import link_pb2
-from hub.config import LeaseSection, LinkSection, ReplicationSection
-from hub.estop import EstopManager
-from hub.leases import LeaseManager
-from hub.registry import Registry, Session
-from hub.replication import ReplicationManager
+from hub.assemble import FleetState, fleet_state
+from hub.config import HubConfig, ReplicationSection
+from hub.registry import Session
 from hub.store.base import HubStore
 from hub.store.sqlite import SqliteStore
-from tests.fakes import FakeClock, connect, eventually, received, running
+from tests.fakes import FakeClock, connect, eventually, heartbeat, received, running
 
 GROUP = "site-a"
 LEADER_ADDRESS = "10.0.0.1:7450"
-TTL_S = LeaseSection().ttl_s
+CONFIG = HubConfig()
+TTL_S = CONFIG.lease.ttl_s
 
 
-@dataclass
-class Hub:
-    registry: Registry
-    leases: LeaseManager
-    replication: ReplicationManager
-
-
-def build(store: HubStore, registry: Registry, clock: FakeClock) -> Hub:
-    """The components as the hub assembles them (hub/server.py): the journal answers the
-    election's eligibility questions and screens every heartbeat. The one place to follow
-    their constructors."""
-    leases = LeaseManager(
-        store, registry, EstopManager(store, registry, clock), clock, LeaseSection()
-    )
-    replication = ReplicationManager(store, registry, leases, clock, ReplicationSection())
-    leases.journal = replication
-    registry.on_heartbeat = replication.observe
-    return Hub(registry, leases, replication)
+async def build(store: HubStore, clock: FakeClock) -> FleetState:
+    """The components as the hub assembles them (hub/assemble.py), loaded from `store`: the
+    journal's quorum answers the election's eligibility questions and reads who leads from
+    the lease table both share. The one place to follow their constructors."""
+    return await fleet_state(CONFIG, clock, cast(SqliteStore, store))
 
 
 @dataclass
 class Group:
     """a, b and c of site-a, connected; a leads at epoch 1 and all hold entries 1..10."""
 
-    hub: Hub
+    hub: FleetState
     sessions: dict[str, Session]
+
+    def beat(self, node: str, report: link_pb2.JournalReport) -> None:
+        """A heartbeat carrying `report` from `node`, taken as the Link servicer takes it:
+        the registry, then the journal's quorum screens it."""
+        beat = link_pb2.Heartbeat(journal=report)
+        heartbeat(self.hub.registry, self.hub.replication.observe, self.sessions[node], beat)
 
     def replica_beats(self, *nodes: str, last_index: int = 10) -> None:
         for node in nodes:
-            report = link_pb2.JournalReport(role="replica", last_index=last_index, last_epoch=1)
-            self.hub.registry.heartbeat(self.sessions[node], link_pb2.Heartbeat(journal=report))
+            self.beat(
+                node, link_pb2.JournalReport(role="replica", last_index=last_index, last_epoch=1)
+            )
 
     def leader_beat(self, confirmed: tuple[str, ...] = (), plan_revision: int = 0) -> None:
         """a reports its journal and its view of b and c, both caught up and pulling."""
@@ -71,16 +65,15 @@ class Group:
             sync_confirmed=confirmed,
             plan_revision=plan_revision,
         )
-        self.hub.registry.heartbeat(self.sessions["a"], link_pb2.Heartbeat(journal=report))
+        self.beat("a", report)
 
     def plans(self, node: str) -> list[link_pb2.ReplicationPlan]:
         return [m.replication for m in received(self.sessions[node])]
 
 
 async def group(store: HubStore, clock: FakeClock) -> Group:
-    registry = Registry(store, clock, LinkSection())
-    g = Group(build(store, registry, clock), {})
-    g.sessions = {node: connect(registry, node, GROUP) for node in ("a", "b", "c")}
+    fleet = await build(store, clock)
+    g = Group(fleet, {node: connect(fleet.registry, node, GROUP) for node in ("a", "b", "c")})
     g.replica_beats("b", "c")
     g.leader_beat()
     assert (await g.hub.leases.renew("a", GROUP, 0)).epoch == 1
@@ -252,10 +245,7 @@ async def test_the_sync_set_survives_a_hub_restart(
     store = SqliteStore(tmp_path / "hub.db")
     await store.open()
     try:
-        registry = Registry(store, clock, LinkSection())
-        await registry.load()
-        restarted = build(store, registry, clock)
-        await restarted.replication.load()
+        restarted = await build(store, clock)
         assert list(restarted.replication.report(GROUP).sync_set) == ["b"]
     finally:
         await store.close()

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from agent.config import SafetySection
+from agent.enrolled import Enrolled
 from agent.permits import HeldPermit, PermitTable, Reason
 from agent.safety import Safety
 from agent.state_db import AgentStateDB, StoredSwitch
@@ -42,24 +43,24 @@ def build(
     on_hub_loss: str = "continue",
     leadership: Lease | None = None,
 ) -> Safety:
-    """The component as the agent assembles it: the one place to follow its constructor."""
+    """The component as the agent assembles it (agent/assemble.py): the one place to follow
+    its constructor. Permits ask `leadership` who leads; without one, the node is not
+    enrolled yet and has no lease keeper, as at the agent's start (agent.enrolled)."""
     config = SafetySection(
         node_switch_file=switch_file,
         tick_s=TICK_S,
         on_hub_loss=on_hub_loss,
         hub_loss_timeout_s=HUB_LOSS_S,
     )
-    safety = Safety(
+    return Safety(
         db,
         SwitchFile(config.node_switch_file, config.switch_default),
         clock,
         config,
         PermitTable(),
         STARTUP_SYNC_S,
+        Enrolled(None).leadership if leadership is None else lambda: leadership,
     )
-    if leadership is not None:
-        safety.leadership = leadership
-    return safety
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ components on real SQLite files in a temporary directory, a fake clock where the
 takes one, real gRPC over real sockets where it talks to something."""
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import random
@@ -15,14 +16,15 @@ from urllib.parse import quote
 import grpc
 import pytest
 
-from agent.config import AgentConfig, AgentSection, ReplicationSection, SafetySection
+from agent import credentials
+from agent.assemble import NodeParts, build_local, build_node
+from agent.config import AgentConfig, AgentSection, LocalSection, ReplicationSection, SafetySection
 from agent.credentials import CredentialPaths, NodeCredentials
+from agent.enrolled import Enrolled
 from agent.journal import JournalStore
-from agent.journal_api import JournalParts
 from agent.leadership import LeadershipState, LeaseKeeper
-from agent.link import HubLink
 from agent.local_api import LocalServer, NodeFacts, start_local_server
-from agent.peer import CertificateRevoked, PeerService
+from agent.peer import CertificateRevoked, PeerService, ServedCertificate
 from agent.permits import PermitLimits, PermitOwner, PermitTable, Reason
 from agent.renewal import RenewalState, Renewer
 from agent.replica import ReplicaLoop
@@ -31,7 +33,6 @@ from agent.revocations import RevokedSerials
 from agent.safety import Safety
 from agent.state_db import AgentStateDB
 from agent.status import AGENT_SECTIONS, HubState, LinkStatus
-from agent.telemetry import Telemetry
 from edgecommon import pki
 from edgecommon.autonomy_file import SwitchFile
 from edgecommon.errors import EdgeError, Overloaded
@@ -42,6 +43,7 @@ from tests.audit_support import FakeClock
 from tests.procs import free_port, short_tmpdir
 
 TRUST = "edge"
+NO_PEER = ""  # the Peer address a journal reports: these report to no hub
 NOW = dt.datetime.now(dt.UTC)
 CA_KEY, CA = pki.create_ca(TRUST, NOW, dt.timedelta(days=1))
 
@@ -51,6 +53,36 @@ def node_credentials(name: str = "node-a", group: str = "site-a") -> NodeCredent
     identity = Identity(Kind.NODE, name, group)
     cert = pki.issue_for_key(CA_KEY, CA, key, identity, TRUST, NOW, dt.timedelta(days=1))
     return NodeCredentials(identity, TRUST, pki.private_key_bytes(key), cert, [CA])
+
+
+@contextlib.asynccontextmanager
+async def enrolled_node(
+    state_dir: Path, clock: FakeClock, journal: JournalStore
+) -> AsyncIterator[NodeParts]:
+    """An enrolled node's parts as agent/assemble.py builds them (its certificate saved in
+    `state_dir`), not running."""
+    key = pki.generate_key()
+    identity = Identity(Kind.NODE, "node-a", "site-a")
+    cert = pki.issue_for_key(CA_KEY, CA, key, identity, TRUST, NOW, dt.timedelta(days=1))
+    credentials.save(CredentialPaths.under(state_dir), key, pki.pem(cert), pki.pem(CA))
+    db = AgentStateDB(state_dir / "agent.db")
+    await db.open()
+    try:
+        config = AgentConfig(
+            agent=AgentSection(hub="127.0.0.1:1", state_dir=state_dir),
+            safety=SafetySection(node_switch_file=state_dir / "autonomy.yaml"),
+        )
+        local = await build_local(config, clock, db, journal)
+        creds = local.enrolled.credentials()
+        if creds is None:
+            raise RuntimeError(f"no node certificate in {state_dir}")
+        node = build_node(config, clock, random.Random(1), local, journal, creds)
+        try:
+            yield node
+        finally:
+            await node.peer_server.stop(None)  # bound by the assembly, never started here
+    finally:
+        await db.close()
 
 
 @dataclass
@@ -72,7 +104,10 @@ async def safety(tmp_path: Path) -> AsyncIterator[Safety]:
     permits = PermitTable(PermitLimits(per_caller=1, total=8))
     switch = SwitchFile(tmp_path / "node-switch.yaml", True)
     try:
-        s = Safety(db, switch, FakeClock(), SafetySection(), permits, 30.0)
+        # Not enrolled: no lease keeper to ask who leads (agent.enrolled).
+        s = Safety(
+            db, switch, FakeClock(), SafetySection(), permits, 30.0, Enrolled(None).leadership
+        )
         await s.load()
         yield s
     finally:
@@ -145,30 +180,30 @@ def test_the_permit_table_counts_grants_releases_refusals_and_revocations() -> N
     assert Reason.GRANTED not in stats.revoked
 
 
-async def test_the_hub_link_counts_disconnects_and_backoffs(tmp_path: Path, safety: Safety) -> None:
+async def test_the_hub_link_counts_disconnects_and_backoffs(
+    tmp_path: Path, journal: JournalStore
+) -> None:
     """The link's counters live in its LinkStatus (what `edgectl status` showed already):
     each state the link enters is counted there, the snapshot reads them."""
     clock = FakeClock()
-    status = LinkStatus(clock, "127.0.0.1:1")
-    creds = node_credentials()
-    config = AgentConfig(agent=AgentSection(hub="127.0.0.1:1"))
-    link = HubLink(config, creds, status, Telemetry.start(tmp_path), safety, random.Random(1))
-    assert link.statistics().state is HubState.NOT_ENROLLED
-    for state in (HubState.CONNECTING, HubState.BACKOFF, HubState.CONNECTING):
-        status.enter(state, "refused")
-    clock.now += 5
-    status.connects += 1  # what a registered stream adds
-    status.enter(HubState.CONNECTED)
-    status.enter(HubState.CONNECTED)  # no change, nothing counted
-    status.enter(HubState.BACKOFF, "hub went away")
-    stats = link.statistics()
-    assert (stats.state, stats.connects, stats.disconnects, stats.backoffs) == (
-        HubState.BACKOFF,
-        1,
-        1,
-        2,
-    )
-    assert (stats.last_error, stats.since_unix, stats.outbox) == ("hub went away", clock.now, 0)
+    async with enrolled_node(tmp_path, clock, journal) as node:
+        link, status = node.link, node.link.status
+        assert link.statistics().state is HubState.NOT_ENROLLED
+        for state in (HubState.CONNECTING, HubState.BACKOFF, HubState.CONNECTING):
+            status.enter(state, "refused")
+        clock.now += 5
+        status.connects += 1  # what a registered stream adds
+        status.enter(HubState.CONNECTED)
+        status.enter(HubState.CONNECTED)  # no change, nothing counted
+        status.enter(HubState.BACKOFF, "hub went away")
+        stats = link.statistics()
+        assert (stats.state, stats.connects, stats.disconnects, stats.backoffs) == (
+            HubState.BACKOFF,
+            1,
+            1,
+            2,
+        )
+        assert (stats.last_error, stats.since_unix, stats.outbox) == ("hub went away", clock.now, 0)
 
 
 @dataclass
@@ -264,7 +299,9 @@ async def test_the_journal_and_its_replication_count_what_the_leader_does(
 ) -> None:
     me = Identity(Kind.NODE, "node-a", "site-a")
     leading = Leading(leads=False)
-    rep = Replication(journal, ReplicationSection(), me, leading, FakeClock())
+    rep = Replication(
+        journal, ReplicationSection(), me, leading, FakeClock(), RevokedSerials(), NO_PEER
+    )
     assert rep.statistics().role is JournalRole.IDLE
     leading.leads = True
     plan = link_pb2.ReplicationPlan(
@@ -293,7 +330,15 @@ async def test_the_replica_loop_reports_the_stream_it_follows(
     journal: JournalStore, tmp_path: Path
 ) -> None:
     me = Identity(Kind.NODE, "node-b", "site-a")
-    rep = Replication(journal, ReplicationSection(), me, Leading(leads=False), FakeClock())
+    rep = Replication(
+        journal,
+        ReplicationSection(),
+        me,
+        Leading(leads=False),
+        FakeClock(),
+        RevokedSerials(),
+        NO_PEER,
+    )
     loop = ReplicaLoop(rep, node_credentials("node-b"), tmp_path / "forensics")
     assert loop.statistics().following == ""
     await journal.save_pull_stream("node-a", 2, b"token")
@@ -321,8 +366,8 @@ async def test_the_peer_service_counts_calls_ended_by_a_revocation(
 ) -> None:
     me = Identity(Kind.NODE, "node-a", "site-a")
     revoked = RevokedSerials()
-    rep = Replication(journal, ReplicationSection(), me, Leading(), FakeClock(), revoked)
-    service = PeerService(rep, node_credentials(), FakeClock())
+    rep = Replication(journal, ReplicationSection(), me, Leading(), FakeClock(), revoked, NO_PEER)
+    service = PeerService(rep, ServedCertificate(node_credentials()), FakeClock())
     await revoked.replace(["0a", "0b"])
     with pytest.raises(CertificateRevoked):
         service._still_valid("0a")
@@ -354,9 +399,10 @@ async def test_renewal_counts_a_failed_attempt(tmp_path: Path) -> None:
 @pytest.fixture
 async def local(safety: Safety) -> AsyncIterator[tuple[LocalServer, NodeFacts]]:
     root = short_tmpdir()
-    facts = NodeFacts(LinkStatus(FakeClock(), "127.0.0.1:1"), root, 0.0, safety)
+    # Not enrolled: no link, no journal yet.
+    facts = NodeFacts(LinkStatus(FakeClock(), "127.0.0.1:1"), root, 0.0, safety, Enrolled(None))
     facts.board.attach("safety", safety)
-    server = await start_local_server(root / "agent.sock", 0o660, facts, JournalParts())
+    server = await start_local_server(root / "agent.sock", 0o660, facts, LocalSection())
     try:
         yield server, facts
     finally:

@@ -18,6 +18,7 @@ from edgecommon.identity import Identity, Kind
 from edgecommon.pb import fleet_pb2, link_pb2
 from edgecommon.statistics import plain
 from hub.admission import TokenBucket
+from hub.assemble import fleet_state
 from hub.audit.emitter import AuditEmitter
 from hub.audit.file_log import FileAuditLog
 from hub.autonomy import FleetSwitch
@@ -33,6 +34,7 @@ from hub.replication import ReplicationManager
 from hub.store.base import AssignmentRecord
 from hub.store.sqlite import SqliteStore
 from tests.audit_support import FakeClock
+from tests.fakes import heartbeat
 
 NOW = dt.datetime.now(dt.UTC)
 CA_KEY, CA = pki.create_ca("edge", NOW, dt.timedelta(days=1))
@@ -45,6 +47,7 @@ class Hub:
     config: HubConfig
     registry: Registry
     estops: EstopManager
+    fleet_switch: FleetSwitch
     leases: LeaseManager
     replication: ReplicationManager
 
@@ -53,16 +56,20 @@ class Hub:
 async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
     store = SqliteStore(tmp_path / "hub.db")
     await store.open()
-    clock, config = FakeClock(), HubConfig()
-    registry = Registry(store, clock, config.link)
-    await registry.load()
-    estops = EstopManager(store, registry, clock)
-    await estops.load()
-    leases = LeaseManager(store, registry, estops, clock, config.lease)
-    await leases.load()
-    replication = ReplicationManager(store, registry, leases, clock, config.replication)
+    clock = FakeClock()
+    config = HubConfig(autonomy=AutonomySection(file=tmp_path / "autonomy.yaml"))
     try:
-        yield Hub(store, clock, config, registry, estops, leases, replication)
+        fleet = await fleet_state(config, clock, store)  # as hub/assemble.py builds them
+        yield Hub(
+            store,
+            clock,
+            config,
+            fleet.registry,
+            fleet.estops,
+            fleet.fleet_switch,
+            fleet.leases,
+            fleet.replication,
+        )
     finally:
         await store.close()
 
@@ -125,15 +132,13 @@ async def test_engaging_a_stop_counts_it_and_acknowledgements_clear_what_is_pend
 
 
 async def test_the_fleet_switch_counts_changes_and_who_applied_the_current_revision(
-    hub: Hub, tmp_path: Path
+    hub: Hub,
 ) -> None:
-    section = AutonomySection(file=tmp_path / "autonomy.yaml")
-    switch = FleetSwitch(hub.store, hub.registry, hub.clock, section)
-    await switch.load()
+    switch = hub.fleet_switch  # loaded: its first reading is a change
     first = switch.statistics()
     assert (first.enabled, first.changes) == (True, 1)
     assert first.source.startswith("default")
-    write_switch(section.file, False, "maintenance", "ops", "2025-01-01T00:00:00Z")
+    write_switch(hub.config.autonomy.file, False, "maintenance", "ops", "2025-01-01T00:00:00Z")
     attach(hub.registry, "a")
     await switch.tick()
     stats = switch.statistics()
@@ -185,12 +190,12 @@ async def test_replication_counts_accepted_and_refused_reports_and_sync_set_chan
     hub: Hub,
 ) -> None:
     manager = hub.replication
-    hub.registry.on_heartbeat = manager.observe
     a, b = attach(hub.registry, "a"), attach(hub.registry, "b")
 
     def beat(session: Session, **journal: object) -> None:
+        """A heartbeat as the Link servicer takes it: the registry, then the quorum."""
         report = link_pb2.JournalReport(**journal)  # type: ignore[arg-type]
-        hub.registry.heartbeat(session, link_pb2.Heartbeat(journal=report))
+        heartbeat(hub.registry, manager.observe, session, link_pb2.Heartbeat(journal=report))
 
     lease = await hub.leases.renew("a", "g", 0)
     seen_b = link_pb2.ReplicaView(node_id="b", durable_index=3, last_pull_age_s=0.1)
