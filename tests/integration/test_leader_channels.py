@@ -19,6 +19,7 @@ from agent.credentials import NodeCredentials
 from agent.journal import JournalStore
 from agent.peer import PeerService, start_peer_server
 from agent.replication import Replication
+from agent.revocations import RevokedSerials
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.errors import Unreachable
@@ -84,7 +85,9 @@ async def leader(ca: CA, name: str, directory: Path) -> AsyncIterator[Leader]:
     """A node leading group g (async mode) serving Peer behind a counting proxy."""
     node = creds(ca, Identity(Kind.NODE, name, "g"))
     store = await open_store(directory / f"{name}.db")
-    rep = Replication(store, ReplicationSection(), node.identity, Lead(True), SystemClock())
+    rep = Replication(
+        store, ReplicationSection(), node.identity, Lead(True), SystemClock(), RevokedSerials(), ""
+    )
     rep.set_plan(link_pb2.ReplicationPlan(group="g", leader=name, epoch=1, min_sync=0))
     server, port, service = await start_peer_server(rep, node, SystemClock(), "127.0.0.1:0")
     proxy = TcpProxy("127.0.0.1", port).start()
@@ -179,7 +182,7 @@ async def test_replaced_hub_credentials_are_used_from_the_next_append(
             await kept.channel_ready()
             rolled = new_ca()
             trust.replace(hub_credentials(rolled))
-            n1.service.adopt(renewed(n1.service.creds, rolled))
+            n1.service.served.adopt(renewed(n1.service.creds, rolled))
             done = await append(pool, n1, "after the rollover")
             assert done.index == 2
             with pytest.raises(grpc.aio.AioRpcError) as refused:
