@@ -3,12 +3,12 @@
     hash(n) = sha256(index, epoch, prev_hash, key, payload), each part length-prefixed
     prev_hash(1) = 32 zero bytes
 
-An append is durable when `append` returns. Concurrent appends are group-committed:
-while one transaction commits, new appends queue up and go together in the next one,
-so many writers cost about one fsync per batch instead of one each. Batches are written
-by one commit task that runs while appends are pending, so a writer that gives up does
-not interrupt the others' commit (its entry may still be written: not acknowledged is
-not the same as not stored).
+An append is durable when `append` returns. Concurrent appends are group-committed
+(edgecommon.group_commit, whose rules for cancellation hold here): while one transaction
+commits, new appends queue up and go together in the next one, so many writers cost
+about one fsync per batch instead of one each. A writer that gives up does not interrupt
+the others' commit (its entry may still be written: not acknowledged is not the same as
+not stored).
 
 SQLite runs on one thread of its own and each write is one call to it (BEGIN, the rows,
 COMMIT together): a cancelled caller cannot leave a transaction open, and a commit costs
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgecommon.errors import EdgeError
+from edgecommon.group_commit import GroupCommit
 from edgecommon.sqlite_file import connect
 
 GENESIS_HASH = bytes(32)
@@ -138,12 +139,11 @@ def _entry(row: Sequence[object]) -> Entry:
     return Entry(int(i), int(ep), bytes(prev), bytes(h), str(k), bytes(p), float(t))  # type: ignore[arg-type]
 
 
-@dataclass
-class _Pending:
+@dataclass(frozen=True)
+class _Append:
     key: str
     payload: bytes
     epoch: int
-    done: asyncio.Future[Entry]
 
 
 INSERT = f"INSERT INTO entries ({COLUMNS}) VALUES (?,?,?,?,?,?,?)"
@@ -275,12 +275,12 @@ class JournalStore:
         self._db = _Db(path)
         self._pool: ThreadPoolExecutor | None = None
         self._write_lock = asyncio.Lock()
-        self._flusher: asyncio.Task[None] | None = None
-        self._pending: list[_Pending] = []
+        self._appends: GroupCommit[_Append, Entry] = GroupCommit(
+            self._write_batch, lambda: EdgeError("the journal is shutting down")
+        )
         self._last = GENESIS
         self._cache: deque[Entry] = deque(maxlen=CACHE_ENTRIES)
         self._grown = asyncio.Event()
-        self.batches = 0
         self.led_epochs: set[int] = set()
         self.rewinds = 0  # rewinds and resyncs recorded in the journal
 
@@ -299,8 +299,9 @@ class JournalStore:
         self._set_tail(tail)
 
     async def close(self) -> None:
-        if self._flusher is not None and not self._flusher.done():
-            await asyncio.wait([self._flusher], timeout=5)
+        with contextlib.suppress(TimeoutError):  # a disk that hangs does not hold shutdown
+            async with asyncio.timeout(5):
+                await self._appends.drain()
         if self._pool is not None:
             await self._run(self._db.close)
             self._pool.shutdown(wait=True)
@@ -315,6 +316,11 @@ class JournalStore:
     @property
     def last(self) -> Position:
         return self._last
+
+    @property
+    def batches(self) -> int:
+        """Appends are written in this many transactions (group commit)."""
+        return self._appends.batches
 
     def _set_tail(self, rows: list[Entry]) -> None:
         self._cache = deque(rows, maxlen=CACHE_ENTRIES)
@@ -340,33 +346,10 @@ class JournalStore:
 
     async def append(self, key: str, payload: bytes, epoch: int) -> Entry:
         """Append one entry; it is on disk when this returns."""
-        done: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(key, payload, epoch, done))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_all(), name="journal-commit")
-        return await asyncio.shield(done)
+        (entry,) = await self._appends.submit([_Append(key, payload, epoch)])
+        return entry
 
-    async def _flush_all(self) -> None:
-        """Commit pending appends, batch after batch, until none are left."""
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                entries = await self._write_batch(batch)
-            except Exception as exc:
-                for p in batch:
-                    if not p.done.done():
-                        p.done.set_exception(exc)
-                continue
-            except BaseException:
-                for p in batch + self._pending:
-                    if not p.done.done():
-                        p.done.set_exception(EdgeError("the journal is shutting down"))
-                raise
-            for p, entry in zip(batch, entries, strict=True):
-                if not p.done.done():
-                    p.done.set_result(entry)
-
-    async def _write_batch(self, batch: list[_Pending]) -> list[Entry]:
+    async def _write_batch(self, batch: list[_Append]) -> list[Entry]:
         now = self.wall()
         async with self._write_lock:
             last, entries = self._last, []
@@ -377,7 +360,6 @@ class JournalStore:
             epoch = entries[-1].epoch
             await self._write(entries, epoch if epoch not in self.led_epochs else 0)
             self.led_epochs.add(epoch)
-        self.batches += 1
         return entries
 
     async def append_replicated(self, entries: Sequence[Entry]) -> Position:

@@ -1,6 +1,11 @@
-"""Loops that run on a fixed cadence and wake early on an event."""
+"""Waiting without losing a cancellation: loops on a fixed cadence that wake early on an
+event (`wait_for_event`), and waits for a condition up to a deadline (`wait_until`)."""
 
 import asyncio
+import math
+from collections.abc import Callable
+
+from edgecommon.clock import Clock
 
 
 async def wait_for_event(event: asyncio.Event, timeout_s: float) -> bool:
@@ -17,4 +22,28 @@ async def wait_for_event(event: asyncio.Event, timeout_s: float) -> bool:
             await event.wait()
     except TimeoutError:
         return False
+    return True
+
+
+async def wait_until(
+    holds: Callable[[], bool],
+    wake: asyncio.Event,
+    deadline: float,
+    clock: Clock,
+    recheck_s: float = math.inf,
+) -> bool:
+    """Wait until `holds()` or until `deadline` (on `clock.monotonic()`); True if it holds.
+
+    `holds()` is checked at once, then each time `wake` is set (it is cleared before each
+    wait, so only a set that comes later counts) and every `recheck_s` for conditions that
+    also change without setting `wake` (a node that disconnects acknowledges nothing).
+    The deadline is the injected clock's: a test with a fake clock moves the clock past
+    it and sets `wake`, and the wait ends without waiting out real time.
+    """
+    while not holds():
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            return False
+        wake.clear()
+        await wait_for_event(wake, min(left, recheck_s))
     return True

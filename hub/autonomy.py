@@ -9,12 +9,11 @@ fleet-wide.
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from edgecommon.autonomy_file import SwitchFile, SwitchReading, write_switch
-from edgecommon.cadence import wait_for_event
+from edgecommon.cadence import wait_for_event, wait_until
 from edgecommon.clock import Clock, stamp
 from edgecommon.errors import NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
@@ -133,10 +132,8 @@ class FleetSwitch:
             stamp(self.clock.wall()),
         )
         await self.tick()
-        deadline = time.monotonic() + max(0.0, wait_s)
-        while self.pending() and time.monotonic() < deadline:
-            self.ack_event.clear()
-            await wait_for_event(self.ack_event, max(0.01, deadline - time.monotonic()))
+        deadline = self.clock.monotonic() + max(0.0, wait_s)
+        await wait_until(lambda: not self.pending(), self.ack_event, deadline, self.clock)
 
     def statistics(self) -> FleetSwitchStatistics:
         pending = len(self.pending())

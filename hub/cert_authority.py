@@ -21,7 +21,8 @@ from cryptography import x509
 
 from edgecommon import pki
 from edgecommon.clock import Clock, utc
-from edgecommon.errors import Conflict, CsrRejected, InvalidArgument, NotFound
+from edgecommon.errors import Conflict, CsrRejected, InvalidArgument, NotFound, Unreachable
+from edgecommon.group_commit import GroupCommit
 from edgecommon.identity import Identity, Kind, name_problem
 from edgecommon.pb import link_pb2
 from edgecommon.reasons import check_reason
@@ -123,8 +124,11 @@ class CertAuthority:
         self.signed = 0
         self._rollover = asyncio.Lock()
         self._with_errors: set[str] = set()
-        self._pending: list[tuple[CertificateRecord, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        # Renewals that arrive together share one transaction (a fleet renewing at once
+        # costs one fsync per batch, not one per node).
+        self._records: GroupCommit[CertificateRecord, None] = GroupCommit(
+            self._write_records, lambda: Unreachable("the hub is shutting down")
+        )
         self._revoked_not_after: dict[str, float] = {}  # serial -> its certificate's expiry
 
     async def load(self) -> None:
@@ -196,28 +200,12 @@ class CertAuthority:
         return Renewed(new, creds.ca_bundle_pem)
 
     async def _record(self, record: CertificateRecord) -> None:
-        """Durably record a signed certificate before it is handed out. Renewals that
-        arrive together share one transaction (a fleet renewing at once costs one fsync
-        per batch, not one per node)."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((record, done))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches(), name="cert-records")
-        await done
+        """Durably record a signed certificate before it is handed out."""
+        await self._records.submit([record])
 
-    async def _write_batches(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self.store.record_certificates([record for record, _ in batch])
-            except Exception as exc:  # every waiter learns that its record failed
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for _, done in batch:
-                if not done.done():
-                    done.set_result(None)
+    async def _write_records(self, records: list[CertificateRecord]) -> list[None]:
+        await self.store.record_certificates(records)
+        return [None] * len(records)
 
     async def revoke(
         self, node_id: str, operator: str, serial: str, reason: str, revoked_by: str

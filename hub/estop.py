@@ -16,9 +16,10 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass
 
-from edgecommon.cadence import wait_for_event
+from edgecommon.cadence import wait_for_event, wait_until
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, NotFound
+from edgecommon.group_commit import WriteBehind
 from edgecommon.pb import fleet_pb2, link_pb2
 from edgecommon.reasons import check_reason
 from edgecommon.scope import Scope, ScopeKind, parse_scope
@@ -71,7 +72,8 @@ class EstopManager:
         self.stops: dict[str, StopRecord] = {}
         self.acks: dict[str, dict[str, Ack]] = defaultdict(dict)
         self._sent_mono: dict[tuple[str, str], float] = {}
-        self._unsaved: list[AckRecord] = []
+        # Acknowledgements not yet in the store, written by `run` in batches.
+        self._unsaved: WriteBehind[tuple[str, str]] = WriteBehind(self._save_acks)
         self._wake = asyncio.Event()
         self.ack_event = asyncio.Event()
         # Counted for statistics(), since the hub started.
@@ -200,7 +202,7 @@ class EstopManager:
             else max(0.0, now - self.stops[ack.stop_id].engaged_unix)
         )
         self.acks[ack.stop_id][node_id] = Ack(now, latency)
-        self._unsaved.append(AckRecord(ack.stop_id, node_id, now, latency))
+        self._unsaved.note((ack.stop_id, node_id))
         self._acks_received += 1
         self._wake.set()
         self.ack_event.set()
@@ -211,16 +213,18 @@ class EstopManager:
             await wait_for_event(self._wake, 5.0)
             self._wake.clear()
             await asyncio.sleep(ACK_FLUSH_S)
-            batch, self._unsaved = self._unsaved, []
-            try:
-                await self.store.save_acks(batch)
-            except BaseException:
-                self._unsaved = batch + self._unsaved
-                raise
+            await self._unsaved.flush()
 
     async def flush(self) -> None:
-        batch, self._unsaved = self._unsaved, []
-        await self.store.save_acks(batch)
+        await self._unsaved.flush()
+
+    async def _save_acks(self, keys: list[tuple[str, str]]) -> None:
+        await self.store.save_acks(
+            [
+                AckRecord(s, n, self.acks[s][n].acked_unix, self.acks[s][n].latency_s)
+                for s, n in keys
+            ]
+        )
 
     def statistics(self) -> EstopStatistics:
         active = self.active()
@@ -257,12 +261,10 @@ class EstopManager:
         if stop_id and stop_id not in self.stops:
             raise NotFound(f"no stop {stop_id!r}; 'edgectl estop status' lists active stops")
         deadline = self.clock.monotonic() + wait_s
-        while self.pending(stop_id):
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                return
-            self.ack_event.clear()
-            await wait_for_event(self.ack_event, min(remaining, 1.0))
+        # Rechecked every second too: a node that disconnects is no longer pending.
+        await wait_until(
+            lambda: not self.pending(stop_id), self.ack_event, deadline, self.clock, 1.0
+        )
 
     def report(self, stop_id: str = "") -> fleet_pb2.EstopReport:
         if stop_id:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from edgecommon.cadence import wait_for_event
+from edgecommon.cadence import wait_until
 from edgecommon.clock import Clock
 from edgecommon.errors import Conflict, InvalidArgument, NotFound
 from edgecommon.pb import fleet_pb2, link_pb2
@@ -444,14 +444,12 @@ class LeaseManager:
         self._switchovers += 1
         g.released_mono = None
         self._nudge(holder, f"switchover to {target}")
-        while not (g.lease.holder == target and g.lease.epoch > old_epoch):
-            remaining = deadline - self.clock.monotonic()
-            if remaining <= 0:
-                break
-            g.changed.clear()
-            if not await wait_for_event(g.changed, remaining):
-                break
-        if g.lease.holder == target and g.lease.epoch > old_epoch:
+        if await wait_until(
+            lambda: g.lease.holder == target and g.lease.epoch > old_epoch,
+            g.changed,
+            deadline,
+            self.clock,
+        ):
             report.done = True
             self._switchovers_done += 1
             report.new_epoch = g.lease.epoch

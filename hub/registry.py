@@ -21,6 +21,7 @@ from cryptography import x509
 from edgecommon import pki
 from edgecommon.cadence import wait_for_event
 from edgecommon.clock import Clock
+from edgecommon.group_commit import WriteBehind
 from edgecommon.identity import Identity
 from edgecommon.pb import link_pb2
 from edgecommon.scope import Scope, ScopeKind
@@ -84,7 +85,8 @@ class Registry:
         # The same sessions by group: a plan for one group is not a walk over the fleet.
         self._by_group: dict[str, dict[str, Session]] = {}
         self._heartbeats: dict[str, link_pb2.Heartbeat] = {}
-        self._dirty: set[str] = set()
+        # Node records changed since the last flush, written by `run` in batches.
+        self._unsaved: WriteBehind[str] = WriteBehind(self._save)
         self._wake = asyncio.Event()
         self._next_session = 0
         # Counted for statistics(), since the hub started.
@@ -98,7 +100,7 @@ class Registry:
                 record = replace(
                     record, state="offline", state_since_unix=now, state_reason="hub restarted"
                 )
-                self._dirty.add(record.node_id)
+                self._unsaved.note(record.node_id)
             self._records[record.node_id] = record
         await self.flush()
 
@@ -111,7 +113,7 @@ class Registry:
             replaced=self._replaced,
             timed_out=self._timed_out,
             heartbeats=self._heartbeat_count,
-            unsaved=len(self._dirty),
+            unsaved=len(self._unsaved),
             flushes=self._flushes,
         )
 
@@ -219,7 +221,7 @@ class Registry:
         log.info("node %s (group %s) is offline: %s", node_id, record.group, reason)
 
     def _mark(self, node_id: str, *, urgent: bool) -> None:
-        self._dirty.add(node_id)
+        self._unsaved.note(node_id)
         if urgent:
             self._wake.set()
 
@@ -234,14 +236,10 @@ class Registry:
             self._go_offline(node_id, session.close_reason)
 
     async def flush(self) -> None:
-        if not self._dirty:
-            return
-        batch, self._dirty = self._dirty, set()
-        try:
-            await self.store.save_nodes([self._records[n] for n in sorted(batch)])
-        except BaseException:
-            self._dirty |= batch
-            raise
+        await self._unsaved.flush()
+
+    async def _save(self, node_ids: list[str]) -> None:
+        await self.store.save_nodes([self._records[n] for n in sorted(node_ids)])
         self._flushes += 1
 
     async def run(self) -> None:

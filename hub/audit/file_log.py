@@ -30,15 +30,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from edgecommon.cancellation import to_the_end
 from edgecommon.clock import Clock, stamp
 from edgecommon.errors import Conflict, InvalidArgument
+from edgecommon.group_commit import GroupCommit
 from hub.audit.backend import (
-    GroupCommit,
     PruneReport,
     check_cutoff,
     checked_events,
     refuse_unverified_prune,
-    to_the_end,
 )
 from hub.audit.chain import (
     Anchor,
@@ -97,7 +97,10 @@ class FileAuditLog:
         self._clock = clock
         self._rotate_bytes = rotate_bytes
         self._log = log or logging.getLogger("hub.audit")
-        self._commit = GroupCommit(self._write)
+        self._commit: GroupCommit[NewEvent, AuditEvent] = GroupCommit(
+            self._write,
+            lambda: AuditUnavailable(f"file audit log {self.directory} is shutting down"),
+        )
         self._io = asyncio.Lock()
         self._pruning = asyncio.Lock()
         self._time_index: dict[Path, TimeIndex] = {}
@@ -220,7 +223,7 @@ class FileAuditLog:
         return keep
 
     async def close(self) -> None:
-        await self._commit.close()
+        await self._commit.drain()
         async with self._io:
             self._release()
 

@@ -23,8 +23,8 @@ import asyncpg
 
 from edgecommon.clock import Clock, stamp
 from edgecommon.errors import Conflict, InvalidArgument
+from edgecommon.group_commit import GroupCommit
 from hub.audit.backend import (
-    GroupCommit,
     PruneReport,
     check_cutoff,
     checked_events,
@@ -196,7 +196,10 @@ class PgAuditLog:
         self._pool: asyncpg.Pool | None = None
         self._closed = False  # after close(), only open() connects again
         self._opening = asyncio.Lock()
-        self._commit = GroupCommit(self._write)
+        self._commit: GroupCommit[NewEvent, AuditEvent] = GroupCommit(
+            self._write,
+            lambda: AuditUnavailable(f"PostgreSQL audit log {self.name} is shutting down"),
+        )
         self._head = Head(0, GENESIS_HASH)
         self._anchor_seq = 0
         self._stats = {"appended": 0, "errors": 0}
@@ -252,7 +255,7 @@ class PgAuditLog:
         return self._pool
 
     async def close(self) -> None:
-        await self._commit.close()
+        await self._commit.drain()
         self._closed = True
         if self._pool is not None:
             pool, self._pool = self._pool, None

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from edgecommon.cadence import wait_for_event
-from edgecommon.cancellation import guarded
+from edgecommon.cancellation import guarded, to_the_end
 
 
 class StreamEnded(Exception):
@@ -169,3 +169,36 @@ def test_shutdown_backstop_exits_and_names_the_task_still_running() -> None:
     [line] = done.stderr.strip().splitlines()
     assert "CRITICAL edge-test: shutdown did not finish within 0.3s" in line
     assert "stubborn at <string>:" in line
+
+
+async def test_to_the_end_runs_the_work_to_its_end_however_often_the_caller_is_cancelled() -> None:
+    release, ended = asyncio.Event(), []
+
+    async def write() -> str:
+        await release.wait()
+        ended.append(True)
+        return "written"
+
+    waiting = asyncio.create_task(to_the_end(write()))
+    await asyncio.sleep(0)
+    for _ in range(3):
+        waiting.cancel()
+        await asyncio.sleep(0)
+    assert not waiting.done()  # still waiting for the work, not for itself
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(5):
+            await waiting
+    assert ended == [True]
+
+
+async def test_to_the_end_returns_the_result_and_raises_the_error_of_the_work() -> None:
+    async def value() -> int:
+        return 7
+
+    async def failing() -> None:
+        raise StreamEnded("boom")
+
+    assert await to_the_end(value()) == 7
+    with pytest.raises(StreamEnded, match="boom"):
+        await to_the_end(failing())
