@@ -28,26 +28,26 @@ from pathlib import Path
 
 import grpc
 
-from agent import credentials
 from agent.config import AgentConfig
-from agent.enroll import join_token, reenroll
 from agent.enrolled import Enrolled, EnrolledParts
-from agent.hub_messages import Handlers, HeartbeatPart
-from agent.journal import JournalStore
-from agent.journal_api import JournalParts
-from agent.leadership import LeaseKeeper
-from agent.link import HubLink, LinkCredentials
-from agent.local_api import NodeFacts
-from agent.peer import PeerService, ServedCertificate, bind_peer_server
-from agent.permits import PermitLimits, PermitTable
-from agent.renewal import Renewer
-from agent.replica import ReplicaLoop
-from agent.replication import Replication
-from agent.revocations import RevokedSerials
-from agent.safety import Safety
+from agent.journal.api import JournalParts
+from agent.journal.peer import PeerService, ServedCertificate, bind_peer_server
+from agent.journal.replica import ReplicaLoop
+from agent.journal.replication import Replication
+from agent.journal.store import JournalStore
+from agent.leases.keeper import LeaseKeeper
+from agent.link.hub_link import HubLink, LinkCredentials
+from agent.link.hub_messages import Handlers, HeartbeatPart
+from agent.link.status import LinkStatus
+from agent.link.telemetry import Telemetry
+from agent.local.api import NodeFacts
+from agent.pki import credentials
+from agent.pki.enroll import join_token, reenroll
+from agent.pki.renewal import Renewer
+from agent.pki.revocations import RevokedSerials
+from agent.safety.permits import PermitLimits, PermitTable
+from agent.safety.runner import Safety
 from agent.state_db import AgentStateDB
-from agent.status import LinkStatus
-from agent.telemetry import Telemetry
 from edgecommon import tokens
 from edgecommon.autonomy_file import SwitchFile
 from edgecommon.clock import Clock
@@ -198,7 +198,7 @@ def build_node(
         (local.safety.add_to_heartbeat, replication.add_to_heartbeat),
         functools.partial(reenroll, config, paths, renewer, local.status),
     )
-    # The local status shows these from now on (agent.status.AGENT_SECTIONS).
+    # The local status shows these from now on (agent.link.status.AGENT_SECTIONS).
     for name, component in (
         ("link", link),
         ("leadership", keeper),

@@ -28,7 +28,7 @@ def _labels(value: dict[str, str]) -> str | None:
 
 # A group is named as in /etc/group, or given as a numeric gid (for groups without a name).
 _GROUP_RE = re.compile(r"^(\d{1,10}|[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?)$")
-# The agent binds private sockets beside its public one (see agent/local_relay.py): their
+# The agent binds private sockets beside its public one (see agent/local/relay.py): their
 # paths, the public path plus this many characters, must fit in a sockaddr_un (107 bytes).
 PRIVATE_PATH_EXTRA = 21
 MAX_SOCKET_PATH = 107 - PRIVATE_PATH_EXTRA
@@ -200,7 +200,7 @@ class ReplicationSection:
 
 @dataclass(frozen=True)
 class LocalSection:
-    """Who may do what on the local socket (agent/local_auth.py). Root and the agent's own
+    """Who may do what on the local socket (agent/local/auth.py). Root and the agent's own
     user are always node operators; everyone else needs a group below."""
 
     operator_groups: list[str] = setting(

@@ -9,10 +9,10 @@ until then. Nothing else is ever set on an object after it is built.
 
 from dataclasses import dataclass
 
-from agent.credentials import NodeCredentials
-from agent.journal_api import JournalParts
-from agent.leadership import LeaseKeeper
-from agent.renewal import Renewer
+from agent.journal.api import JournalParts
+from agent.leases.keeper import LeaseKeeper
+from agent.pki.credentials import NodeCredentials
+from agent.pki.renewal import Renewer
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,13 @@ import sys
 import time
 from pathlib import Path
 
-from agent import credentials
 from agent.assemble import NodeParts, build_local, build_node
 from agent.config import AgentConfig
-from agent.enroll import enroll_until_done, join_token
-from agent.journal import JournalStore
-from agent.link import credential_problem
-from agent.local_api import start_local_server
+from agent.journal.store import JournalStore
+from agent.link.hub_link import credential_problem
+from agent.local.api import start_local_server
+from agent.pki import credentials
+from agent.pki.enroll import enroll_until_done, join_token
 from agent.state_db import AGENT_DB, JOURNAL_DB, AgentStateDB, state_layout
 from edgecommon import config as config_loader
 from edgecommon import tokens

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from agent.credentials import CredentialPaths
+from agent.pki.credentials import CredentialPaths
 from edgecommon.sqlite_file import StateLayout, aconnect
 from edgecommon.sqlite_tx import transaction
 
@@ -25,7 +25,7 @@ SCHEMA = (
     "engaged_unix DOUBLE PRECISION NOT NULL, latched_unix DOUBLE PRECISION NOT NULL)",
     "CREATE TABLE IF NOT EXISTS fleet_switch (id INTEGER PRIMARY KEY CHECK (id = 1), "
     "enabled INTEGER NOT NULL, source TEXT NOT NULL, revision INTEGER NOT NULL)",
-    # The hub's list as last received (agent/revocations.py); replaced whole each time.
+    # The hub's list as last received (agent/pki/revocations.py); replaced whole each time.
     "CREATE TABLE IF NOT EXISTS revoked_serials (serial TEXT PRIMARY KEY)",
 )
 

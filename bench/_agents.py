@@ -42,10 +42,10 @@ from _worker import (
     start_ramped,
 )
 
-from agent import credentials
 from agent.config import AgentConfig
+from agent.link.status import HubState, LinkStatus
+from agent.pki import credentials
 from agent.state_db import AGENT_DB, AgentStateDB, LatchedStop
-from agent.status import HubState, LinkStatus
 from edgecommon.clock import SystemClock
 from edgecommon.daemon import setup_logging
 

@@ -22,7 +22,7 @@ import grpc
 from _procs import BenchError, Child, Children, free_port, wait_until
 from cryptography import x509
 
-from agent.credentials import NodeCredentials
+from agent.pki.credentials import NodeCredentials
 from edgecommon import config as config_loader
 from edgecommon import grpcopts, pki
 from edgecommon.identity import Identity, Kind
@@ -36,7 +36,7 @@ from edgecommon.pb import (
 )
 from hub.admin import issue_bootstrap_credential
 from hub.config import HubConfig
-from hub.credentials import CredentialPaths, load_ca
+from hub.pki.credentials import CredentialPaths, load_ca
 
 RPC_TIMEOUT_S = 10.0
 OPERATOR_MAX_MESSAGE = 64 * 2**20  # fleet-wide reports of thousands of nodes

@@ -28,7 +28,7 @@ from harness import QUICK_RECONNECT, Agent, BenchError, Hub, Run, at_least, prog
 
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import fleet_pb2, link_pb2, link_pb2_grpc
-from hub.credentials import load_ca
+from hub.pki.credentials import load_ca
 
 TIMINGS = {
     "default": (

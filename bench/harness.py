@@ -78,9 +78,9 @@ from _worker import raise_nofile
 
 from agent.assemble import LocalParts, build_link, build_local
 from agent.config import AgentConfig, AgentSection, LinkSection, SafetySection
-from agent.hub_messages import Handler, Handlers, Reply
-from agent.journal import JournalStore
-from agent.link import HubLink, LinkCredentials
+from agent.journal.store import JournalStore
+from agent.link.hub_link import HubLink, LinkCredentials
+from agent.link.hub_messages import Handler, Handlers, Reply
 from agent.state_db import JOURNAL_DB, AgentStateDB
 from edgecommon import grpcopts
 from edgecommon.clock import Clock
@@ -186,14 +186,14 @@ async def _dropped(body: Any, reply: Reply) -> None:
 
 # A simulated agent runs no lease keeper and no journal: the hub's lease nudges and
 # replication plans reach it and are dropped. A new kind of hub message makes building the
-# handler table fail (agent.hub_messages.Handlers) until a part handles it or it is
+# handler table fail (agent.link.hub_messages.Handlers) until a part handles it or it is
 # dropped here, so the bench cannot silently simulate less than it says.
 NOT_SIMULATED: dict[str, Handler] = {"lease_nudge": _dropped, "replication": _dropped}
 
 
 async def _no_join_token() -> bool:
     """When the hub refuses a simulated agent's certificate: it has no join token to
-    re-enroll with, so it does not (as agent.enroll.reenroll answers for such a node)."""
+    re-enroll with, so it does not (as agent.pki.enroll.reenroll answers for such a node)."""
     return False
 
 

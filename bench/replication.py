@@ -33,12 +33,12 @@ import grpc
 import harness
 from harness import QUICK_RECONNECT, Agent, BenchError, Hub, Run, at_least, progress
 
-from agent import credentials
 from agent.assemble import build_local, build_node
 from agent.config import AgentConfig, AgentSection
-from agent.divergence import find_divergence
-from agent.journal import GENESIS, JournalStore, Position, make_entry
-from agent.peer import peer_channel
+from agent.journal.divergence import find_divergence
+from agent.journal.peer import peer_channel
+from agent.journal.store import GENESIS, JournalStore, Position, make_entry
+from agent.pki import credentials
 from agent.state_db import AGENT_DB, AgentStateDB
 from edgecommon import pki
 from edgecommon.clock import SystemClock

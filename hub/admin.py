@@ -3,7 +3,7 @@
     edge-hub bootstrap-operator --dir DIR [--name admin] [--force] [--config hub.toml]
     edge-hub audit query|export|verify|prune [--pg-url URL] ...
 
-These are the only operator actions that do not pass the gate (hub/gate.py), and they live
+These are the only operator actions that do not pass the gate (hub/rbac/gate.py), and they live
 here so that nothing else has to reach around it: `bootstrap-operator` signs the first
 operator's certificate with the hub's CA key and gives it `admin` in the hub store (there is
 nobody yet whom the gate could allow), `audit` reads or prunes the PostgreSQL audit table
@@ -40,7 +40,7 @@ from edgecommon.sqlite_file import prepare_async
 from hub.audit.event import NewEvent
 from hub.audit.pg_log import PgAuditLog
 from hub.config import HubConfig
-from hub.credentials import CredentialPaths, load_ca
+from hub.pki.credentials import CredentialPaths, load_ca
 from hub.state_files import state_layout
 from hub.store.base import AssignmentRecord, CertificateRecord
 from hub.store.sqlite import SqliteStore

@@ -5,7 +5,7 @@ TypeError at start, never a feature that silently does nothing. Two pairs need e
 and are built apart on purpose:
 
 * the election asks the journal's quorum who may take over, and the quorum asks who
-  leads: the lease table (hub.leases.LeaseTable) is its own object, built before both;
+  leads: the lease table (hub.leases.manager.LeaseTable) is its own object, built before both;
 * the journal's quorum screens every heartbeat, and needs the registry that takes them:
   the Link servicer hands each heartbeat the registry took to the quorum.
 
@@ -47,30 +47,30 @@ from edgecommon.pb import (
     replication_pb2_grpc,
 )
 from edgecommon.statistics import StatisticsBoard
-from hub import credentials as hub_credentials
 from hub.audit.emitter import AuditEmitter
 from hub.audit.event import NewEvent
-from hub.audit_service import AuditService
-from hub.auth import PeerVerifier
-from hub.autonomy import FleetSwitch
-from hub.cert_authority import CertAuthority
-from hub.certs_service import CertsService
+from hub.audit.service import AuditService
 from hub.config import HubConfig
-from hub.enrollment import Enrollment
-from hub.estop import EstopManager
-from hub.fleet_service import FleetService
-from hub.gate import Gate, GateInterceptor
-from hub.http_api import read_token
-from hub.leader_channels import LeaderChannels
-from hub.leases import LeaseManager, LeaseTable
-from hub.link_service import LinkService
+from hub.fleet.link_service import LinkService
+from hub.fleet.registry import Registry
+from hub.fleet.service import FleetService
+from hub.journal.leader_channels import LeaderChannels
+from hub.journal.replication import ReplicationManager
+from hub.journal.service import ReplicationService
+from hub.leases.manager import LeaseManager, LeaseTable
+from hub.pki import credentials as hub_credentials
+from hub.pki.auth import PeerVerifier
+from hub.pki.authority import CertAuthority
+from hub.pki.enrollment import Enrollment
+from hub.pki.service import CertsService
+from hub.pki.trust import TrustStore
+from hub.rbac.gate import Gate, GateInterceptor
+from hub.rbac.service import RbacService
 from hub.rbac.source import RbacSource
-from hub.rbac_service import RbacService
-from hub.registry import Registry
-from hub.replication import ReplicationManager
-from hub.replication_service import ReplicationService
+from hub.stops.autonomy import FleetSwitch
+from hub.stops.estop import EstopManager
+from hub.stops.http_api import read_token
 from hub.store.sqlite import SqliteStore
-from hub.trust import TrustStore
 
 log = logging.getLogger("edge-hub")
 SERVICE_NAMES = (
@@ -191,7 +191,8 @@ async def build(
         authority.revocations,
     )
     boundary = RequestBoundary(log, clock)
-    # Operator appends reach each group's leader over one pooled channel (hub.leader_channels).
+    # Operator appends reach each group's leader over one pooled channel
+    # (hub.journal.leader_channels).
     leader_channels = LeaderChannels(trust, clock, config.certs.max_connection_age_s)
     # What `edgectl fleet status` shows of the hub itself, section by section, in this order.
     board = StatisticsBoard(

@@ -27,8 +27,8 @@ from hub.audit.event import NewEvent
 from hub.audit.file_log import FileAuditLog
 from hub.audit.pg_log import PgAuditLog
 from hub.config import HubConfig
-from hub.http_api import HttpAuth, start_http
 from hub.state_files import state_layout
+from hub.stops.http_api import HttpAuth, start_http
 from hub.store.sqlite import SqliteStore
 
 log = logging.getLogger("edge-hub")

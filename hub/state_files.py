@@ -7,7 +7,7 @@ without its database is therefore a hub that lost its state, not a new one.
 
 from edgecommon.sqlite_file import StateLayout
 from hub.config import HubConfig
-from hub.credentials import CredentialPaths
+from hub.pki.credentials import CredentialPaths
 
 
 def state_layout(config: HubConfig) -> StateLayout:

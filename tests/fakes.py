@@ -2,7 +2,7 @@
 (plus `FailingStore`, which makes a real store fail on demand).
 
 Everything else is real: a component under test gets a real SQLite store in the test's
-tmp_path, a real registry with sessions attached the way hub/link_service.py attaches
+tmp_path, a real registry with sessions attached the way hub/fleet/link_service.py attaches
 them, real policies and a real audit log. DESIGN.md principle 6: fakes only for time and
 randomness, injected.
 
@@ -33,7 +33,7 @@ from edgecommon import pki
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2
 from edgecommon.scope import Scope
-from hub.registry import Registry, Session
+from hub.fleet.registry import Registry, Session
 
 T0 = 1_790_000_000.0  # where the fake wall clock starts (2026-09-21)
 SEED = 1_790_000_000  # seeds every random.Random a component test hands out
@@ -231,7 +231,7 @@ def heartbeat(
     beat: link_pb2.Heartbeat,
 ) -> bool:
     """A heartbeat arriving on `session`, taken the way the Link servicer takes it
-    (hub/link_service.py): the registry first, then, if it took it (the session is still
+    (hub/fleet/link_service.py): the registry first, then, if it took it (the session is still
     the node's current one), the observer hub/assemble.py hands the servicer (the journal's
     quorum, `ReplicationManager.observe`). False when the registry ignored it."""
     if not registry.heartbeat(session, beat):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import credentials
 from agent.assemble import build_local, build_node
 from agent.config import AgentConfig, AgentSection, SafetySection
-from agent.hub_messages import HUB_MESSAGE_KINDS, LINK_KINDS
-from agent.journal import JournalStore
+from agent.journal.store import JournalStore
+from agent.link.hub_messages import HUB_MESSAGE_KINDS, LINK_KINDS
+from agent.pki import credentials
 from agent.state_db import AgentStateDB
 from edgecommon import pki
 from edgecommon.clock import SystemClock

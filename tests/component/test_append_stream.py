@@ -5,7 +5,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.journal_api import JournalLocalService, JournalParts
+from agent.journal.api import JournalLocalService, JournalParts
 from edgecommon.boundary import BadRequest
 from edgecommon.errors import Conflict
 from edgecommon.pb import replication_pb2

@@ -1,4 +1,4 @@
-"""The hub's emergency stops (hub/estop.py) on a real SQLite store and a real registry, with
+"""The hub's emergency stops (hub/stops/estop.py) on a real SQLite store and a real registry, with
 the fake clock: engage, fan-out by scope, acknowledgements, release, and what a restarted
 hub and a reconnecting agent see. What agents would receive is read from their sessions."""
 
@@ -11,8 +11,8 @@ import pytest
 from edgecommon.errors import Conflict, NotFound
 from edgecommon.pb import link_pb2
 from hub.config import LinkSection
-from hub.estop import ACK_FLUSH_S, EstopManager
-from hub.registry import Registry, Session
+from hub.fleet.registry import Registry, Session
+from hub.stops.estop import ACK_FLUSH_S, EstopManager
 from hub.store.base import HubStore
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FailingStore, FakeClock, bodies, connect, eventually, received, running

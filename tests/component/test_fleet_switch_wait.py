@@ -1,13 +1,13 @@
-"""The fleet switch (hub/autonomy.py) waits for online nodes on the injected clock: an
+"""The fleet switch (hub/stops/autonomy.py) waits for online nodes on the injected clock: an
 hour-long `autonomy set --wait` ends when the fake clock passes it, and as soon as every
 online node has applied the new revision. Real SQLite store, registry and switch file."""
 
 from pathlib import Path
 
 from edgecommon.pb import link_pb2
-from hub.autonomy import FleetSwitch
 from hub.config import AutonomySection, LinkSection
-from hub.registry import Registry, Session
+from hub.fleet.registry import Registry, Session
+from hub.stops.autonomy import FleetSwitch
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FakeClock, connect, eventually, received, running
 

@@ -1,4 +1,4 @@
-"""The gate every operator request passes (hub/gate.py): a real RBAC policy from YAML files,
+"""The gate every operator request passes (hub/rbac/gate.py): a real RBAC policy from YAML files,
 a real file audit log and a real registry in tmp_path, the fake clock and seeded randomness.
 What is checked is the decision a caller gets and the audit events an auditor would read."""
 
@@ -14,9 +14,9 @@ from edgecommon.errors import PermissionDenied, Unauthenticated, Unreachable
 from hub.audit.emitter import AuditEmitter
 from hub.audit.file_log import FileAuditLog
 from hub.config import LinkSection
-from hub.gate import Gate, GateCall
+from hub.fleet.registry import Registry
+from hub.rbac.gate import Gate, GateCall
 from hub.rbac.source import RbacSource
-from hub.registry import Registry
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FakeClock, connect, eventually, running, seeded
 

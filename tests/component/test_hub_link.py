@@ -1,4 +1,4 @@
-"""The agent's stream to the hub (agent/link.py) against a scripted Link servicer over real
+"""The agent's stream to the hub (agent/link/hub_link.py) against a scripted Link servicer over real
 mTLS on loopback, with the real Safety on a real agent.db.
 
 The agent's parts are built as the agent builds them (agent/assemble.py): the link hands
@@ -22,16 +22,16 @@ from typing import Any, cast
 import grpc
 import pytest
 
-from agent import credentials
 from agent.assemble import LocalParts, NodeParts, build_local, build_node
 from agent.config import AgentConfig, AgentSection, LinkSection, SafetySection
-from agent.credentials import NodeCredentials
-from agent.journal import JournalStore
-from agent.link import HubLink
-from agent.permits import Reason
-from agent.safety import Safety
+from agent.journal.store import JournalStore
+from agent.link.hub_link import HubLink
+from agent.link.status import HubState
+from agent.pki import credentials
+from agent.pki.credentials import NodeCredentials
+from agent.safety.permits import Reason
+from agent.safety.runner import Safety
 from agent.state_db import AgentStateDB, LatchedStop
-from agent.status import HubState
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.identity import Identity, Kind

@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from agent.config import AgentConfig, AgentSection
-from agent.credentials import NodeCredentials
-from agent.leadership import LeaseKeeper
+from agent.leases.keeper import LeaseKeeper
+from agent.pki.credentials import NodeCredentials
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.identity import Identity, Kind

@@ -1,4 +1,4 @@
-"""The hub's leader leases (hub/leases.py) on a real SQLite store and a real registry, with
+"""The hub's leader leases (hub/leases/manager.py) on a real SQLite store and a real registry, with
 the fake clock: grants, renewals, expiry after the ttl, fencing epochs, switchover, pause,
 and who may take over (stops, late answers, the journal's word)."""
 
@@ -12,8 +12,8 @@ from edgecommon.errors import Conflict
 from edgecommon.pb import fleet_pb2, link_pb2
 from hub.assemble import FleetState, fleet_state
 from hub.config import HubConfig, LeaseSection
-from hub.leases import LeaseManager
-from hub.registry import Session
+from hub.fleet.registry import Session
+from hub.leases.manager import LeaseManager
 from hub.store.base import HubStore, SyncSetRecord
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FailingStore, FakeClock, connect, heartbeat, received, running
@@ -165,7 +165,7 @@ async def test_inv_repl_01_a_member_whose_journal_may_lack_committed_entries_is_
     hub_store: SqliteStore, clock: FakeClock
 ) -> None:
     # The hub holds b as the group's only sync replica (stored before it started) and both
-    # members report journal entries: the journal's quorum (hub.replication) says a may
+    # members report journal entries: the journal's quorum (hub.journal.replication) says a may
     # lack committed entries, and the election takes its word.
     await hub_store.save_sync_set(SyncSetRecord(GROUP, ("b",), (), 1))
     g = await group(hub_store, clock)

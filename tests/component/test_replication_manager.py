@@ -1,5 +1,5 @@
-"""The journal's quorum on the hub (hub/replication.py) with the real lease manager, registry
-and SQLite store, and the fake clock: sync-set plans reaching the members, the leader's
+"""The journal's quorum on the hub (hub/journal/replication.py) with the real lease manager,
+registry and SQLite store, and the fake clock: sync-set plans reaching the members, the leader's
 confirmation, failover only to a member holding every committed entry, quorum restore."""
 
 from dataclasses import dataclass
@@ -12,7 +12,7 @@ from edgecommon.errors import Conflict
 from edgecommon.pb import link_pb2
 from hub.assemble import FleetState, fleet_state
 from hub.config import HubConfig, ReplicationSection
-from hub.registry import Session
+from hub.fleet.registry import Session
 from hub.store.base import HubStore
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FakeClock, connect, eventually, heartbeat, received, running

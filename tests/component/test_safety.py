@@ -1,4 +1,4 @@
-"""The agent's safety state (agent/safety.py) on a real agent.db in tmp_path, with the fake
+"""The agent's safety state (agent/safety/runner.py) on a real agent.db in tmp_path, with the fake
 clock: waiting to hear the hub after a start, hub loss, the emergency-stop latch across a
 restart, the fleet and node switches, leader-only permits. What it answers is what a
 workload asking for a permit would get."""
@@ -11,8 +11,8 @@ import pytest
 
 from agent.config import SafetySection
 from agent.enrolled import Enrolled
-from agent.permits import HeldPermit, PermitTable, Reason
-from agent.safety import Safety
+from agent.safety.permits import HeldPermit, PermitTable, Reason
+from agent.safety.runner import Safety
 from agent.state_db import AgentStateDB, StoredSwitch
 from edgecommon.autonomy_file import SwitchFile, write_switch
 from edgecommon.pb import link_pb2
@@ -25,7 +25,7 @@ TICK_S = 1.0
 
 @dataclass
 class Lease:
-    """What the lease keeper tells permits (agent.leadership.LeaseKeeper)."""
+    """What the lease keeper tells permits (agent.leases.keeper.LeaseKeeper)."""
 
     epoch: int
     leader: str
@@ -79,7 +79,7 @@ def switch_file(tmp_path: Path) -> Path:
 
 
 async def hub_heard(safety: Safety, enabled: bool = True) -> None:
-    """A registration applied the hub's switch and the link is up (as agent.link does)."""
+    """A registration applied the hub's switch and the link is up (as agent.link.hub_link does)."""
     await safety.set_fleet_switch(link_pb2.FleetSwitch(enabled=enabled, source="hub", revision=1))
     safety.link_changed(up=True)
 

@@ -16,23 +16,23 @@ from urllib.parse import quote
 import grpc
 import pytest
 
-from agent import credentials
 from agent.assemble import NodeParts, build_local, build_node
 from agent.config import AgentConfig, AgentSection, LocalSection, ReplicationSection, SafetySection
-from agent.credentials import CredentialPaths, NodeCredentials
 from agent.enrolled import Enrolled
-from agent.journal import JournalStore
-from agent.leadership import LeadershipState, LeaseKeeper
-from agent.local_api import LocalServer, NodeFacts, start_local_server
-from agent.peer import CertificateRevoked, PeerService, ServedCertificate
-from agent.permits import PermitLimits, PermitOwner, PermitTable, Reason
-from agent.renewal import RenewalState, Renewer
-from agent.replica import ReplicaLoop
-from agent.replication import JournalRole, Replication
-from agent.revocations import RevokedSerials
-from agent.safety import Safety
+from agent.journal.peer import CertificateRevoked, PeerService, ServedCertificate
+from agent.journal.replica import ReplicaLoop
+from agent.journal.replication import JournalRole, Replication
+from agent.journal.store import JournalStore
+from agent.leases.keeper import LeadershipState, LeaseKeeper
+from agent.link.status import AGENT_SECTIONS, HubState, LinkStatus
+from agent.local.api import LocalServer, NodeFacts, start_local_server
+from agent.pki import credentials
+from agent.pki.credentials import CredentialPaths, NodeCredentials
+from agent.pki.renewal import RenewalState, Renewer
+from agent.pki.revocations import RevokedSerials
+from agent.safety.permits import PermitLimits, PermitOwner, PermitTable, Reason
+from agent.safety.runner import Safety
 from agent.state_db import AgentStateDB
-from agent.status import AGENT_SECTIONS, HubState, LinkStatus
 from edgecommon import pki
 from edgecommon.autonomy_file import SwitchFile
 from edgecommon.errors import EdgeError, Overloaded

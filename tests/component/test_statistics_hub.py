@@ -17,20 +17,20 @@ from edgecommon.errors import PermissionDenied, Unauthenticated
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import fleet_pb2, link_pb2
 from edgecommon.statistics import plain
-from hub.admission import TokenBucket
 from hub.assemble import fleet_state
 from hub.audit.emitter import AuditEmitter
 from hub.audit.file_log import FileAuditLog
-from hub.autonomy import FleetSwitch
 from hub.config import AutonomySection, HubConfig
-from hub.election import Verdict
-from hub.estop import EstopManager
-from hub.gate import Gate, GateCall
-from hub.journal_reports import Refusal
-from hub.leases import LeaseManager, LeaseState
+from hub.fleet.admission import TokenBucket
+from hub.fleet.registry import Registry, Session
+from hub.journal.replication import ReplicationManager
+from hub.journal.reports import Refusal
+from hub.leases.election import Verdict
+from hub.leases.manager import LeaseManager, LeaseState
+from hub.rbac.gate import Gate, GateCall
 from hub.rbac.source import RbacSource
-from hub.registry import Registry, Session
-from hub.replication import ReplicationManager
+from hub.stops.autonomy import FleetSwitch
+from hub.stops.estop import EstopManager
 from hub.store.base import AssignmentRecord
 from hub.store.sqlite import SqliteStore
 from tests.audit_support import FakeClock

@@ -12,7 +12,7 @@ from edgecommon.enroll_client import request_certificate
 from edgecommon.errors import InvalidArgument, PermissionDenied
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import fleet_pb2, fleet_pb2_grpc, link_pb2, link_pb2_grpc
-from hub.credentials import CredentialPaths, load_ca
+from hub.pki.credentials import CredentialPaths, load_ca
 from tests.procs import Fleet, wait_until
 
 

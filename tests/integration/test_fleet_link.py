@@ -3,7 +3,7 @@
 import signal
 import stat
 
-from agent.status import AGENT_SECTIONS
+from agent.link.status import AGENT_SECTIONS
 from hub.assemble import HUB_SECTIONS
 from tests.keycheck import secret_needles
 from tests.procs import Fleet, wait_until

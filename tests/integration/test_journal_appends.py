@@ -1,6 +1,6 @@
 """Operator appends through the hub (`edgectl journal append --group`) with real processes:
 the hub forwards them to the group's leader on one pooled mTLS channel
-(hub/leader_channels.py), follows a leader change, survives a CA rollover and closes the
+(hub/journal/leader_channels.py), follows a leader change, survives a CA rollover and closes the
 channel when it stops."""
 
 from edgecommon import pki

@@ -1,4 +1,4 @@
-"""The hub's pooled channels to journal leaders (hub/leader_channels.py) against real Peer
+"""The hub's pooled channels to journal leaders (hub/journal/leader_channels.py) against real Peer
 servers over mutual TLS on loopback, each behind a TCP proxy that counts the connections
 the hub really opens. Journals are real SQLite files; only the pool's clock is injected."""
 
@@ -15,20 +15,20 @@ import pytest
 from cryptography import x509
 
 from agent.config import ReplicationSection
-from agent.credentials import NodeCredentials
-from agent.journal import JournalStore
-from agent.peer import PeerService, start_peer_server
-from agent.replication import Replication
-from agent.revocations import RevokedSerials
+from agent.journal.peer import PeerService, start_peer_server
+from agent.journal.replication import Replication
+from agent.journal.store import JournalStore
+from agent.pki.credentials import NodeCredentials
+from agent.pki.revocations import RevokedSerials
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.errors import Unreachable
 from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2, replication_pb2, replication_pb2_grpc
 from edgecommon.peerwire import ON_BEHALF_OF, peer_options
-from hub.credentials import HubCredentials
-from hub.leader_channels import LeaderChannels, LeaderChannelStatistics
-from hub.trust import TrustStore
+from hub.journal.leader_channels import LeaderChannels, LeaderChannelStatistics
+from hub.pki.credentials import HubCredentials
+from hub.pki.trust import TrustStore
 from tests.integration.test_peer import Lead, creds, open_store
 from tests.tcpproxy import TcpProxy
 
@@ -58,7 +58,7 @@ def new_ca(age_s: float = 0.0) -> CA:
 
 
 def hub_credentials(ca: CA) -> HubCredentials:
-    """The hub's credentials as hub/credentials.py makes them: a server certificate from
+    """The hub's credentials as hub/pki/credentials.py makes them: a server certificate from
     `ca`, trusting `ca` only."""
     ca_key, ca_cert = ca
     key = pki.generate_key()

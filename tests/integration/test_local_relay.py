@@ -15,9 +15,9 @@ from urllib.parse import quote
 import grpc
 import pytest
 
-from agent.local_auth import AccessPolicy, LocalCaller, RoleGroups
-from agent.local_gate import LocalGate
-from agent.local_relay import CallerRegistry, LocalRelay, peer_caller, private_dir_for
+from agent.local.auth import AccessPolicy, LocalCaller, RoleGroups
+from agent.local.gate import LocalGate
+from agent.local.relay import CallerRegistry, LocalRelay, peer_caller, private_dir_for
 from tests.procs import short_tmpdir
 
 PACKAGE = "autonomyops.edge.v1"

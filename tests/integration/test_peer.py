@@ -12,12 +12,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from agent.config import ReplicationSection
-from agent.credentials import NodeCredentials
-from agent.journal import GENESIS, JournalStore, Position, make_entry
-from agent.peer import PeerService, peer_channel, start_peer_server
-from agent.replica import ReplicaLoop
-from agent.replication import Replication, entry_pb
-from agent.revocations import RevokedSerials
+from agent.journal.peer import PeerService, peer_channel, start_peer_server
+from agent.journal.replica import ReplicaLoop
+from agent.journal.replication import Replication, entry_pb
+from agent.journal.store import GENESIS, JournalStore, Position, make_entry
+from agent.pki.credentials import NodeCredentials
+from agent.pki.revocations import RevokedSerials
 from edgecommon import pki
 from edgecommon.clock import SystemClock
 from edgecommon.identity import Identity, Kind

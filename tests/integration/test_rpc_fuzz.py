@@ -29,7 +29,7 @@ from google.protobuf.message_factory import GetMessageClass
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.credentials import CredentialPaths
+from agent.pki.credentials import CredentialPaths
 from edgecommon.pb import (
     agent_pb2,
     audit_pb2,

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.renewal import EARLIEST, LATEST, renew_at, renewal_window, retry_delay
+from agent.pki.renewal import EARLIEST, LATEST, renew_at, renewal_window, retry_delay
 from edgecommon.backoff import BackoffPolicy
 from edgecommon.errors import Conflict, InvalidArgument, NotFound
-from hub.cert_authority import (
+from hub.pki.authority import (
     live_revocations,
     node_ca_counts,
     retire_refusal,

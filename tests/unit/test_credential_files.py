@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from agent import credentials
+from agent.pki import credentials
 from edgecommon import pki
 from edgecommon.config import load
 from edgecommon.errors import CredentialError
 from edgecommon.identity import Identity, Kind
-from hub import credentials as hub_credentials
 from hub.config import HubConfig
+from hub.pki import credentials as hub_credentials
 from hub.store.base import CertificateRecord, RevocationRecord
 from hub.store.sqlite import SqliteStore
 

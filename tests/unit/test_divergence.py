@@ -3,7 +3,7 @@
 import asyncio
 import math
 
-from agent.divergence import find_divergence
+from agent.journal.divergence import find_divergence
 
 
 def journals(common: int, local_extra: int, leader_extra: int) -> tuple[list[str], list[str]]:

@@ -1,6 +1,6 @@
 """The lease decision: who may lead, and INV-LEASE-01 over random histories.
 
-The models below play agents the way agent/leadership.py behaves: one call at a time, an
+The models below play agents the way agent/leases/keeper.py behaves: one call at a time, an
 answer taken up only within the call's deadline, belief until send time + ttl - margin,
 each request saying how long it still believes and whether its previous answer was late.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from hub.election import (
+from hub.leases.election import (
     Candidate,
     Decision,
     GroupState,
@@ -216,7 +216,7 @@ TTL_S, MARGIN_S, BUDGET_S, INTERVAL_S = 10.0, 0.5, 1.0, 2.0
 
 @dataclass
 class Agent:
-    """A lease keeper as agent/leadership.py runs it (its clock runs at the hub's rate)."""
+    """A lease keeper as agent/leases/keeper.py runs it (its clock runs at the hub's rate)."""
 
     node: str
     epoch: int = 0

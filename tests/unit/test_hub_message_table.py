@@ -9,14 +9,14 @@ import pytest
 
 from agent.assemble import hub_handlers
 from agent.config import AgentConfig, ReplicationSection, SafetySection
-from agent.credentials import NodeCredentials
-from agent.hub_messages import LINK_KINDS, Handlers, Reply
-from agent.journal import JournalStore
-from agent.leadership import LeaseKeeper
-from agent.permits import PermitTable
-from agent.replication import Replication
-from agent.revocations import RevokedSerials
-from agent.safety import Safety
+from agent.journal.replication import Replication
+from agent.journal.store import JournalStore
+from agent.leases.keeper import LeaseKeeper
+from agent.link.hub_messages import LINK_KINDS, Handlers, Reply
+from agent.pki.credentials import NodeCredentials
+from agent.pki.revocations import RevokedSerials
+from agent.safety.permits import PermitTable
+from agent.safety.runner import Safety
 from agent.state_db import AgentStateDB
 from edgecommon import pki
 from edgecommon.autonomy_file import SwitchFile
@@ -24,7 +24,7 @@ from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2
 from tests.audit_support import FakeClock
 
-# Read from the proto itself, not from agent.hub_messages.
+# Read from the proto itself, not from agent.link.hub_messages.
 PROTO_KINDS = {field.name for field in link_pb2.HubMessage.DESCRIPTOR.oneofs_by_name["body"].fields}
 
 

@@ -11,13 +11,13 @@ from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2
 from edgecommon.scope import Scope, ScopeKind
 from hub.config import LinkSection
-from hub.registry import Registry, Session
+from hub.fleet.registry import Registry, Session
 from hub.store.sqlite import SqliteStore
 from tests.audit_support import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 # The sender (and Session, the outbox's owner), and the servicer that drains it.
-OUTBOX_OWNERS = {"hub/registry.py", "hub/link_service.py"}
+OUTBOX_OWNERS = {"hub/fleet/registry.py", "hub/fleet/link_service.py"}
 
 
 def test_no_module_of_the_hub_but_the_sender_and_the_link_touches_an_outbox() -> None:

@@ -52,7 +52,9 @@ def violations(package: str) -> list[str]:
 
 
 def test_the_checker_sees_imports_anywhere_in_a_module() -> None:
-    source = "import os\nfrom hub.config import X\n\ndef f():\n    import agent.link as a\n"
+    source = (
+        "import os\nfrom hub.config import X\n\ndef f():\n    import agent.link.hub_link as a\n"
+    )
     assert imported_packages(source) == {(1, "os"), (2, "hub"), (5, "agent")}
     assert imported_packages("from . import sibling\n") == set()
 
@@ -100,3 +102,68 @@ def test_no_edgectl_module_loads_hub_or_agent(target: str) -> None:
     assert target == "--help" or target in loaded
     programs = [m for m in loaded if m.split(".")[0] in FORBIDDEN["edgectl"]]
     assert programs == [], f"importing {target} loads {programs}"
+
+
+# The map in docs/architecture.md ("## Packages"): package → job → what it may import.
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+
+
+def package_of(module: str) -> str | None:
+    """`hub.fleet` for hub/fleet/registry.py; `hub` for a module at the top of hub/."""
+    parts = module.split(".")
+    if parts[0] not in PROGRAMS:
+        return None
+    if parts[0] in ("hub", "agent") and len(parts) > 1 and (ROOT / parts[0] / parts[1]).is_dir():
+        return f"{parts[0]}.{parts[1]}"
+    return parts[0]
+
+
+def documented_map() -> dict[str, set[str]]:
+    """Each package row of the map, as a dotted name, and the packages it may import."""
+    text = ARCHITECTURE.read_text()
+    section = text[text.index("## Packages") :].split("\n## ", 1)[0]
+    rows: dict[str, set[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or not cells[0].startswith("`") or "→" in cells[0]:
+            continue
+        name = cells[0].split("`")[1].rstrip("/").replace("/", ".")
+        allowed = {a.split("`")[1] for a in cells[2].split(",") if "`" in a}
+        rows[name] = {a.removesuffix(".*") for a in allowed}
+        if any(a.endswith(".*") for a in allowed):
+            rows[name] |= {f"{name}.{d.name}" for d in (ROOT / name).iterdir() if d.is_dir()}
+    return rows
+
+
+def actual_map() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for program in PROGRAMS:
+        for path in (ROOT / program).rglob("*.py"):
+            if "pb" in path.relative_to(ROOT).parts or "migrations" in path.parts:
+                continue
+            me = package_of(".".join(path.relative_to(ROOT).with_suffix("").parts))
+            assert me is not None
+            deps = found.setdefault(me, set())
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = []
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                elif isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                deps |= {p for n in names if (p := package_of(n)) is not None and p != me}
+    return found
+
+
+def test_the_architecture_map_names_every_package_and_what_it_imports() -> None:
+    documented, actual = documented_map(), actual_map()
+    assert sorted(documented) == sorted(actual), "docs/architecture.md: the map's packages"
+    for package, deps in sorted(actual.items()):
+        beyond = deps - documented[package] - {package}
+        assert not beyond, f"{package} imports {sorted(beyond)}, beyond the map"
+
+
+def test_the_map_check_sees_a_package_import_beyond_its_row() -> None:
+    assert package_of("hub.fleet.registry") == "hub.fleet"
+    assert package_of("hub.assemble") == "hub"
+    assert package_of("grpc") is None
+    assert "agent" not in documented_map()["hub.fleet"]

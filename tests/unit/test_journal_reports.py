@@ -6,8 +6,8 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hub.journal_reports import Position, Refusal, adoptable_commit, judge
-from hub.quorum import GroupFacts, MemberFacts, ineligible_because, unhealthy_because
+from hub.journal.quorum import GroupFacts, MemberFacts, ineligible_because, unhealthy_because
+from hub.journal.reports import Position, Refusal, adoptable_commit, judge
 
 BIG = 2**62
 
@@ -63,7 +63,9 @@ def honest_histories(draw):  # type: ignore[no-untyped-def]
             rewinds += 1
         elif op == "lead":
             epoch += draw(st.integers(1, 3))
-            commit = last  # a new leadership counts its whole journal (agent/replication.py)
+            commit = (
+                last  # a new leadership counts its whole journal (agent/journal/replication.py)
+            )
         elif op == "follow":
             epoch, commit = 0, 0
         replicas = tuple((f"r{i}", draw(st.integers(0, last))) for i in range(2)) if epoch else ()

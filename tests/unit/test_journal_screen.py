@@ -1,4 +1,4 @@
-"""The hub screening journal reports as heartbeats arrive (hub.replication.observe), with a
+"""The hub screening journal reports as heartbeats arrive (hub.journal.replication.observe), with a
 real registry on a real SQLite store and a fake clock: an impossible report is refused,
 never adopted, logged once per node and reason, counted, shown, and the node may not take
 over until it reports possible positions again."""
@@ -14,8 +14,8 @@ from edgecommon.identity import Identity, Kind
 from edgecommon.pb import link_pb2
 from hub.assemble import fleet_state
 from hub.config import HubConfig
-from hub.journal_reports import Refusal
-from hub.registry import Registry
+from hub.fleet.registry import Registry
+from hub.journal.reports import Refusal
 from hub.store.sqlite import SqliteStore
 from tests.fakes import FakeClock
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.journal import (
+from agent.journal.store import (
     GENESIS,
     ChainBroken,
     JournalStore,

@@ -4,7 +4,7 @@ import itertools
 
 import pytest
 
-from hub.leader_channels import Dialled, Replaced, replacement
+from hub.journal.leader_channels import Dialled, Replaced, replacement
 
 DIALLED = Dialled(leader="n1", address="10.0.0.1:7443", credentials_version=3, at_mono=100.0)
 MAX_AGE_S = 60.0

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import local_api
 from agent.config import AgentConfig, LocalSection
-from agent.local_auth import (
+from agent.local import api as local_api
+from agent.local.auth import (
     LOCAL_RPCS,
     AccessPolicy,
     LocalCaller,
@@ -18,7 +18,7 @@ from agent.local_auth import (
     check,
     owns,
 )
-from agent.local_gate import resolve_policy
+from agent.local.gate import resolve_policy
 from edgecommon import config as config_loader
 from edgecommon.errors import ConfigError
 from edgecommon.pb import agent_pb2, replication_pb2
@@ -33,7 +33,7 @@ POLICY = AccessPolicy(
     journal_writers=RoleGroups(("edge-journal",), frozenset({WRITERS})),
 )
 
-# Written out independently of agent/local_auth.py: which role holds which permission.
+# Written out independently of agent/local/auth.py: which role holds which permission.
 EXPECTED = {
     "local.status.read": {"operator", "workload", "journal"},
     "local.permit": {"operator", "workload"},

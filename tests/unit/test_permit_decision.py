@@ -4,8 +4,8 @@ import itertools
 
 import pytest
 
-from agent.permits import PermitTable, Reason, SafetyFacts, check_request, decide
-from agent.safety import HubContact, sync_problem
+from agent.safety.permits import PermitTable, Reason, SafetyFacts, check_request, decide
+from agent.safety.runner import HubContact, sync_problem
 from edgecommon.errors import InvalidArgument
 from edgecommon.scope import Scope, ScopeKind, parse_scope
 

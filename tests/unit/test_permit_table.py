@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.permits import Decision, PermitLimits, PermitOwner, PermitTable, Reason
+from agent.safety.permits import Decision, PermitLimits, PermitOwner, PermitTable, Reason
 from edgecommon.errors import Overloaded
 
 LIMITS = PermitLimits(per_caller=3, total=5)

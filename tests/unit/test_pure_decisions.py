@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from edgecommon.backoff import BackoffPolicy
 from edgecommon.config import parse_duration
 from edgecommon.identity import NAME_RE, Identity, Kind, name_problem, parse_uri
-from hub.admission import TokenBucket
-from hub.registry import overdue
+from hub.fleet.admission import TokenBucket
+from hub.fleet.registry import overdue
 
 names = st.from_regex(NAME_RE, fullmatch=True)
 

@@ -6,9 +6,14 @@ import itertools
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.sync_rule import SyncView, append_refusal, confirmed_members, missing, must_confirm
-from hub.journal_reports import adoptable_commit
-from hub.quorum import (
+from agent.journal.sync_rule import (
+    SyncView,
+    append_refusal,
+    confirmed_members,
+    missing,
+    must_confirm,
+)
+from hub.journal.quorum import (
     GroupFacts,
     MemberFacts,
     confirm,
@@ -18,6 +23,7 @@ from hub.quorum import (
     plan_sync_set,
     with_sync,
 )
+from hub.journal.reports import adoptable_commit
 
 NODES = ("a", "b", "c", "d")
 NOW = 100.0
@@ -245,7 +251,7 @@ def test_inv_repl_01_no_failover_loses_an_acknowledged_entry(ops, min_sync) -> N
             # Positions the hub sees are stale: any eligible node may win, not only the longest.
             leader = node if node in eligible else eligible[0]
             holders = [n for n in MODEL_NODES if online[n] and length[n] >= acked]
-            # The one documented exception (hub/quorum.py): the leader and every holder fail
+            # The one documented exception (hub/journal/quorum.py): the leader and every holder fail
             # within a heartbeat of the journal's first commit, before the hub heard of it.
             if in_use or holders:
                 assert length[leader] >= acked, (leader, length, acked, sync)

@@ -17,7 +17,7 @@ from edgecommon.boundary import (
     text_problem,
 )
 from edgecommon.pb import fleet_pb2, link_pb2, replication_pb2
-from hub.denials import MANY_SOURCES, DenialAggregator
+from hub.audit.denials import MANY_SOURCES, DenialAggregator
 
 FORBIDDEN = [chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))] + [
     "\u2028",

@@ -3,7 +3,7 @@ applied before it is written, kept across restarts, listeners told of new ones o
 
 from pathlib import Path
 
-from agent.revocations import RevokedSerials
+from agent.pki.revocations import RevokedSerials
 from agent.state_db import AgentStateDB
 
 

@@ -8,7 +8,7 @@ from edgecommon.audit_record import AUDIT_PRUNE, HUB_ACTIONS
 from edgecommon.pb import audit_pb2, certs_pb2, fleet_pb2, link_pb2, rbac_pb2, replication_pb2
 from edgecommon.permissions import BUILTIN_ROLES, PERMISSIONS
 from hub import server
-from hub.rpc_permissions import NODE_METHODS, OPERATOR_RULES, SECURITY_EVENTS
+from hub.rbac.rpc_permissions import NODE_METHODS, OPERATOR_RULES, SECURITY_EVENTS
 
 
 def test_every_served_rpc_has_a_permission_mapping() -> None:

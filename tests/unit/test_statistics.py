@@ -10,28 +10,28 @@ from typing import Any
 
 import pytest
 
-from agent.journal import JournalStatistics
-from agent.leadership import LeadershipStatistics
-from agent.link import HubLinkStatistics
-from agent.local_gate import LocalGateStatistics
-from agent.local_relay import RelayStatistics
-from agent.peer import PeerStatistics
-from agent.renewal import RenewalStatistics
-from agent.replica import ReplicaStatistics
-from agent.replication import ReplicationStatistics as JournalReplicationStatistics
-from agent.safety import SafetyStatistics
-from agent.status import AGENT_SECTIONS
+from agent.journal.peer import PeerStatistics
+from agent.journal.replica import ReplicaStatistics
+from agent.journal.replication import ReplicationStatistics as JournalReplicationStatistics
+from agent.journal.store import JournalStatistics
+from agent.leases.keeper import LeadershipStatistics
+from agent.link.hub_link import HubLinkStatistics
+from agent.link.status import AGENT_SECTIONS
+from agent.local.gate import LocalGateStatistics
+from agent.local.relay import RelayStatistics
+from agent.pki.renewal import RenewalStatistics
+from agent.safety.runner import SafetyStatistics
 from edgecommon.boundary import BoundaryStatistics
 from edgecommon.statistics import StatisticsBoard, brief, lines, parse, plain, shown
 from hub.assemble import HUB_SECTIONS
-from hub.autonomy import FleetSwitchStatistics
-from hub.estop import EstopStatistics
-from hub.gate import GateStatistics
-from hub.leader_channels import LeaderChannelStatistics
-from hub.leases import LeaseStatistics
-from hub.link_service import LinkStatistics
-from hub.registry import RegistryStatistics
-from hub.replication import ReplicationStatistics
+from hub.fleet.link_service import LinkStatistics
+from hub.fleet.registry import RegistryStatistics
+from hub.journal.leader_channels import LeaderChannelStatistics
+from hub.journal.replication import ReplicationStatistics
+from hub.leases.manager import LeaseStatistics
+from hub.rbac.gate import GateStatistics
+from hub.stops.autonomy import FleetSwitchStatistics
+from hub.stops.estop import EstopStatistics
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "statistics.md"
 AGENT = {

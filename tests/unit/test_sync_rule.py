@@ -5,7 +5,7 @@ import itertools
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from agent.sync_rule import (
+from agent.journal.sync_rule import (
     SyncView,
     acknowledged,
     append_refusal,
